@@ -1,0 +1,43 @@
+"""mindone.diffusers: the Lumina-Image-2.0 closure of diffusers v0.42.1, in MindSpore.
+
+Public names are imported lazily (as diffusers does), so `import mindone.diffusers` stays cheap.
+"""
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.42.1"
+
+_import_structure = {
+    "configuration_utils": ["ConfigMixin", "FrozenDict", "register_to_config"],
+    "image_processor": ["VaeImageProcessor"],
+    "models.modeling_utils": ["ModelMixin"],
+    "models.modeling_outputs": ["Transformer2DModelOutput", "AutoencoderKLOutput"],
+    "models.transformers.transformer_lumina2": ["Lumina2Transformer2DModel"],
+    "models.autoencoders.autoencoder_kl": ["AutoencoderKL"],
+    "schedulers.scheduling_utils": ["SchedulerMixin"],
+    "schedulers.scheduling_flow_match_euler_discrete": ["FlowMatchEulerDiscreteScheduler"],
+    "pipelines.pipeline_utils": ["DiffusionPipeline", "ImagePipelineOutput"],
+    "pipelines.lumina2.pipeline_lumina2": ["Lumina2Pipeline", "Lumina2Text2ImgPipeline"],
+    "loaders.lora_pipeline": ["Lumina2LoraLoaderMixin"],
+    "loaders.peft": ["PeftAdapterMixin"],
+}
+_name_to_module = {name: module for module, names in _import_structure.items() for name in names}
+__all__ = sorted(_name_to_module)
+
+
+def __getattr__(name):
+    if name in _name_to_module:
+        module = importlib.import_module(f".{_name_to_module[name]}", __name__)
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .configuration_utils import ConfigMixin, FrozenDict, register_to_config  # noqa: F401

@@ -1,0 +1,269 @@
+# Copyright 2025 The HuggingFace Inc. team.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""ModelMixin: `from_pretrained` / `save_pretrained` for MindSpore cells.
+
+Adapted from diffusers v0.42.1 `models/modeling_utils.py`; MindSpore changes: `mindspore_dtype=` replaces `torch_dtype=`,
+models are built under `no_init_parameters` and filled straight from memory-mapped safetensors (no random init, no
+second copy), only safetensors are read and written, and device/offload/quantization arguments do not exist.
+"""
+
+import os
+from typing import Any, Dict, List, Optional, Union
+
+import mindspore as ms
+from mindspore import nn
+from mindspore.nn.utils import no_init_parameters
+
+from ..utils import (
+    CONFIG_NAME,
+    SAFE_WEIGHTS_INDEX_NAME,
+    SAFETENSORS_WEIGHTS_NAME,
+    dtype_to_str,
+    logging,
+    str_to_dtype,
+)
+from .model_loading_utils import (
+    add_variant,
+    load_checkpoint_into_model,
+    named_parameters,
+    resolve_weight_files,
+    save_state_dict_sharded,
+    set_parameter_data,
+)
+
+logger = logging.get_logger(__name__)
+
+_FLOAT_DTYPES = (ms.float16, ms.float32, ms.bfloat16, ms.float64)
+_HUB_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision")
+_UNSUPPORTED_KWARGS = {
+    "torch_dtype": "use `mindspore_dtype=` (e.g. `mindspore_dtype=ms.float32`).",
+    "device_map": "MindSpore places tensors through the context; there is no device map.",
+    "device": "MindSpore places tensors through `ms.set_context(device_target=...)`.",
+    "quantization_config": "quantized checkpoints are not supported by this port.",
+    "use_flashpack": "FlashPack checkpoints are not supported by this port.",
+}
+
+
+def cast_cell(cell: nn.Cell, dtype: ms.Type, keep_in_fp32_modules=()) -> nn.Cell:
+    """Cast every floating parameter of ``cell`` to ``dtype`` in place (``keep_in_fp32_modules`` stay float32)."""
+    for name, param in cell.parameters_and_names():
+        if param.dtype not in _FLOAT_DTYPES:
+            continue
+        target = ms.float32 if any(m in name.split(".") for m in keep_in_fp32_modules) else dtype
+        if param.dtype != target:
+            if param.has_init:
+                param.set_dtype(target)
+            else:
+                set_parameter_data(param, param.astype(target))
+    return cell
+
+
+class ModelMixin(nn.Cell):
+    r"""
+    Base class for all models.
+
+    [`ModelMixin`] takes care of storing the model configuration and provides methods for loading, downloading and
+    saving models.
+
+        - **config_name** ([`str`]) -- Filename to save a model to when calling [`~models.ModelMixin.save_pretrained`].
+    """
+
+    config_name = CONFIG_NAME
+    _automatically_saved_args = ["_diffusers_version", "_class_name", "_name_or_path"]
+    _supports_gradient_checkpointing = False
+    _keys_to_ignore_on_load_unexpected = None
+    _keep_in_fp32_modules = None
+    _no_split_modules = None
+    _skip_layerwise_casting_patterns = None
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def dtype(self) -> ms.Type:
+        """The dtype of the module (the dtype of its first floating parameter)."""
+        for _, param in self.parameters_and_names():
+            if param.dtype in _FLOAT_DTYPES:
+                return param.dtype
+        return ms.float32
+
+    def to(self, dtype: ms.Type = None):
+        """Cast floating parameters to ``dtype`` (MindSpore has no ``.to(device)``)."""
+        if dtype is None or not isinstance(str_to_dtype(dtype), ms.dtype.Type):
+            raise TypeError(f"`to` takes a MindSpore dtype such as ms.float32, got {dtype!r}.")
+        return cast_cell(self, str_to_dtype(dtype), self._keep_in_fp32_modules or ())
+
+    def float(self):
+        return self.to(ms.float32)
+
+    def half(self):
+        return self.to(ms.float16)
+
+    def eval(self):
+        self.set_train(False)
+        return self
+
+    def train(self, mode: bool = True):
+        self.set_train(mode)
+        return self
+
+    def num_parameters(self, only_trainable: bool = False) -> int:
+        return sum(
+            int(p.size) for _, p in self.parameters_and_names() if not only_trainable or p.requires_grad
+        )
+
+    def state_dict(self) -> Dict[str, ms.Parameter]:
+        """Structural parameter names -> parameters: the keys diffusers writes to and reads from checkpoints."""
+        return named_parameters(self)
+
+    def enable_gradient_checkpointing(self, *args, **kwargs):
+        raise NotImplementedError(
+            f"{type(self).__name__} does not support gradient checkpointing in this inference port."
+        )
+
+    def save_pretrained(
+        self,
+        save_directory: Union[str, os.PathLike],
+        is_main_process: bool = True,
+        save_function=None,
+        safe_serialization: bool = True,
+        variant: Optional[str] = None,
+        max_shard_size: Union[int, str] = "10GB",
+        push_to_hub: bool = False,
+        **kwargs,
+    ):
+        """
+        Save a model and its configuration file to a directory so that it can be reloaded using the
+        [`~models.ModelMixin.from_pretrained`] class method (and by diffusers' `from_pretrained`).
+
+        Arguments:
+            save_directory (`str` or `os.PathLike`):
+                Directory to save a model and its configuration file to. Will be created if it doesn't exist.
+            is_main_process (`bool`, *optional*, defaults to `True`):
+                Whether the process calling this is the main process; only it writes the config.
+            save_function (`Callable`, *optional*):
+                Not supported (safetensors are always written); must be `None`.
+            safe_serialization (`bool`, *optional*, defaults to `True`):
+                Must be `True`: only safetensors are written.
+            variant (`str`, *optional*):
+                If specified, weights are saved in the format `diffusion_pytorch_model.<variant>.safetensors`.
+            max_shard_size (`int` or `str`, defaults to `"10GB"`):
+                The maximum size for a checkpoint before being sharded (e.g. `"5GB"`, `"100MB"`, or bytes).
+            push_to_hub (`bool`, *optional*, defaults to `False`):
+                Not supported (no Hub access); must be `False`.
+        """
+        if os.path.isfile(save_directory):
+            raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
+        if not safe_serialization:
+            raise ValueError("Only safetensors are written (`safe_serialization=True`): pickle checkpoints are unsafe.")
+        if save_function is not None:
+            raise ValueError("`save_function` is not supported: weights are always written as safetensors.")
+        if push_to_hub:
+            raise NotImplementedError("`push_to_hub=True` is not supported: upload the folder with huggingface_hub.")
+        os.makedirs(save_directory, exist_ok=True)
+        if is_main_process:
+            self.save_config(save_directory)
+        weights_name = add_variant(SAFETENSORS_WEIGHTS_NAME, variant)
+        index_name = add_variant(SAFE_WEIGHTS_INDEX_NAME, variant)
+        save_state_dict_sharded(
+            self.state_dict(), save_directory, weights_name, index_name, max_shard_size, metadata={"format": "pt"}
+        )
+        logger.info(f"Model weights saved in {save_directory}")
+
+    @classmethod
+    def _pop_loading_kwargs(cls, kwargs: Dict[str, Any]):
+        for name, hint in _UNSUPPORTED_KWARGS.items():
+            if kwargs.get(name) is not None:
+                raise TypeError(f"`{name}` is not supported by mindone's `from_pretrained`: {hint}")
+            kwargs.pop(name, None)
+        if kwargs.pop("use_safetensors", None) is False:
+            raise ValueError("`use_safetensors=False` is not supported: only safetensors checkpoints are read.")
+        for name in ("low_cpu_mem_usage", "output_loading_info", "user_agent", "_from_pipeline", "mirror"):
+            kwargs.pop(name, None)
+        if kwargs.pop("allow_pickle", False):
+            raise ValueError("`allow_pickle=True` is not supported: pickle checkpoints are never read.")
+        hub = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
+        return hub
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs):
+        r"""
+        Instantiate a pretrained MindSpore model from a pretrained model configuration.
+
+        Parameters:
+            pretrained_model_name_or_path (`str` or `os.PathLike`):
+                A repo id (e.g. `Alpha-VLLM/Lumina-Image-2.0`) resolved through the Hugging Face cache, or a path to a
+                directory containing weights saved with `save_pretrained` (by this port or by diffusers).
+            cache_dir (`str` or `os.PathLike`, *optional*):
+                Path to a directory where a downloaded pretrained model configuration is cached.
+            mindspore_dtype (`ms.Type`, *optional*):
+                Override the default `ms.float32` and load the model with another dtype.
+            force_download (`bool`, *optional*, defaults to `False`):
+                Whether or not to force the (re-)download of the model weights and configuration files.
+            proxies (`Dict[str, str]`, *optional*):
+                A dictionary of proxy servers to use by protocol or endpoint.
+            local_files_only (`bool`, *optional*, defaults to `False`):
+                Whether to only load local model weights and configuration files or not.
+            token (`str` or *bool*, *optional*):
+                The token to use as HTTP bearer authorization for remote files.
+            revision (`str`, *optional*, defaults to `"main"`):
+                The specific model version to use.
+            subfolder (`str`, *optional*, defaults to `""`):
+                The subfolder location of a model file within a larger model repository on the Hub or locally.
+            variant (`str`, *optional*):
+                Load weights from a specified `variant` filename such as `"fp16"`.
+            kwargs (remaining dictionary of keyword arguments, *optional*):
+                Update the configuration object after it is loaded (e.g. `num_layers=2`).
+        """
+        mindspore_dtype = str_to_dtype(kwargs.pop("mindspore_dtype", None))
+        subfolder = kwargs.pop("subfolder", None)
+        variant = kwargs.pop("variant", None)
+        hub = cls._pop_loading_kwargs(kwargs)
+
+        config, unused_kwargs = cls.load_config(
+            pretrained_model_name_or_path, subfolder=subfolder, return_unused_kwargs=True, **hub, **kwargs
+        )
+        files = resolve_weight_files(
+            pretrained_model_name_or_path,
+            SAFETENSORS_WEIGHTS_NAME,
+            SAFE_WEIGHTS_INDEX_NAME,
+            subfolder=subfolder,
+            variant=variant,
+            **hub,
+        )
+        with no_init_parameters():
+            model = cls.from_config(config, **unused_kwargs)
+        load_checkpoint_into_model(
+            model,
+            files,
+            dtype=mindspore_dtype,
+            keep_in_fp32_modules=cls._keep_in_fp32_modules or (),
+            ignore_unexpected=cls._keys_to_ignore_on_load_unexpected or (),
+        )
+        model.register_to_config(_name_or_path=os.fspath(pretrained_model_name_or_path))
+        model.set_train(False)
+        if mindspore_dtype is not None:
+            logger.info(f"Loaded {cls.__name__} in {dtype_to_str(mindspore_dtype)}.")
+        return model
+
+    def load_weights(self, files: List[str], mindspore_dtype=None) -> "ModelMixin":
+        """Load safetensors file(s) into this model with the checks of `from_pretrained` (no change on failure)."""
+        load_checkpoint_into_model(
+            self,
+            [os.fspath(f) for f in files],
+            dtype=str_to_dtype(mindspore_dtype),
+            keep_in_fp32_modules=self._keep_in_fp32_modules or (),
+            ignore_unexpected=self._keys_to_ignore_on_load_unexpected or (),
+        )
+        return self

@@ -1,0 +1,28 @@
+from . import logging
+from .constants import (
+    CONFIG_NAME,
+    PICKLE_SUFFIXES,
+    DIFFUSERS_REFERENCE_VERSION,
+    SAFE_WEIGHTS_INDEX_NAME,
+    SAFETENSORS_WEIGHTS_NAME,
+    WEIGHTS_NAME,
+)
+from .hub_utils import resolve_file
+from .mindspore_utils import dtype_to_str, is_ascend, randn_tensor, str_to_dtype
+from .outputs import BaseOutput
+
+__all__ = [
+    "logging",
+    "CONFIG_NAME",
+    "PICKLE_SUFFIXES",
+    "DIFFUSERS_REFERENCE_VERSION",
+    "SAFE_WEIGHTS_INDEX_NAME",
+    "SAFETENSORS_WEIGHTS_NAME",
+    "WEIGHTS_NAME",
+    "resolve_file",
+    "dtype_to_str",
+    "is_ascend",
+    "randn_tensor",
+    "str_to_dtype",
+    "BaseOutput",
+]

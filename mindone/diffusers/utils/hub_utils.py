@@ -1,0 +1,70 @@
+"""Resolve files from a local folder or a Hugging Face repo id (through the huggingface_hub cache)."""
+
+import os
+from typing import Optional
+
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+
+def resolve_file(
+    pretrained_model_name_or_path,
+    filename: str,
+    subfolder: Optional[str] = None,
+    cache_dir=None,
+    local_files_only: bool = False,
+    revision: Optional[str] = None,
+    token=None,
+    force_download: bool = False,
+    proxies=None,
+    required: bool = True,
+) -> Optional[str]:
+    """Path of ``filename`` (under ``subfolder``) in a local folder or a Hub repo. Returns ``None`` when the file is
+    absent and ``required`` is false; otherwise raises ``EnvironmentError`` naming what is missing."""
+    path = os.fspath(pretrained_model_name_or_path)
+    if os.path.isfile(path):
+        return path
+    if os.path.isdir(path):
+        candidate = os.path.join(path, subfolder or "", filename)
+        if os.path.isfile(candidate):
+            return candidate
+        if not required:
+            return None
+        raise EnvironmentError(f"Error no file named {filename} found in directory {os.path.join(path, subfolder or '')}.")
+    try:
+        return hf_hub_download(
+            path,
+            filename,
+            subfolder=subfolder or None,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            revision=revision,
+            token=token,
+            force_download=force_download,
+            proxies=proxies,
+        )
+    except EntryNotFoundError:
+        if not required:
+            return None
+        raise EnvironmentError(f"{path} does not appear to have a file named {filename} (subfolder={subfolder!r}).")
+    except LocalEntryNotFoundError:
+        if not required:
+            return None
+        raise EnvironmentError(
+            f"{path} is not a local folder and {filename} (subfolder={subfolder!r}) is not in the Hugging Face cache, "
+            "and it could not be downloaded (offline or `local_files_only=True`). Pass a local path or download the "
+            "repository first."
+        ) from None
+    except (RepositoryNotFoundError, RevisionNotFoundError) as e:
+        raise EnvironmentError(
+            f"{path} is not a local folder and not a valid repository id on the Hugging Face Hub ({e})."
+        ) from None
+    except Exception as e:  # validation errors of odd strings, network failures
+        if not required and "not found" in str(e).lower():
+            return None
+        raise EnvironmentError(f"Could not resolve {filename} in {path} (subfolder={subfolder!r}): {e}") from None

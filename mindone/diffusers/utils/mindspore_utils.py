@@ -1,0 +1,58 @@
+"""MindSpore helpers shared across models and pipelines: seeded noise from NumPy generators, device checks, dtypes."""
+
+from typing import List, Optional, Tuple, Union
+
+import numpy as np
+
+import mindspore as ms
+
+
+def randn_tensor(
+    shape: Union[Tuple, List],
+    generator: Optional[Union[List[np.random.Generator], np.random.Generator]] = None,
+    dtype: Optional[ms.Type] = None,
+) -> ms.Tensor:
+    """Standard-normal noise drawn from ``numpy.random.Generator``(s), as mindone's ``randn_tensor``.
+
+    A list of generators draws one sample of the batch from each (its length must equal ``shape[0]``). The draw is
+    made in float32 then cast to ``dtype``, so results do not depend on the compute dtype.
+    """
+    shape = tuple(shape)
+    dtype = dtype or ms.float32
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != shape[0]:
+            raise ValueError(
+                f"You have passed a list of generators of length {len(generator)}, but requested an effective batch"
+                f" size of {shape[0]}. Make sure the batch size matches the length of the generators."
+            )
+        arr = np.stack([g.standard_normal((1,) + shape[1:], dtype=np.float32)[0] for g in generator])
+    else:
+        gen = generator if generator is not None else np.random.default_rng()
+        if not isinstance(gen, np.random.Generator):
+            raise TypeError(f"`generator` must be a numpy.random.Generator (or a list of them), got {type(gen)}.")
+        arr = gen.standard_normal(shape, dtype=np.float32)
+    return ms.Tensor(arr).astype(dtype)
+
+
+def is_ascend() -> bool:
+    return ms.get_context("device_target") == "Ascend"
+
+
+def dtype_to_str(dtype) -> str:
+    return {ms.float32: "float32", ms.float16: "float16", ms.bfloat16: "bfloat16", ms.float64: "float64"}.get(
+        dtype, str(dtype)
+    )
+
+
+_STR_TO_DTYPE = {"float32": ms.float32, "float16": ms.float16, "bfloat16": ms.bfloat16, "float64": ms.float64}
+
+
+def str_to_dtype(name):
+    """Accept a MindSpore dtype or its name ("bfloat16", "torch.bfloat16", "fp32"...)."""
+    if name is None or isinstance(name, ms.dtype.Type):
+        return name
+    key = str(name).replace("torch.", "").replace("mindspore.", "").lower()
+    key = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "half": "float16", "float": "float32"}.get(key, key)
+    if key not in _STR_TO_DTYPE:
+        raise ValueError(f"Unknown dtype {name!r}: use ms.float32, ms.float16 or ms.bfloat16.")
+    return _STR_TO_DTYPE[key]

@@ -1,0 +1,236 @@
+"""Read and write safetensors files as MindSpore tensors, without torch.
+
+The format is an 8-byte little-endian header length, a JSON header ``{name: {dtype, shape, data_offsets}}`` (plus an
+optional ``__metadata__`` dict of strings) and one flat byte buffer. NumPy has no bfloat16, so bf16 tensors are read as
+their raw 16 bits and widened exactly to float32 (bf16 is the upper half of an fp32 word), then cast to what was asked.
+"""
+
+import json
+import os
+import struct
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+import mindspore as ms
+
+__all__ = ["SafetensorError", "safe_open", "load_file", "load", "save_file", "save", "load_metadata"]
+
+_NP_DTYPES = {
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
+    "BF16": np.uint16,  # raw bits, widened in `_to_mindspore`
+}
+_MS_DTYPES = {
+    "F64": ms.float64,
+    "F32": ms.float32,
+    "F16": ms.float16,
+    "BF16": ms.bfloat16,
+    "I64": ms.int64,
+    "I32": ms.int32,
+    "I16": ms.int16,
+    "I8": ms.int8,
+    "U8": ms.uint8,
+    "BOOL": ms.bool_,
+}
+_ST_DTYPES = {v: k for k, v in _MS_DTYPES.items()}
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+class SafetensorError(ValueError):
+    """A file that is not a readable safetensors file (missing, truncated, corrupt)."""
+
+
+def bf16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
+    """Exact widening of raw bfloat16 bits (uint16) to float32."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def float32_to_bf16_bits(array: np.ndarray) -> np.ndarray:
+    """Round-to-nearest-even float32 -> bfloat16 bits, as torch's ``.to(torch.bfloat16)`` does."""
+    u = np.ascontiguousarray(array, dtype=np.float32).view(np.uint32)
+    nan = np.isnan(array)
+    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    return np.where(nan, np.uint16(0x7FC0), rounded)
+
+
+class safe_open:
+    """Lazy reader mirroring ``safetensors.safe_open(path, framework=...)``: tensors are read one at a time from a
+    memory map, so loading a checkpoint never holds a second full copy of it.
+
+    ``get_tensor`` returns a ``mindspore.Tensor`` (bf16 stays bf16 unless ``dtype`` is given); ``get_numpy`` returns
+    the array in float32 for bf16 entries.
+    """
+
+    def __init__(self, filename, framework: str = "ms"):
+        self.filename = os.fspath(filename)
+        if not os.path.isfile(self.filename):
+            raise SafetensorError(f"No such safetensors file: {self.filename}")
+        file_size = os.path.getsize(self.filename)
+        with open(self.filename, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise SafetensorError(f"{self.filename} is not a safetensors file: it is only {file_size} bytes long.")
+            (n,) = struct.unpack("<Q", head)
+            if n > _MAX_HEADER or 8 + n > file_size:
+                raise SafetensorError(
+                    f"{self.filename} is not a valid safetensors file: its header claims {n} bytes but the file has "
+                    f"{file_size}. The file is truncated or of another format (pickle `.bin`/`.pth`/`.ckpt` files "
+                    "are not read)."
+                )
+            try:
+                header = json.loads(f.read(n).decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise SafetensorError(f"{self.filename} has a corrupt safetensors header ({e}).") from None
+        if not isinstance(header, dict):
+            raise SafetensorError(f"{self.filename} has a corrupt safetensors header (not a JSON object).")
+        self._metadata = header.pop("__metadata__", None)
+        self._offset = 8 + n
+        self._header = header
+        data_size = file_size - self._offset
+        for name, info in header.items():
+            try:
+                start, end = info["data_offsets"]
+                dtype, shape = info["dtype"], info["shape"]
+            except (KeyError, TypeError, ValueError):
+                raise SafetensorError(f"{self.filename}: malformed header entry for {name!r}.") from None
+            if dtype not in _NP_DTYPES:
+                raise SafetensorError(f"{self.filename}: tensor {name!r} has unsupported dtype {dtype}.")
+            expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(_NP_DTYPES[dtype]).itemsize
+            if end - start != expected or end > data_size or start < 0:
+                raise SafetensorError(
+                    f"{self.filename} is truncated or corrupt: tensor {name!r} needs bytes {start}..{end} "
+                    f"({dtype}{list(shape)}) of a {data_size}-byte data section."
+                )
+        self._mmap = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._mmap = None
+
+    def keys(self):
+        return list(self._header.keys())
+
+    def metadata(self) -> Optional[Dict[str, str]]:
+        return self._metadata
+
+    def get_dtype(self, name: str) -> str:
+        return self._header[name]["dtype"]
+
+    def get_shape(self, name: str) -> Tuple[int, ...]:
+        return tuple(self._header[name]["shape"])
+
+    def _raw(self, name: str) -> np.ndarray:
+        if self._mmap is None:
+            self._mmap = np.memmap(self.filename, dtype=np.uint8, mode="r", offset=self._offset)
+        info = self._header[name]
+        start, end = info["data_offsets"]
+        buf = self._mmap[start:end]
+        return buf.view(_NP_DTYPES[info["dtype"]]).reshape(info["shape"])
+
+    def get_numpy(self, name: str) -> np.ndarray:
+        """The tensor as a NumPy array (bf16 widened exactly to float32)."""
+        raw = self._raw(name)
+        if self._header[name]["dtype"] == "BF16":
+            return bf16_bits_to_float32(raw)
+        return np.array(raw)
+
+    def get_tensor(self, name: str, dtype: Optional[ms.dtype.Type] = None) -> ms.Tensor:
+        st_dtype = self._header[name]["dtype"]
+        tensor = ms.Tensor(self.get_numpy(name))
+        target = dtype if dtype is not None else _MS_DTYPES[st_dtype]
+        if tensor.dtype != target:
+            tensor = tensor.astype(target)
+        return tensor
+
+
+def load_file(filename, dtype: Optional[ms.dtype.Type] = None) -> Dict[str, ms.Tensor]:
+    """Load every tensor of a safetensors file as a ``mindspore.Tensor`` (optionally cast to ``dtype``)."""
+    with safe_open(filename) as f:
+        return {k: f.get_tensor(k, dtype) for k in f.keys()}
+
+
+def load_metadata(filename) -> Optional[Dict[str, str]]:
+    return safe_open(filename).metadata()
+
+
+def load(data: bytes) -> Dict[str, ms.Tensor]:
+    """Load tensors from the bytes of a safetensors file."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".safetensors", delete=False) as f:
+        f.write(data)
+        path = f.name
+    try:
+        return load_file(path)
+    finally:
+        os.remove(path)
+
+
+def _to_numpy(name: str, tensor) -> Tuple[str, np.ndarray]:
+    if isinstance(tensor, np.ndarray):
+        arr = tensor
+        if arr.dtype == np.float64:
+            return "F64", arr
+        for k, v in _NP_DTYPES.items():
+            if k != "BF16" and arr.dtype == np.dtype(v):
+                return k, arr
+        raise ValueError(f"Tensor {name!r}: NumPy dtype {arr.dtype} cannot be written to safetensors.")
+    if not isinstance(tensor, (ms.Tensor, ms.Parameter)):
+        raise TypeError(f"Tensor {name!r} is a {type(tensor).__name__}, expected a mindspore.Tensor.")
+    dtype = tensor.dtype
+    if dtype not in _ST_DTYPES:
+        raise ValueError(f"Tensor {name!r}: dtype {dtype} cannot be written to safetensors.")
+    st = _ST_DTYPES[dtype]
+    if st == "BF16":
+        return st, float32_to_bf16_bits(tensor.astype(ms.float32).asnumpy())
+    return st, tensor.asnumpy()
+
+
+def save_file(tensors: Dict[str, ms.Tensor], filename, metadata: Optional[Dict[str, str]] = None) -> None:
+    """Write tensors to a safetensors file readable by ``safetensors`` (torch, numpy) and by ``load_file``."""
+    if metadata is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise ValueError("safetensors metadata must be a dict of str -> str.")
+    header, offset, entries = {}, 0, []
+    # Sizes first (cheap: shapes and dtypes only), then one tensor at a time to keep memory flat.
+    for name in sorted(tensors):
+        t = tensors[name]
+        st = _ST_DTYPES.get(t.dtype) if not isinstance(t, np.ndarray) else _to_numpy(name, t)[0]
+        if st is None:
+            raise ValueError(f"Tensor {name!r}: dtype {t.dtype} cannot be written to safetensors.")
+        shape = list(t.shape)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(_NP_DTYPES[st]).itemsize
+        header[name] = {"dtype": st, "shape": shape, "data_offsets": [offset, offset + nbytes]}
+        entries.append(name)
+        offset += nbytes
+    if metadata:
+        header = {"__metadata__": metadata, **header}
+    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    blob += b" " * ((8 - len(blob) % 8) % 8)  # align the data section like the reference writer
+    tmp = os.fspath(filename) + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        for name in entries:
+            _, arr = _to_numpy(name, tensors[name])
+            f.write(np.ascontiguousarray(arr).tobytes())
+    os.replace(tmp, filename)
+
+
+def save(tensors: Dict[str, ms.Tensor], metadata: Optional[Dict[str, str]] = None) -> bytes:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "t.safetensors")
+        save_file(tensors, path, metadata)
+        with open(path, "rb") as f:
+            return f.read()

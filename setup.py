@@ -1,0 +1,36 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="mindone-lumina2",
+    version="0.1.0",
+    description="A MindSpore port of the diffusers Lumina-Image-2.0 stack (mindone.diffusers, mindone.transformers)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(include=["mindone", "mindone.*"]),
+    package_data={"mindone": ["assets/**/*"]},
+    include_package_data=True,
+    python_requires=">=3.9",
+    install_requires=[
+        "mindspore>=2.7,<2.11",
+        "numpy<2",
+        "transformers>=5,<6",
+        "huggingface_hub>=1.0",
+        "safetensors",
+        "tokenizers",
+        "pillow",
+        "tqdm",
+    ],
+    extras_require={
+        "test": [
+            "pytest",
+            "torch==2.13.0",
+            "diffusers==0.42.1",
+            "peft>=0.17",
+            "accelerate",
+            "sentencepiece",
+        ],
+        "docs": ["mkdocs", "mkdocs-material", "mkdocstrings[python]", "nbconvert", "nbclient", "ipykernel"],
+    },
+    entry_points={"console_scripts": ["mindone-lumina2=mindone.diffusers.pipelines.lumina2.demo:main"]},
+)
