@@ -1,0 +1,302 @@
+# Copyright 2025 The HuggingFace Inc. team.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Attention layer, its default processor and the one attention helper of the package.
+
+Adapted from diffusers v0.42.1 `models/attention_processor.py`; MindSpore changes: only the options Lumina2 and the
+FLUX VAE use (others raise), processors are `ms.jit_class` objects so `Attention.construct` compiles in GRAPH_MODE, and
+`torch.nn.functional.scaled_dot_product_attention` is replaced by `scaled_dot_product_attention` below: a math path with
+fp32 softmax everywhere, plus Ascend's flash-attention kernel for fp16/bf16 inputs (untested on hardware).
+"""
+
+import math
+from typing import Optional
+
+import mindspore as ms
+from mindspore import mint, nn, ops
+
+from ..utils import is_ascend, logging
+from .normalization import RMSNorm
+
+logger = logging.get_logger(__name__)
+
+
+def scaled_dot_product_attention(
+    query: ms.Tensor,
+    key: ms.Tensor,
+    value: ms.Tensor,
+    attn_mask: Optional[ms.Tensor] = None,
+    scale: Optional[float] = None,
+    use_flash: bool = False,
+) -> ms.Tensor:
+    r"""Attention over `(batch, heads, seq, head_dim)` tensors, as `torch.nn.functional.scaled_dot_product_attention`.
+
+    Args:
+        query (`ms.Tensor`): `(B, H, L, D)`.
+        key (`ms.Tensor`): `(B, H, S, D)` (expand grouped kv heads before calling).
+        value (`ms.Tensor`): `(B, H, S, Dv)`.
+        attn_mask (`ms.Tensor`, *optional*):
+            Broadcastable to `(B, H, L, S)`. Boolean: `True` marks keys that take part (torch's convention). Floating:
+            added to the scores.
+        scale (`float`, *optional*): Defaults to `D ** -0.5`.
+        use_flash (`bool`, defaults to `False`):
+            Use Ascend's flash-attention kernel for fp16/bf16 inputs (fp32 always takes the math path). Callers pass
+            the flag decided at construction (`Attention.use_flash`), since the device cannot be read inside a graph.
+
+    Returns:
+        `ms.Tensor` of shape `(B, H, L, Dv)` in the dtype of `query`.
+    """
+    head_dim = query.shape[-1]
+    scale = scale if scale is not None else 1.0 / math.sqrt(head_dim)
+    dtype = query.dtype
+    if use_flash and dtype in (ms.float16, ms.bfloat16):
+        return _flash_attention_ascend(query, key, value, attn_mask, scale)
+    scores = mint.matmul(query, key.swapaxes(-1, -2)).astype(ms.float32) * scale
+    if attn_mask is not None:
+        if attn_mask.dtype == ms.bool_:
+            # a large finite negative instead of -inf: identical result for rows with at least one kept key
+            scores = mint.where(attn_mask, scores, ms.Tensor(-3.0e38, ms.float32))
+        else:
+            scores = scores + attn_mask.astype(ms.float32)
+    probs = mint.softmax(scores, dim=-1).astype(value.dtype)
+    return mint.matmul(probs, value).astype(dtype)
+
+
+def _flash_attention_ascend(query, key, value, attn_mask, scale):
+    # Ascend-only (untested on hardware here): FlashAttentionScore takes fp16/bf16 BNSD inputs and a mask where
+    # True/1 means "drop", the inverse of torch's boolean mask.
+    batch, heads, q_len, _ = query.shape
+    kv_len = key.shape[2]
+    mask = None
+    if attn_mask is not None:
+        if attn_mask.dtype != ms.bool_:
+            attn_mask = attn_mask >= 0
+        mask = mint.logical_not(attn_mask.broadcast_to((batch, 1, q_len, kv_len))).astype(ms.uint8)
+    return ops.flash_attention_score(
+        query, key, value, head_num=heads, attn_mask=mask, scalar_value=scale, input_layout="BNSD"
+    )
+
+
+@ms.jit_class
+class AttnProcessor2_0:
+    r"""Default processor: scaled dot-product attention (used by the VAE mid-block attention)."""
+
+    def __call__(
+        self,
+        attn: "Attention",
+        hidden_states: ms.Tensor,
+        encoder_hidden_states: Optional[ms.Tensor] = None,
+        attention_mask: Optional[ms.Tensor] = None,
+        temb: Optional[ms.Tensor] = None,
+    ) -> ms.Tensor:
+        residual = hidden_states
+        input_shape = hidden_states.shape
+        input_ndim = len(input_shape)
+        if input_ndim == 4:
+            hidden_states = hidden_states.view(input_shape[0], input_shape[1], -1).swapaxes(1, 2)
+
+        batch_size = hidden_states.shape[0]
+        if attention_mask is not None and attention_mask.ndim == 3:
+            # (batch, query_len or 1, key_len) -> broadcast over heads
+            attention_mask = attention_mask.unsqueeze(1)
+
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.swapaxes(1, 2)).swapaxes(1, 2)
+
+        query = attn.to_q(hidden_states)
+        if encoder_hidden_states is None:
+            encoder_hidden_states = hidden_states
+        key = attn.to_k(encoder_hidden_states)
+        value = attn.to_v(encoder_hidden_states)
+
+        inner_dim = key.shape[-1]
+        head_dim = inner_dim // attn.heads
+        query = query.view(batch_size, -1, attn.heads, head_dim).swapaxes(1, 2)
+        key = key.view(batch_size, -1, attn.heads, head_dim).swapaxes(1, 2)
+        value = value.view(batch_size, -1, attn.heads, head_dim).swapaxes(1, 2)
+
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+
+        hidden_states = scaled_dot_product_attention(
+            query, key, value, attn_mask=attention_mask, scale=attn.scale, use_flash=attn.use_flash
+        )
+        hidden_states = hidden_states.swapaxes(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
+        hidden_states = hidden_states.astype(query.dtype)
+
+        hidden_states = attn.to_out[0](hidden_states)
+        hidden_states = attn.to_out[1](hidden_states)
+
+        if input_ndim == 4:
+            hidden_states = hidden_states.swapaxes(-1, -2).reshape(input_shape)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        hidden_states = hidden_states / attn.rescale_output_factor
+        return hidden_states
+
+
+AttnProcessor = AttnProcessor2_0
+
+
+class Attention(nn.Cell):
+    r"""
+    A cross attention layer.
+
+    Parameters:
+        query_dim (`int`):
+            The number of channels in the query.
+        cross_attention_dim (`int`, *optional*):
+            The number of channels in the encoder_hidden_states. If not given, defaults to `query_dim`.
+        heads (`int`,  *optional*, defaults to 8):
+            The number of heads to use for multi-head attention.
+        kv_heads (`int`,  *optional*, defaults to `None`):
+            The number of key and value heads to use for multi-head attention. Defaults to `heads`. If `kv_heads=heads`,
+            the model will use Multi Head Attention (MHA), if `kv_heads=1` the model will use Multi Query Attention (MQA)
+            otherwise GQA is used.
+        dim_head (`int`,  *optional*, defaults to 64):
+            The number of channels in each head.
+        dropout (`float`, *optional*, defaults to 0.0):
+            The dropout probability to use (identity at inference).
+        bias (`bool`, *optional*, defaults to False):
+            Set to `True` for the query, key, and value linear layers to contain a bias parameter.
+        qk_norm (`str`, *optional*, defaults to None):
+            `None`, `"layer_norm"` or `"rms_norm"`: normalization of the query and key heads.
+        norm_num_groups (`int`, *optional*, defaults to `None`):
+            The number of groups to use for the group norm in the attention.
+        out_bias (`bool`, *optional*, defaults to `True`):
+            Set to `True` to use a bias in the output linear layer.
+        scale_qk (`bool`, *optional*, defaults to `True`):
+            Set to `True` to scale the query and key by `1 / sqrt(dim_head)`.
+        eps (`float`, *optional*, defaults to 1e-5):
+            An additional value added to the denominator in group normalization and qk norms.
+        rescale_output_factor (`float`, *optional*, defaults to 1.0):
+            A factor to rescale the output by dividing it with this value.
+        residual_connection (`bool`, *optional*, defaults to `False`):
+            Set to `True` to add the residual connection to the output.
+        processor (`AttnProcessor`, *optional*, defaults to `None`):
+            The attention processor to use. If `None`, defaults to `AttnProcessor2_0`.
+        out_dim (`int`, *optional*):
+            The number of output channels. Defaults to `query_dim`.
+        elementwise_affine (`bool`, *optional*, defaults to `True`):
+            Whether the qk norms have a learnable weight.
+    """
+
+    def __init__(
+        self,
+        query_dim: int,
+        cross_attention_dim: Optional[int] = None,
+        heads: int = 8,
+        kv_heads: Optional[int] = None,
+        dim_head: int = 64,
+        dropout: float = 0.0,
+        bias: bool = False,
+        upcast_attention: bool = False,
+        upcast_softmax: bool = False,
+        qk_norm: Optional[str] = None,
+        norm_num_groups: Optional[int] = None,
+        out_bias: bool = True,
+        scale_qk: bool = True,
+        eps: float = 1e-5,
+        rescale_output_factor: float = 1.0,
+        residual_connection: bool = False,
+        _from_deprecated_attn_block: bool = False,
+        processor=None,
+        out_dim: Optional[int] = None,
+        elementwise_affine: bool = True,
+    ):
+        super().__init__()
+        self.inner_dim = out_dim if out_dim is not None else dim_head * heads
+        self.inner_kv_dim = self.inner_dim if kv_heads is None else dim_head * kv_heads
+        self.query_dim = query_dim
+        self.use_bias = bias
+        self.is_cross_attention = cross_attention_dim is not None
+        self.cross_attention_dim = cross_attention_dim if cross_attention_dim is not None else query_dim
+        # softmax is always computed in float32 here, which covers upcast_attention / upcast_softmax
+        self.upcast_attention = upcast_attention
+        self.upcast_softmax = upcast_softmax
+        self.rescale_output_factor = rescale_output_factor
+        self.residual_connection = residual_connection
+        self.dropout = dropout
+        self.out_dim = out_dim if out_dim is not None else query_dim
+        self._from_deprecated_attn_block = _from_deprecated_attn_block
+        self.scale_qk = scale_qk
+        self.scale = dim_head**-0.5 if self.scale_qk else 1.0
+        self.heads = out_dim // dim_head if out_dim is not None else heads
+        # decided here because the device cannot be queried inside a compiled construct
+        self.use_flash = is_ascend()
+
+        if norm_num_groups is not None:
+            self.group_norm = mint.nn.GroupNorm(num_channels=query_dim, num_groups=norm_num_groups, eps=eps, affine=True)
+        else:
+            self.group_norm = None
+
+        if qk_norm is None:
+            self.norm_q = None
+            self.norm_k = None
+        elif qk_norm == "layer_norm":
+            self.norm_q = mint.nn.LayerNorm(dim_head, eps=eps, elementwise_affine=elementwise_affine)
+            self.norm_k = mint.nn.LayerNorm(dim_head, eps=eps, elementwise_affine=elementwise_affine)
+        elif qk_norm == "rms_norm":
+            self.norm_q = RMSNorm(dim_head, eps=eps, elementwise_affine=elementwise_affine)
+            self.norm_k = RMSNorm(dim_head, eps=eps, elementwise_affine=elementwise_affine)
+        else:
+            raise ValueError(f"unknown qk_norm: {qk_norm}. This port supports None, 'layer_norm' and 'rms_norm'.")
+
+        self.to_q = mint.nn.Linear(query_dim, self.inner_dim, bias=bias)
+        self.to_k = mint.nn.Linear(self.cross_attention_dim, self.inner_kv_dim, bias=bias)
+        self.to_v = mint.nn.Linear(self.cross_attention_dim, self.inner_kv_dim, bias=bias)
+        self.to_out = nn.CellList([mint.nn.Linear(self.inner_dim, self.out_dim, bias=out_bias), mint.nn.Dropout(p=dropout)])
+
+        self.processor = processor if processor is not None else AttnProcessor2_0()
+
+    def set_processor(self, processor) -> None:
+        """Set the attention processor to use."""
+        self.processor = processor
+
+    def get_processor(self):
+        """The attention processor in use."""
+        return self.processor
+
+    def construct(
+        self,
+        hidden_states: ms.Tensor,
+        encoder_hidden_states: Optional[ms.Tensor] = None,
+        attention_mask: Optional[ms.Tensor] = None,
+        image_rotary_emb: Optional[ms.Tensor] = None,
+        base_sequence_length: Optional[int] = None,
+    ) -> ms.Tensor:
+        r"""
+        The forward method of the `Attention` class.
+
+        Args:
+            hidden_states (`ms.Tensor`): The hidden states of the query.
+            encoder_hidden_states (`ms.Tensor`, *optional*): The hidden states of the encoder.
+            attention_mask (`ms.Tensor`, *optional*): The attention mask to use. If `None`, no mask is applied.
+            image_rotary_emb (`ms.Tensor`, *optional*): Rotary embedding, for processors that use it (Lumina2).
+            base_sequence_length (`int`, *optional*): Proportional-attention base length (Lumina2's processor).
+
+        Returns:
+            `ms.Tensor`: The output of the attention layer.
+        """
+        if image_rotary_emb is None and base_sequence_length is None:
+            return self.processor(self, hidden_states, encoder_hidden_states, attention_mask)
+        return self.processor(
+            self,
+            hidden_states,
+            encoder_hidden_states,
+            attention_mask,
+            image_rotary_emb=image_rotary_emb,
+            base_sequence_length=base_sequence_length,
+        )

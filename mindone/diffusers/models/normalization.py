@@ -1,0 +1,65 @@
+# Copyright 2025 The HuggingFace Inc. team.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Normalization layers of the Lumina2 closure.
+
+Adapted from diffusers v0.42.1 `models/normalization.py`; MindSpore changes: RMSNorm is written out (no `mint.nn.RMSNorm`
+in MindSpore 2.10 and `ops.rms_norm` has no CPU kernel), with upstream's fp32 variance and dtype rules.
+"""
+
+import numbers
+
+import mindspore as ms
+from mindspore import Parameter, mint, nn
+
+
+class RMSNorm(nn.Cell):
+    r"""
+    RMS Norm as introduced in https://huggingface.co/papers/1910.07467 by Zhang et al.
+
+    Args:
+        dim (`int`): Number of dimensions to use for `weights`. Only effective when `elementwise_affine` is True.
+        eps (`float`): Small value to use when calculating the reciprocal of the square-root.
+        elementwise_affine (`bool`, defaults to `True`):
+            Boolean flag to denote if affine transformation should be applied.
+        bias (`bool`, defaults to False): If also training the `bias` param.
+    """
+
+    def __init__(self, dim, eps: float, elementwise_affine: bool = True, bias: bool = False):
+        super().__init__()
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        if isinstance(dim, numbers.Integral):
+            dim = (dim,)
+        self.dim = tuple(dim)
+        self.weight = None
+        self.bias = None
+        if elementwise_affine:
+            self.weight = Parameter(mint.ones(self.dim, dtype=ms.float32), name="weight")
+            if bias:
+                self.bias = Parameter(mint.zeros(self.dim, dtype=ms.float32), name="bias")
+
+    def construct(self, hidden_states: ms.Tensor) -> ms.Tensor:
+        input_dtype = hidden_states.dtype
+        variance = hidden_states.astype(ms.float32).pow(2).mean(-1, keep_dims=True)
+        hidden_states = hidden_states.astype(ms.float32) * mint.rsqrt(variance + self.eps)
+        if self.weight is not None:
+            # convert into half-precision if necessary (the weight's dtype decides, as upstream)
+            if self.weight.dtype in (ms.float16, ms.bfloat16):
+                hidden_states = hidden_states.astype(self.weight.dtype)
+            hidden_states = hidden_states * self.weight
+            if self.bias is not None:
+                hidden_states = hidden_states + self.bias
+        else:
+            hidden_states = hidden_states.astype(input_dtype)
+        return hidden_states
