@@ -26,7 +26,7 @@ import mindspore as ms
 from mindspore import mint, nn, ops
 
 from ..utils import is_ascend, logging
-from .normalization import RMSNorm
+from .normalization import LayerNorm, RMSNorm
 
 logger = logging.get_logger(__name__)
 
@@ -246,8 +246,8 @@ class Attention(nn.Cell):
             self.norm_q = None
             self.norm_k = None
         elif qk_norm == "layer_norm":
-            self.norm_q = mint.nn.LayerNorm(dim_head, eps=eps, elementwise_affine=elementwise_affine)
-            self.norm_k = mint.nn.LayerNorm(dim_head, eps=eps, elementwise_affine=elementwise_affine)
+            self.norm_q = LayerNorm(dim_head, eps=eps, elementwise_affine=elementwise_affine)
+            self.norm_k = LayerNorm(dim_head, eps=eps, elementwise_affine=elementwise_affine)
         elif qk_norm == "rms_norm":
             self.norm_q = RMSNorm(dim_head, eps=eps, elementwise_affine=elementwise_affine)
             self.norm_k = RMSNorm(dim_head, eps=eps, elementwise_affine=elementwise_affine)

@@ -14,13 +14,47 @@
 """Normalization layers of the Lumina2 closure.
 
 Adapted from diffusers v0.42.1 `models/normalization.py`; MindSpore changes: RMSNorm is written out (no `mint.nn.RMSNorm`
-in MindSpore 2.10 and `ops.rms_norm` has no CPU kernel), with upstream's fp32 variance and dtype rules.
+in MindSpore 2.10 and `ops.rms_norm` has no CPU kernel), with upstream's fp32 variance and dtype rules; `LayerNorm` stands
+in for `torch.nn.LayerNorm` because `mint.nn.LayerNorm` (LayerNormExt) has no CPU kernel in MindSpore 2.10.
 """
 
 import numbers
 
 import mindspore as ms
-from mindspore import Parameter, mint, nn
+from mindspore import Parameter, mint, nn, ops
+
+
+class LayerNorm(nn.Cell):
+    r"""`torch.nn.LayerNorm` with torch's parameter names (`weight`, `bias`).
+
+    MindSpore 2.10 CPU note: `mint.nn.LayerNorm` (kernel LayerNormExt) fails with "Create kernelmod for op LayerNormExt
+    failed" and legacy `nn.LayerNorm` names its parameters gamma/beta, so this wraps the `ops.LayerNorm` primitive.
+
+    Args:
+        normalized_shape (`int` or `tuple`): Trailing shape to normalize over.
+        eps (`float`, defaults to 1e-5): Added to the variance.
+        elementwise_affine (`bool`, defaults to `True`): Learnable `weight` (and `bias`).
+        bias (`bool`, defaults to `True`): Learnable `bias` when `elementwise_affine`.
+    """
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True):
+        super().__init__()
+        if isinstance(normalized_shape, numbers.Integral):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        self.weight = Parameter(mint.ones(self.normalized_shape), name="weight") if elementwise_affine else None
+        self.bias = Parameter(mint.zeros(self.normalized_shape), name="bias") if elementwise_affine and bias else None
+        self._ones = mint.ones(self.normalized_shape)
+        self._zeros = mint.zeros(self.normalized_shape)
+        axis = -len(self.normalized_shape)
+        self.layer_norm = ops.LayerNorm(begin_norm_axis=axis, begin_params_axis=axis, epsilon=eps)
+
+    def construct(self, x: ms.Tensor) -> ms.Tensor:
+        weight = self.weight if self.weight is not None else self._ones
+        bias = self.bias if self.bias is not None else self._zeros
+        return self.layer_norm(x, weight.astype(x.dtype), bias.astype(x.dtype))[0]
 
 
 class RMSNorm(nn.Cell):

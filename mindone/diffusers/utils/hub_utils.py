@@ -48,11 +48,7 @@ def resolve_file(
             force_download=force_download,
             proxies=proxies,
         )
-    except EntryNotFoundError:
-        if not required:
-            return None
-        raise EnvironmentError(f"{path} does not appear to have a file named {filename} (subfolder={subfolder!r}).")
-    except LocalEntryNotFoundError:
+    except LocalEntryNotFoundError:  # a subclass of EntryNotFoundError in recent huggingface_hub
         if not required:
             return None
         raise EnvironmentError(
@@ -60,6 +56,10 @@ def resolve_file(
             "and it could not be downloaded (offline or `local_files_only=True`). Pass a local path or download the "
             "repository first."
         ) from None
+    except EntryNotFoundError:
+        if not required:
+            return None
+        raise EnvironmentError(f"{path} does not appear to have a file named {filename} (subfolder={subfolder!r}).")
     except (RepositoryNotFoundError, RevisionNotFoundError) as e:
         raise EnvironmentError(
             f"{path} is not a local folder and not a valid repository id on the Hugging Face Hub ({e})."

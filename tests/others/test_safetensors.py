@@ -1,0 +1,140 @@
+import json
+import struct
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+
+import mindspore as ms
+
+from mindone.safetensors.mindspore import (
+    SafetensorError,
+    float32_to_bf16_bits,
+    load,
+    load_file,
+    load_metadata,
+    safe_open,
+    save,
+    save_file,
+)
+
+
+def _torch_tensors():
+    g = torch.Generator().manual_seed(0)
+    return {
+        "f32": torch.randn(3, 5, generator=g),
+        "f16": torch.randn(4, 2, generator=g).half(),
+        "bf16": (torch.randn(7, 3, generator=g) * 1e3).to(torch.bfloat16),
+        "i64": torch.arange(6).reshape(2, 3),
+        "scalar": torch.tensor(1.5),
+        "empty": torch.zeros(0, 4),
+    }
+
+
+def test_torch_file_loads_bit_exactly(tmp_path):
+    path = tmp_path / "t.safetensors"
+    tensors = _torch_tensors()
+    safetensors.torch.save_file(tensors, str(path), metadata={"format": "pt"})
+    loaded = load_file(path)
+    assert loaded["bf16"].dtype == ms.bfloat16
+    assert loaded["f16"].dtype == ms.float16
+    for k, t in tensors.items():
+        np.testing.assert_array_equal(loaded[k].astype(ms.float32).asnumpy() if k != "i64" else loaded[k].asnumpy(),
+                                      t.float().numpy() if k != "i64" else t.numpy())
+    # cast on load, as `mindspore_dtype` does
+    as_f32 = load_file(path, dtype=ms.float32)
+    np.testing.assert_array_equal(as_f32["bf16"].asnumpy(), tensors["bf16"].float().numpy())
+    assert load_metadata(path) == {"format": "pt"}
+
+
+def test_bf16_rounding_matches_torch():
+    rng = np.random.default_rng(0)
+    x = np.concatenate(
+        [
+            rng.standard_normal(10000).astype(np.float32) * 10,
+            np.array([0.0, -0.0, np.inf, -np.inf, 1e-40, 3.0e38, 1.00390625, 1.01171875], np.float32),
+        ]
+    )
+    ours = float32_to_bf16_bits(x)
+    ref = torch.from_numpy(x).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    np.testing.assert_array_equal(ours, ref)
+    nan_bits = float32_to_bf16_bits(np.array([np.nan], np.float32))
+    assert np.isnan(torch.from_numpy(nan_bits.view(np.int16)).view(torch.bfloat16).float().item())
+
+
+def test_our_file_loads_in_torch(tmp_path):
+    path = tmp_path / "ours.safetensors"
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((4, 6)).astype(np.float32)
+    tensors = {
+        "a": ms.Tensor(a),
+        "a_bf16": ms.Tensor(a).astype(ms.bfloat16),
+        "a_f16": ms.Tensor(a).astype(ms.float16),
+        "ids": ms.Tensor(np.arange(5, dtype=np.int32)),
+    }
+    save_file(tensors, path, metadata={"format": "pt", "note": "x"})
+    ref = safetensors.torch.load_file(str(path))
+    np.testing.assert_array_equal(ref["a"].numpy(), a)
+    assert ref["a_bf16"].dtype == torch.bfloat16
+    np.testing.assert_array_equal(ref["a_bf16"].float().numpy(), torch.from_numpy(a).to(torch.bfloat16).float().numpy())
+    assert ref["a_f16"].dtype == torch.float16
+    np.testing.assert_array_equal(ref["ids"].numpy(), np.arange(5))
+    with safetensors.safe_open(str(path), "pt") as f:
+        assert f.metadata() == {"format": "pt", "note": "x"}
+    # and back through our reader, via bytes too
+    again = load(save(tensors))
+    for k in tensors:
+        np.testing.assert_array_equal(again[k].astype(ms.float32).asnumpy(), tensors[k].astype(ms.float32).asnumpy())
+
+
+def test_lazy_reader_shapes_and_keys(tmp_path):
+    path = tmp_path / "t.safetensors"
+    safetensors.torch.save_file(_torch_tensors(), str(path))
+    with safe_open(path) as f:
+        assert sorted(f.keys()) == sorted(_torch_tensors())
+        assert f.get_shape("f32") == (3, 5)
+        assert f.get_dtype("bf16") == "BF16"
+        assert f.get_numpy("bf16").dtype == np.float32
+
+
+def test_missing_file_error(tmp_path):
+    with pytest.raises(SafetensorError, match="No such safetensors file"):
+        load_file(tmp_path / "nope.safetensors")
+
+
+def test_truncated_file_error(tmp_path):
+    path = tmp_path / "t.safetensors"
+    safetensors.torch.save_file({"w": torch.randn(64, 64)}, str(path))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 100])
+    with pytest.raises(SafetensorError, match="truncated or corrupt.*'w'"):
+        load_file(path)
+    path.write_bytes(data[:20])
+    with pytest.raises(SafetensorError, match="header claims"):
+        load_file(path)
+    path.write_bytes(b"abc")
+    with pytest.raises(SafetensorError, match="only 3 bytes"):
+        load_file(path)
+
+
+def test_pickle_or_garbage_file_error(tmp_path):
+    path = tmp_path / "model.bin"
+    torch.save({"w": torch.randn(2, 2)}, str(path))
+    with pytest.raises(SafetensorError, match="pickle"):
+        load_file(path)
+    bad_header = tmp_path / "bad.safetensors"
+    header = b"{not json}"
+    bad_header.write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(SafetensorError, match="corrupt safetensors header"):
+        load_file(bad_header)
+    wrong_size = tmp_path / "wrong.safetensors"
+    header = json.dumps({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 8]}}).encode()
+    wrong_size.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 8)
+    with pytest.raises(SafetensorError, match="truncated or corrupt"):
+        load_file(wrong_size)
+
+
+def test_save_rejects_bad_metadata(tmp_path):
+    with pytest.raises(ValueError, match="metadata"):
+        save_file({"a": ms.Tensor(np.ones(2, np.float32))}, tmp_path / "a.safetensors", metadata={"a": 1})
