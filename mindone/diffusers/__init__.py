@@ -18,7 +18,7 @@ _import_structure = {
     "schedulers.scheduling_utils": ["SchedulerMixin"],
     "schedulers.scheduling_flow_match_euler_discrete": ["FlowMatchEulerDiscreteScheduler"],
     "pipelines.pipeline_utils": ["DiffusionPipeline", "ImagePipelineOutput"],
-    "pipelines.lumina2.pipeline_lumina2": ["Lumina2Pipeline", "Lumina2Text2ImgPipeline"],
+    "pipelines.lumina2.pipeline_lumina2": ["Lumina2Pipeline"],
     "loaders.lora_pipeline": ["Lumina2LoraLoaderMixin"],
     "loaders.peft": ["PeftAdapterMixin"],
 }
