@@ -1,0 +1,365 @@
+# Copyright 2018 The Google AI Language Team Authors, Facebook AI Research authors and The HuggingFace Inc. team.
+# Copyright (c) 2018, NVIDIA CORPORATION.  All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""PreTrainedModel: `from_pretrained` / `save_pretrained` of Hugging Face transformers checkpoints for MindSpore cells.
+
+Adapted from transformers v5.24 `modeling_utils.py`; MindSpore changes: only the loading/saving core (no generation,
+tensor parallelism, quantization, hub upload or attention registry). Configs are transformers' own config classes.
+Models are built under `no_init_parameters` and filled from memory-mapped safetensors by mindone's core loader
+(`mindone.diffusers.models.model_loading_utils`), which validates every key and shape before writing. `mindspore_dtype=`
+replaces `torch_dtype=`; without it parameters stay float32 (a bf16 checkpoint widens exactly).
+"""
+
+import copy
+import os
+from typing import Optional, Union
+
+import mindspore as ms
+from mindspore import nn
+from mindspore.nn.utils import no_init_parameters
+
+from ..diffusers.models.model_loading_utils import (
+    add_variant,
+    load_checkpoint_into_model,
+    named_parameters,
+    resolve_weight_files,
+    save_state_dict_sharded,
+)
+from ..diffusers.models.modeling_utils import _UNSUPPORTED_KWARGS, cast_cell
+from ..diffusers.utils import dtype_to_str, logging, str_to_dtype
+from ..safetensors.mindspore import SafetensorError, safe_open
+
+logger = logging.get_logger(__name__)
+
+SAFE_WEIGHTS_NAME = "model.safetensors"
+SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+_FLOAT_DTYPES = (ms.float16, ms.float32, ms.bfloat16, ms.float64)
+
+
+def _checkpoint_keys(files):
+    keys = []
+    for file in files:
+        try:
+            keys.extend(safe_open(file).keys())
+        except SafetensorError:
+            pass  # the core loader reports unreadable files with its own error
+    return keys
+
+
+def _prefix_key_mapping(model: nn.Cell, prefix: str, checkpoint_keys):
+    """Checkpoint key -> model key, for checkpoints saved from a model with (or without) the base model prefix.
+
+    A `Gemma2ForCausalLM` checkpoint stores `model.layers.0...` plus head weights (`lm_head.weight`); loading it into
+    the base model strips `model.` and drops the keys outside the base model, as transformers does. Returns `None` when
+    the checkpoint already uses the model's own names."""
+    if not prefix:
+        return None
+    start = prefix + "."
+    model_has_prefix = any(k.startswith(start) for k in named_parameters(model))
+    checkpoint_has_prefix = any(k.startswith(start) for k in checkpoint_keys)
+    if checkpoint_has_prefix and not model_has_prefix:
+        dropped = [k for k in checkpoint_keys if not k.startswith(start)]
+        if dropped:
+            logger.info(f"Some checkpoint weights are not used by {type(model).__name__}: {sorted(dropped)[:12]}")
+        return lambda key: key[len(start) :] if key.startswith(start) else None
+    if model_has_prefix and not checkpoint_has_prefix:
+        return lambda key: start + key
+    return None
+
+
+class PreTrainedModel(nn.Cell):
+    r"""
+    Base class for all models of mindone.transformers.
+
+    [`PreTrainedModel`] stores the configuration of the model (a transformers `PreTrainedConfig`) and handles loading
+    and saving Hugging Face checkpoints.
+
+    Class attributes (overridden by derived classes):
+
+        - **config_class** -- The transformers configuration class of the architecture (e.g. `Gemma2Config`).
+        - **base_model_prefix** (`str`) -- The attribute name of the base model in models with a head (e.g. `"model"`),
+          used to load head-model checkpoints into the base model.
+        - **main_input_name** (`str`) -- The name of the principal input to the model (`input_ids` for NLP models).
+    """
+
+    config_class = None
+    base_model_prefix = ""
+    main_input_name = "input_ids"
+    _no_split_modules = None
+    _keep_in_fp32_modules = None
+    _keys_to_ignore_on_load_unexpected = None
+    _keys_to_ignore_on_load_missing = None
+
+    def __init__(self, config, *inputs, **kwargs):
+        super().__init__()
+        if self.config_class is not None and not isinstance(config, self.config_class):
+            raise TypeError(
+                f"Parameter `config` in `{type(self).__name__}(config)` should be an instance of "
+                f"`{self.config_class.__name__}`, got {type(config).__name__}. To load a pretrained model use "
+                f"`{type(self).__name__}.from_pretrained(path_or_repo_id)`."
+            )
+        if inputs or kwargs:
+            raise TypeError(f"{type(self).__name__} takes only `config`, got extra arguments {inputs} {kwargs}.")
+        self.config = config
+        self.name_or_path = config.name_or_path
+
+    @property
+    def dtype(self) -> ms.Type:
+        """The dtype of the module (the dtype of its first floating parameter)."""
+        for _, param in self.parameters_and_names():
+            if param.dtype in _FLOAT_DTYPES:
+                return param.dtype
+        return ms.float32
+
+    @property
+    def base_model(self) -> nn.Cell:
+        return getattr(self, self.base_model_prefix, self)
+
+    def to(self, dtype=None):
+        """Cast floating parameters to `dtype` (MindSpore has no `.to(device)`)."""
+        if dtype is None or not isinstance(str_to_dtype(dtype), ms.dtype.Type):
+            raise TypeError(f"`to` takes a MindSpore dtype such as ms.float32, got {dtype!r}.")
+        return cast_cell(self, str_to_dtype(dtype), self._keep_in_fp32_modules or ())
+
+    def float(self):
+        return self.to(ms.float32)
+
+    def half(self):
+        return self.to(ms.float16)
+
+    def bfloat16(self):
+        return self.to(ms.bfloat16)
+
+    def eval(self):
+        self.set_train(False)
+        return self
+
+    def train(self, mode: bool = True):
+        self.set_train(mode)
+        return self
+
+    def num_parameters(self, only_trainable: bool = False) -> int:
+        return sum(int(p.size) for _, p in self.parameters_and_names() if not only_trainable or p.requires_grad)
+
+    def state_dict(self):
+        """Structural parameter names -> parameters: the keys transformers writes to and reads from checkpoints."""
+        return named_parameters(self)
+
+    def get_input_embeddings(self) -> nn.Cell:
+        base = self.base_model
+        if base is not self:
+            return base.get_input_embeddings()
+        raise NotImplementedError(f"{type(self).__name__} does not define `get_input_embeddings`.")
+
+    def save_pretrained(
+        self,
+        save_directory: Union[str, os.PathLike],
+        is_main_process: bool = True,
+        state_dict: Optional[dict] = None,
+        push_to_hub: bool = False,
+        max_shard_size: Union[int, str] = "50GB",
+        variant: Optional[str] = None,
+        safe_serialization: bool = True,
+        **kwargs,
+    ):
+        """
+        Save a model and its configuration file to a directory, so that it can be re-loaded using
+        [`~PreTrainedModel.from_pretrained`] (and by transformers' `from_pretrained`).
+
+        Arguments:
+            save_directory (`str` or `os.PathLike`):
+                Directory to which to save. Will be created if it doesn't exist.
+            is_main_process (`bool`, *optional*, defaults to `True`):
+                Whether the process calling this is the main process; only it writes the config.
+            state_dict (`dict` of `ms.Tensor`, *optional*):
+                The state dictionary to save instead of the model's parameters.
+            push_to_hub (`bool`, *optional*, defaults to `False`):
+                Not supported (no Hub access); must be `False`.
+            max_shard_size (`int` or `str`, *optional*, defaults to `"50GB"`):
+                The maximum size for a checkpoint before being sharded (e.g. `"5GB"`, `"100MB"`, or bytes).
+            variant (`str`, *optional*):
+                If specified, weights are saved in the format `model.<variant>.safetensors`.
+            safe_serialization (`bool`, *optional*, defaults to `True`):
+                Must be `True`: only safetensors are written.
+        """
+        if os.path.isfile(save_directory):
+            raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
+        if not safe_serialization:
+            raise ValueError(
+                "Only safetensors are written (`safe_serialization=True`): pickle checkpoints are unsafe."
+            )
+        if push_to_hub:
+            raise NotImplementedError("`push_to_hub=True` is not supported: upload the folder with huggingface_hub.")
+        unsupported = sorted(k for k, v in kwargs.items() if k not in ("token", "save_peft_format") and v)
+        if unsupported:
+            raise TypeError(f"`save_pretrained` got unsupported arguments {unsupported}.")
+        os.makedirs(save_directory, exist_ok=True)
+        if is_main_process:
+            config = copy.deepcopy(self.config)
+            config.architectures = [type(self).__name__]
+            config.dtype = dtype_to_str(self.dtype)
+            config.save_pretrained(save_directory)
+        tensors = state_dict if state_dict is not None else self.state_dict()
+        save_state_dict_sharded(
+            tensors,
+            save_directory,
+            add_variant(SAFE_WEIGHTS_NAME, variant),
+            add_variant(SAFE_WEIGHTS_INDEX_NAME, variant),
+            max_shard_size,
+            metadata={"format": "pt"},
+        )
+        logger.info(f"Model weights saved in {save_directory}")
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: Union[str, os.PathLike],
+        *model_args,
+        config=None,
+        cache_dir: Optional[Union[str, os.PathLike]] = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token: Optional[Union[str, bool]] = None,
+        revision: str = "main",
+        use_safetensors: Optional[bool] = None,
+        mindspore_dtype=None,
+        subfolder: str = "",
+        variant: Optional[str] = None,
+        attn_implementation: Optional[str] = None,
+        **kwargs,
+    ):
+        r"""
+        Instantiate a pretrained MindSpore model from a Hugging Face checkpoint (safetensors).
+
+        Parameters:
+            pretrained_model_name_or_path (`str` or `os.PathLike`):
+                A repo id (e.g. `google/gemma-2-2b`) resolved through the Hugging Face cache, or a path to a directory
+                with `config.json` and `model.safetensors` (or `model.safetensors.index.json` and its shards), saved by
+                transformers or by this class. Checkpoints of the model with a head (keys prefixed with
+                `base_model_prefix`, e.g. `Gemma2ForCausalLM`) load into the base model; head weights are ignored.
+            config (`PreTrainedConfig`, `str` or `os.PathLike`, *optional*):
+                A config instance or a path to its directory, used instead of the checkpoint's `config.json`.
+            cache_dir (`str` or `os.PathLike`, *optional*):
+                Path to the Hugging Face cache directory to use.
+            force_download (`bool`, *optional*, defaults to `False`):
+                Whether to force the (re-)download of the files.
+            local_files_only (`bool`, *optional*, defaults to `False`):
+                Whether to only look at local files (no download).
+            token (`str` or `bool`, *optional*):
+                The token to use as HTTP bearer authorization for remote files.
+            revision (`str`, *optional*, defaults to `"main"`):
+                The specific model version to use (branch name, tag name or commit id).
+            use_safetensors (`bool`, *optional*):
+                Only safetensors are read; `False` raises.
+            mindspore_dtype (`ms.Type` or `str`, *optional*):
+                Cast the floating parameters to this dtype. `"auto"` uses the `dtype` recorded in `config.json`.
+                Defaults to float32.
+            subfolder (`str`, *optional*, defaults to `""`):
+                The subfolder of the model files in the repo or directory (e.g. `"text_encoder"`).
+            variant (`str`, *optional*):
+                Load weights from a variant file name such as `model.fp16.safetensors`.
+            attn_implementation (`str`, *optional*):
+                Only the eager math path exists: `None` or `"eager"`.
+            kwargs (remaining dictionary of keyword arguments, *optional*):
+                Update the configuration after it is loaded (e.g. `num_hidden_layers=2`).
+        """
+        for name, hint in _UNSUPPORTED_KWARGS.items():
+            if kwargs.get(name) is not None:
+                raise TypeError(f"`{name}` is not supported by mindone's `from_pretrained`: {hint}")
+            kwargs.pop(name, None)
+        for name in ("ignore_mismatched_sizes", "output_loading_info", "trust_remote_code", "from_tf", "from_flax"):
+            if kwargs.pop(name, False):
+                raise ValueError(f"`{name}=True` is not supported by mindone's `from_pretrained`.")
+        for name in ("low_cpu_mem_usage", "proxies", "_from_pipeline", "_from_auto", "user_agent"):
+            kwargs.pop(name, None)
+        if model_args:
+            raise TypeError(f"{cls.__name__}.from_pretrained takes no extra positional arguments, got {model_args}.")
+        if use_safetensors is False:
+            raise ValueError("`use_safetensors=False` is not supported: only safetensors checkpoints are read.")
+        if attn_implementation not in (None, "eager"):
+            raise ValueError(
+                f"`attn_implementation` must be None or 'eager' (the only attention path of this port), "
+                f"got {attn_implementation!r}."
+            )
+        hub = dict(
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+            revision=revision,
+        )
+
+        # 1. config
+        if config is None or isinstance(config, (str, os.PathLike)):
+            config_path = pretrained_model_name_or_path if config is None else config
+            try:
+                config, unused = cls.config_class.from_pretrained(
+                    config_path, subfolder=subfolder, return_unused_kwargs=True, **hub, **kwargs
+                )
+            except OSError as e:
+                raise EnvironmentError(
+                    f"Cannot load the {cls.config_class.__name__} of {os.fspath(config_path)!r} "
+                    f"(subfolder={subfolder!r}): no config.json in that folder, and it is not a repo id available "
+                    f"in the Hugging Face cache or on the Hub. ({e})"
+                ) from None
+        else:
+            if not isinstance(config, cls.config_class):
+                raise TypeError(
+                    f"`config` must be a {cls.config_class.__name__}, a path or None, got {type(config).__name__}."
+                )
+            config = copy.deepcopy(config)
+            unused = {}
+            for key, value in kwargs.items():
+                if hasattr(config, key):
+                    setattr(config, key, value)
+                else:
+                    unused[key] = value
+        if unused:
+            raise TypeError(
+                f"{cls.__name__}.from_pretrained got unexpected keyword arguments {sorted(unused)} (neither loading "
+                f"options nor attributes of {cls.config_class.__name__})."
+            )
+        config.name_or_path = os.fspath(pretrained_model_name_or_path)
+
+        # 2. weight files (single file or shard index) and dtype
+        files = resolve_weight_files(
+            pretrained_model_name_or_path,
+            SAFE_WEIGHTS_NAME,
+            SAFE_WEIGHTS_INDEX_NAME,
+            subfolder=subfolder or None,
+            variant=variant,
+            **hub,
+        )
+        if isinstance(mindspore_dtype, str) and mindspore_dtype == "auto":
+            recorded = getattr(config, "dtype", None)
+            mindspore_dtype = str_to_dtype(str(recorded)) if recorded is not None else None
+        else:
+            mindspore_dtype = str_to_dtype(mindspore_dtype)
+
+        # 3. build without initializing parameters, then fill them from the checkpoint
+        with no_init_parameters():
+            model = cls(config)
+        load_checkpoint_into_model(
+            model,
+            files,
+            dtype=mindspore_dtype,
+            keep_in_fp32_modules=cls._keep_in_fp32_modules or (),
+            ignore_unexpected=cls._keys_to_ignore_on_load_unexpected or (),
+            ignore_missing=cls._keys_to_ignore_on_load_missing or (),
+            key_mapping=_prefix_key_mapping(model, cls.base_model_prefix, _checkpoint_keys(files)),
+        )
+        model.set_train(False)
+        if mindspore_dtype is not None:
+            logger.info(f"Loaded {cls.__name__} in {dtype_to_str(mindspore_dtype)}.")
+        return model

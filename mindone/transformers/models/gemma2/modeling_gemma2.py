@@ -1,0 +1,613 @@
+# Copyright 2024 Google Inc. HuggingFace Inc. team. All rights reserved.
+#
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Gemma2 text model (the Lumina-Image-2.0 text encoder).
+
+Adapted from transformers v5.24 `models/gemma2/modeling_gemma2.py`; MindSpore changes: the base model only (no
+generation, no KV cache, no LM head), the eager attention math written inline (fp32 softmax, logit soft-capping), the
+2D padding mask expanded inside `construct` (causal, padding and sliding-window masks as `masking_utils.eager_mask`),
+input checks and output packing in `Gemma2Model.__call__` so that `construct` compiles in GRAPH_MODE, and
+`output_hidden_states` collected directly instead of through forward hooks.
+"""
+
+from typing import Optional, Sequence, Union
+
+import numpy as np
+from transformers import Gemma2Config
+
+import mindspore as ms
+from mindspore import Parameter, mint, nn, ops
+from mindspore.common.initializer import Normal, initializer
+
+from ....diffusers.utils import is_ascend
+from ...modeling_outputs import BaseModelOutputWithPast
+from ...modeling_utils import PreTrainedModel
+
+_FLOAT_DTYPES = (ms.float16, ms.bfloat16, ms.float32, ms.float64)
+_INT_DTYPES = (ms.int8, ms.int16, ms.int32, ms.int64, ms.uint8, ms.uint16, ms.uint32, ms.uint64)
+_ACTIVATIONS = {"gelu_pytorch_tanh": "tanh", "gelu_new": "tanh", "gelu": "none"}
+
+
+def _dtype_min(dtype):
+    """`torch.finfo(dtype).min`: the additive value of masked positions (a constant when compiled)."""
+    if dtype == ms.float16:
+        return -65504.0
+    if dtype == ms.bfloat16:
+        return -3.3895313892515355e38
+    if dtype == ms.float64:
+        return -1.7976931348623157e308
+    return -3.4028234663852886e38
+
+
+def _linear(in_features: int, out_features: int, bias: bool, std: float) -> mint.nn.Linear:
+    """`mint.nn.Linear` initialized as transformers' `_init_weights` (normal weights, zero bias)."""
+    return mint.nn.Linear(in_features, out_features, bias=bias, weight_init=Normal(std), bias_init="zeros")
+
+
+class Gemma2RMSNorm(nn.Cell):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = Parameter(initializer("zeros", (dim,), ms.float32), name="weight")
+
+    def _norm(self, x):
+        return x * mint.rsqrt(mint.mean(x.pow(2), -1, keepdim=True) + self.eps)
+
+    def construct(self, x):
+        output = self._norm(x.astype(ms.float32))
+        # Llama does x.to(float16) * w whilst Gemma2 is (x * w).to(float16)
+        # See https://github.com/huggingface/transformers/pull/29402
+        output = output * (1.0 + self.weight.astype(ms.float32))
+        return output.astype(x.dtype)
+
+    def extend_repr(self):
+        return f"{tuple(self.weight.shape)}, eps={self.eps}"
+
+
+class Gemma2MLP(nn.Cell):
+    def __init__(self, config):
+        super().__init__()
+        self.hidden_size = config.hidden_size
+        self.intermediate_size = config.intermediate_size
+        std = config.initializer_range
+        self.gate_proj = _linear(self.hidden_size, self.intermediate_size, False, std)
+        self.up_proj = _linear(self.hidden_size, self.intermediate_size, False, std)
+        self.down_proj = _linear(self.intermediate_size, self.hidden_size, False, std)
+        if config.hidden_activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"`hidden_activation` must be one of {sorted(_ACTIVATIONS)}, got {config.hidden_activation!r}."
+            )
+        self.approximate = _ACTIVATIONS[config.hidden_activation]
+
+    def act_fn(self, x):
+        return ops.gelu(x, approximate=self.approximate)
+
+    def construct(self, x):
+        down_proj = self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+        return down_proj
+
+
+class Gemma2RotaryEmbedding(nn.Cell):
+    def __init__(self, config: Gemma2Config):
+        super().__init__()
+        self.max_seq_len_cached = config.max_position_embeddings
+        self.original_max_seq_len = config.max_position_embeddings
+
+        rope_parameters = config.rope_parameters or {}
+        self.rope_type = rope_parameters.get("rope_type", "default")
+        if self.rope_type != "default":
+            raise ValueError(
+                f"Only the default RoPE is supported, got `rope_parameters['rope_type']={self.rope_type!r}`."
+            )
+        inv_freq, self.attention_scaling = self.compute_default_rope_parameters(config)
+        # a constant of the graph (transformers' non-persistent buffer): not a parameter, not in checkpoints
+        self.inv_freq = ms.Tensor(inv_freq, ms.float32)
+
+    @staticmethod
+    def compute_default_rope_parameters(config: Gemma2Config):
+        """
+        Computes the inverse frequencies according to the original RoPE implementation
+        Args:
+            config ([`~transformers.PreTrainedConfig`]):
+                The model configuration.
+        Returns:
+            Tuple of (`np.ndarray`, `float`), containing the inverse frequencies for the RoPE embeddings and the
+            post-processing scaling factor applied to the computed cos/sin (unused in this type of RoPE).
+        """
+        base = config.rope_parameters["rope_theta"]
+        dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+        attention_factor = 1.0  # Unused in this type of RoPE
+        # Compute the inverse frequencies (float32, as torch computes them)
+        exponent = np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)
+        inv_freq = (1.0 / (base ** exponent.astype(np.float64))).astype(np.float32)
+        return inv_freq, attention_factor
+
+    def construct(self, x, position_ids):
+        freqs = position_ids[..., None].astype(ms.float32) * self.inv_freq
+        emb = mint.cat((freqs, freqs), dim=-1)
+        cos = mint.cos(emb) * self.attention_scaling
+        sin = mint.sin(emb) * self.attention_scaling
+        return cos.astype(x.dtype), sin.astype(x.dtype)
+
+
+def rotate_half(x):
+    """Rotates half the hidden dims of the input."""
+    x1 = x[..., : x.shape[-1] // 2]
+    x2 = x[..., x.shape[-1] // 2 :]
+    return mint.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
+    """Applies Rotary Position Embedding to the query and key tensors.
+
+    Args:
+        q (`ms.Tensor`): The query tensor.
+        k (`ms.Tensor`): The key tensor.
+        cos (`ms.Tensor`): The cosine part of the rotary embedding.
+        sin (`ms.Tensor`): The sine part of the rotary embedding.
+        unsqueeze_dim (`int`, *optional*, defaults to 1):
+            The dimension along which to unsqueeze cos and sin so that they broadcast to q and k (`[batch_size,
+            heads, seq_len, head_dim]` with `unsqueeze_dim=1`).
+    Returns:
+        `tuple(ms.Tensor)` comprising of the query and key tensors rotated using the Rotary Position Embedding.
+    """
+    cos = cos.unsqueeze(unsqueeze_dim)
+    sin = sin.unsqueeze(unsqueeze_dim)
+    q_embed = (q * cos) + (rotate_half(q) * sin)
+    k_embed = (k * cos) + (rotate_half(k) * sin)
+    return q_embed, k_embed
+
+
+def repeat_kv(hidden_states: ms.Tensor, n_rep: int) -> ms.Tensor:
+    """
+    The equivalent of `repeat_interleave(x, dim=1, repeats=n_rep)`. The hidden states go from (batch,
+    num_key_value_heads, seqlen, head_dim) to (batch, num_attention_heads, seqlen, head_dim)
+    """
+    batch, num_key_value_heads, slen, head_dim = hidden_states.shape
+    if n_rep == 1:
+        return hidden_states
+    hidden_states = hidden_states[:, :, None, :, :].broadcast_to((batch, num_key_value_heads, n_rep, slen, head_dim))
+    return hidden_states.reshape(batch, num_key_value_heads * n_rep, slen, head_dim)
+
+
+def _tanh(x, precise: bool):
+    if precise:
+        # MindSpore 2.10 CPU: float32 Tanh is off by up to 1e-4 (relative) for |x| in [3, 6]; the float64 kernel is not
+        x = mint.tanh(x.astype(ms.float64)).astype(x.dtype)
+        return x
+    return mint.tanh(x)
+
+
+def eager_attention_forward(
+    query: ms.Tensor,
+    key: ms.Tensor,
+    value: ms.Tensor,
+    attention_mask: Optional[ms.Tensor],
+    num_key_value_groups: int,
+    scaling: float,
+    softcap: Optional[float] = None,
+    precise_tanh: bool = False,
+):
+    """transformers' eager attention: scores in the input dtype, tanh soft-capping, additive mask, fp32 softmax.
+
+    (`mindone.diffusers.models.attention_processor.scaled_dot_product_attention` has no soft-capping step.)"""
+    key_states = repeat_kv(key, num_key_value_groups)
+    value_states = repeat_kv(value, num_key_value_groups)
+
+    attn_weights = mint.matmul(query, key_states.swapaxes(2, 3)) * scaling
+
+    if softcap is not None:
+        attn_weights = attn_weights / softcap
+        attn_weights = _tanh(attn_weights, precise_tanh)
+        attn_weights = attn_weights * softcap
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+
+    # upcast attention to fp32
+    attn_weights = mint.softmax(attn_weights.astype(ms.float32), dim=-1).astype(query.dtype)
+    attn_output = mint.matmul(attn_weights, value_states)
+    attn_output = attn_output.swapaxes(1, 2)
+    return attn_output, attn_weights
+
+
+class Gemma2Attention(nn.Cell):
+    """Multi-headed attention from 'Attention Is All You Need' paper"""
+
+    def __init__(self, config: Gemma2Config, layer_idx: int):
+        super().__init__()
+        self.layer_type = config.layer_types[layer_idx]
+        self.layer_idx = layer_idx
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        self.num_key_value_groups = config.num_attention_heads // config.num_key_value_heads
+        self.scaling = config.query_pre_attn_scalar**-0.5
+        self.attention_dropout = config.attention_dropout  # inference port: never applied
+
+        std, bias = config.initializer_range, config.attention_bias
+        self.q_proj = _linear(config.hidden_size, config.num_attention_heads * self.head_dim, bias, std)
+        self.k_proj = _linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias, std)
+        self.v_proj = _linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias, std)
+        self.o_proj = _linear(config.num_attention_heads * self.head_dim, config.hidden_size, bias, std)
+        self.attn_logit_softcapping = config.attn_logit_softcapping
+        self.sliding_window = config.sliding_window if self.layer_type == "sliding_attention" else None
+        self.precise_tanh = not is_ascend()  # decided at construction: the device cannot be read inside a graph
+
+    def construct(self, hidden_states, position_embeddings, attention_mask=None):
+        input_shape = hidden_states.shape[:-1]
+        hidden_shape = input_shape + (-1, self.head_dim)
+
+        query_states = self.q_proj(hidden_states).view(hidden_shape).swapaxes(1, 2)
+        key_states = self.k_proj(hidden_states).view(hidden_shape).swapaxes(1, 2)
+        value_states = self.v_proj(hidden_states).view(hidden_shape).swapaxes(1, 2)
+
+        cos, sin = position_embeddings
+        query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
+
+        attn_output, attn_weights = eager_attention_forward(
+            query_states,
+            key_states,
+            value_states,
+            attention_mask,
+            self.num_key_value_groups,
+            self.scaling,
+            softcap=self.attn_logit_softcapping,
+            precise_tanh=self.precise_tanh,
+        )
+
+        attn_output = attn_output.reshape(input_shape + (-1,))
+        attn_output = self.o_proj(attn_output)
+        return attn_output, attn_weights
+
+
+class Gemma2DecoderLayer(nn.Cell):
+    def __init__(self, config: Gemma2Config, layer_idx: int):
+        super().__init__()
+        self.hidden_size = config.hidden_size
+        self.attention_type = config.layer_types[layer_idx]
+        self.is_sliding = self.attention_type == "sliding_attention"
+        self.self_attn = Gemma2Attention(config=config, layer_idx=layer_idx)
+        self.mlp = Gemma2MLP(config)
+        self.input_layernorm = Gemma2RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.post_attention_layernorm = Gemma2RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+        self.pre_feedforward_layernorm = Gemma2RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.post_feedforward_layernorm = Gemma2RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+    def construct(self, hidden_states, position_embeddings, attention_mask=None):
+        residual = hidden_states
+
+        hidden_states = self.input_layernorm(hidden_states)
+
+        # Self Attention
+        hidden_states, attn_weights = self.self_attn(
+            hidden_states=hidden_states,
+            position_embeddings=position_embeddings,
+            attention_mask=attention_mask,
+        )
+        hidden_states = self.post_attention_layernorm(hidden_states)
+        hidden_states = residual + hidden_states
+
+        residual = hidden_states
+        hidden_states = self.pre_feedforward_layernorm(hidden_states)
+        hidden_states = self.mlp(hidden_states)
+        hidden_states = self.post_feedforward_layernorm(hidden_states)
+        hidden_states = residual + hidden_states
+
+        return hidden_states, attn_weights
+
+
+class Gemma2TextScaledWordEmbedding(nn.Cell):
+    """
+    An embedding lookup multiplied by `embed_scale` (cast to the weight dtype, as transformers does).
+
+    `mint.nn.Embedding` has no CPU kernel in MindSpore 2.10: the rows of `weight` are gathered with `ops.gather`.
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: Optional[int] = None,
+        embed_scale: float = 1.0,
+        init_std: float = 0.02,
+    ):
+        super().__init__()
+        self.num_embeddings = num_embeddings
+        self.embedding_dim = embedding_dim
+        self.padding_idx = padding_idx
+        self.weight = Parameter(
+            initializer(Normal(init_std), (num_embeddings, embedding_dim), ms.float32), name="weight"
+        )
+        self.scalar_embed_scale = embed_scale
+
+    def construct(self, input_ids):
+        embed_scale = ms.Tensor(self.scalar_embed_scale, ms.float32).astype(self.weight.dtype)
+        return ops.gather(self.weight, input_ids, 0) * embed_scale
+
+
+class Gemma2PreTrainedModel(PreTrainedModel):
+    config_class = Gemma2Config
+    base_model_prefix = "model"
+    _no_split_modules = ["Gemma2DecoderLayer"]
+
+
+class Gemma2Model(Gemma2PreTrainedModel):
+    r"""
+    The bare Gemma2 model outputting raw hidden-states without any specific head on top.
+
+    Calling it returns a tuple `(last_hidden_state, hidden_states?, attentions?)` (entries only when requested), or a
+    [`BaseModelOutputWithPast`] with `return_dict=True`. `hidden_states` has `num_hidden_layers + 1` entries: the
+    scaled embeddings, the output of each layer, the last one after the final norm (equal to `last_hidden_state`), as
+    transformers returns them. Lumina2 uses the penultimate one: `model(ids, attention_mask=mask,
+    output_hidden_states=True, return_dict=True).hidden_states[-2]` (or `[1][-2]` of the tuple).
+
+    Args:
+        config ([`Gemma2Config`]): transformers' model configuration.
+    """
+
+    def __init__(self, config: Gemma2Config):
+        super().__init__(config)
+        self.padding_idx = config.pad_token_id
+        self.vocab_size = config.vocab_size
+        self.hidden_size = config.hidden_size
+        self.num_hidden_layers = config.num_hidden_layers
+        self._check_config(config)
+        # Gemma2 downcasts the below to bfloat16, causing sqrt(3072)=55.4256 to become 55.5. See https://github.com/huggingface/transformers/pull/29402
+        self.embed_tokens = Gemma2TextScaledWordEmbedding(
+            config.vocab_size,
+            config.hidden_size,
+            self.padding_idx,
+            embed_scale=config.hidden_size**0.5,
+            init_std=config.initializer_range,
+        )
+        self.layers = nn.CellList(
+            [Gemma2DecoderLayer(config, layer_idx) for layer_idx in range(config.num_hidden_layers)]
+        )
+        self.norm = Gemma2RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary_emb = Gemma2RotaryEmbedding(config)
+        self.sliding_window = config.sliding_window
+        self.has_sliding_layers = any(layer.is_sliding for layer in self.layers)
+
+    @staticmethod
+    def _check_config(config):
+        layer_types = config.layer_types
+        if layer_types is None or len(layer_types) < config.num_hidden_layers:
+            raise ValueError(
+                f"`layer_types` must name the attention of each of the {config.num_hidden_layers} layers, got "
+                f"{layer_types!r}."
+            )
+        unknown = sorted(set(layer_types[: config.num_hidden_layers]) - {"sliding_attention", "full_attention"})
+        if unknown:
+            raise ValueError(f"`layer_types` entries must be 'sliding_attention' or 'full_attention', got {unknown}.")
+        if "sliding_attention" in layer_types[: config.num_hidden_layers] and not config.sliding_window:
+            raise ValueError(
+                f"`sliding_window` must be a positive int for sliding layers, got {config.sliding_window!r}."
+            )
+        if config.num_attention_heads % config.num_key_value_heads != 0:
+            raise ValueError(
+                f"`num_attention_heads` ({config.num_attention_heads}) must be a multiple of `num_key_value_heads` "
+                f"({config.num_key_value_heads})."
+            )
+        if getattr(config, "use_bidirectional_attention", None):
+            raise ValueError("`use_bidirectional_attention=True` is not supported: this port is causal only.")
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embed_tokens = value
+
+    def _update_masks(self, attention_mask, inputs_embeds):
+        """2D padding mask -> the additive 4D masks of the full and sliding layers (`masking_utils.eager_mask`): 0
+        where a query may attend a key, the dtype minimum elsewhere, shape `(batch or 1, 1, seq, seq)`."""
+        seq_len = inputs_embeds.shape[1]
+        dtype = inputs_embeds.dtype
+        q_idx = ops.arange(seq_len).reshape(seq_len, 1)
+        kv_idx = ops.arange(seq_len).reshape(1, seq_len)
+        allowed = (kv_idx <= q_idx)[None, None]
+        if attention_mask is not None:
+            padding = attention_mask.astype(ms.bool_)[:, None, None, :]
+            allowed = mint.logical_and(allowed, padding)
+        zero = ms.Tensor(0.0, dtype)
+        masked = ms.Tensor(_dtype_min(dtype), dtype)
+        full_mask = mint.where(allowed, zero, masked)
+        sliding_mask = full_mask
+        if self.has_sliding_layers:
+            in_window = (kv_idx > q_idx - self.sliding_window)[None, None]
+            sliding_mask = mint.where(mint.logical_and(allowed, in_window), zero, masked)
+        return full_mask, sliding_mask
+
+    def construct(
+        self,
+        input_ids: Optional[ms.Tensor] = None,
+        attention_mask: Optional[ms.Tensor] = None,
+        position_ids: Optional[ms.Tensor] = None,
+        inputs_embeds: Optional[ms.Tensor] = None,
+        output_attentions: bool = False,
+    ):
+        """The tensor program (compiled in GRAPH_MODE). Returns `(last_hidden_state, all_hidden_states,
+        all_attentions)`; `all_attentions` is `()` unless `output_attentions`. Call the model instead, which checks
+        the inputs and packs the outputs."""
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+
+        if position_ids is None:
+            position_ids = ops.arange(inputs_embeds.shape[1]).reshape(1, -1)
+
+        full_mask, sliding_mask = self._update_masks(attention_mask, inputs_embeds)
+
+        # embed positions
+        hidden_states = inputs_embeds
+        position_embeddings = self.rotary_emb(hidden_states, position_ids)
+
+        all_hidden_states = (hidden_states,)
+        all_attentions = ()
+        for decoder_layer in self.layers:
+            layer_mask = sliding_mask if decoder_layer.is_sliding else full_mask
+            hidden_states, attn_weights = decoder_layer(
+                hidden_states,
+                position_embeddings=position_embeddings,
+                attention_mask=layer_mask,
+            )
+            all_hidden_states = all_hidden_states + (hidden_states,)
+            if output_attentions:
+                all_attentions = all_attentions + (attn_weights,)
+
+        hidden_states = self.norm(hidden_states)
+        # as transformers' `capture_outputs`: the last hidden state is the one after the final norm
+        all_hidden_states = all_hidden_states[:-1] + (hidden_states,)
+        return hidden_states, all_hidden_states, all_attentions
+
+    def __call__(
+        self,
+        input_ids: Optional[ms.Tensor] = None,
+        attention_mask: Optional[ms.Tensor] = None,
+        position_ids: Optional[ms.Tensor] = None,
+        inputs_embeds: Optional[ms.Tensor] = None,
+        output_attentions: Optional[bool] = None,
+        output_hidden_states: Optional[Union[bool, int, Sequence[int]]] = None,
+        return_dict: Optional[bool] = None,
+        use_cache: Optional[bool] = None,
+        cache=None,
+        past_key_values=None,
+        **kwargs,
+    ):
+        r"""
+        Args:
+            input_ids (`ms.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
+                Indices of input sequence tokens in the vocabulary (integers in `[0, vocab_size)`).
+            attention_mask (`ms.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
+                Mask to avoid attending to padding tokens: 1 (or `True`) for tokens to attend, 0 for padding.
+            position_ids (`ms.Tensor` of shape `(batch_size or 1, sequence_length)`, *optional*):
+                Positions of the tokens for the rotary embeddings. Defaults to `0 .. sequence_length - 1`.
+            inputs_embeds (`ms.Tensor` of shape `(batch_size, sequence_length, hidden_size)`, *optional*):
+                Embeddings used instead of `input_ids` (not scaled by `sqrt(hidden_size)`, as in transformers).
+            output_attentions (`bool`, *optional*, defaults to `config.output_attentions`):
+                Whether to return the attention weights of every layer.
+            output_hidden_states (`bool`, `int` or `list[int]`, *optional*, defaults to `config.output_hidden_states`):
+                Whether to return the hidden states of all layers; an index or list of indices (negative allowed)
+                keeps only those entries, the others being `None`, as transformers does.
+            return_dict (`bool`, *optional*, defaults to `False`):
+                Whether to return a [`BaseModelOutputWithPast`] instead of a plain tuple.
+            use_cache, cache, past_key_values:
+                Not supported (no KV cache): must be `None`/`False`.
+
+        Returns:
+            `tuple(ms.Tensor)` `(last_hidden_state, hidden_states?, attentions?)` or [`BaseModelOutputWithPast`].
+        """
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {sorted(kwargs)}.")
+        if use_cache or cache is not None or past_key_values is not None:
+            raise ValueError(
+                f"{type(self).__name__} has no KV cache in this port: `use_cache` must be False/None and "
+                "`cache`/`past_key_values` None."
+            )
+        if self.dtype == ms.bfloat16 and ms.get_context("device_target") == "CPU":
+            # MindSpore 2.10 CPU: Gather and MatMul have no bfloat16 kernels
+            raise TypeError(
+                f"{type(self).__name__} holds bfloat16 parameters, which MindSpore cannot compute on CPU. Load it with "
+                "`mindspore_dtype=ms.float32` (or call `.to(ms.float32)`); bfloat16 compute is for Ascend."
+            )
+        input_ids, attention_mask, position_ids, inputs_embeds = self._check_inputs(
+            input_ids, attention_mask, position_ids, inputs_embeds
+        )
+        if output_attentions is None:
+            output_attentions = bool(getattr(self.config, "output_attentions", False))
+        if output_hidden_states is None:
+            output_hidden_states = getattr(self.config, "output_hidden_states", False)
+
+        last_hidden_state, all_hidden_states, all_attentions = super().__call__(
+            input_ids, attention_mask, position_ids, inputs_embeds, bool(output_attentions)
+        )
+
+        hidden_states = self._select_hidden_states(tuple(all_hidden_states), output_hidden_states)
+        attentions = tuple(all_attentions) if output_attentions else None
+        if return_dict:
+            return BaseModelOutputWithPast(
+                last_hidden_state=last_hidden_state, hidden_states=hidden_states, attentions=attentions
+            )
+        return tuple(v for v in (last_hidden_state, hidden_states, attentions) if v is not None)
+
+    @staticmethod
+    def _select_hidden_states(all_hidden_states, output_hidden_states):
+        if output_hidden_states is None or output_hidden_states is False:
+            return None
+        if output_hidden_states is True:
+            return all_hidden_states
+        selected = [output_hidden_states] if isinstance(output_hidden_states, int) else list(output_hidden_states)
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in selected):
+            raise TypeError(
+                f"`output_hidden_states` must be a bool, an int or a list of ints, got {output_hidden_states!r}."
+            )
+        n = len(all_hidden_states)
+        keep = {i % n for i in selected if -n <= i < n}
+        return tuple(h if i in keep else None for i, h in enumerate(all_hidden_states))
+
+    def _check_inputs(self, input_ids, attention_mask, position_ids, inputs_embeds):
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        input_ids = _as_tensor(input_ids, "input_ids")
+        attention_mask = _as_tensor(attention_mask, "attention_mask")
+        position_ids = _as_tensor(position_ids, "position_ids")
+        inputs_embeds = _as_tensor(inputs_embeds, "inputs_embeds")
+        if input_ids is not None:
+            if input_ids.ndim != 2 or input_ids.shape[1] == 0:
+                raise ValueError(
+                    f"`input_ids` must have shape (batch_size, sequence_length) with sequence_length > 0, got shape "
+                    f"{tuple(input_ids.shape)}."
+                )
+            if input_ids.dtype not in _INT_DTYPES:
+                raise TypeError(f"`input_ids` must hold integers, got dtype {input_ids.dtype}.")
+            ids = input_ids.asnumpy()
+            if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
+                raise ValueError(
+                    f"`input_ids` must be in [0, {self.vocab_size}) (vocab_size), got values in "
+                    f"[{ids.min()}, {ids.max()}]."
+                )
+            batch_size, seq_len = input_ids.shape
+        else:
+            if inputs_embeds.ndim != 3 or inputs_embeds.shape[-1] != self.hidden_size or inputs_embeds.shape[1] == 0:
+                raise ValueError(
+                    f"`inputs_embeds` must have shape (batch_size, sequence_length, {self.hidden_size}), got "
+                    f"{tuple(inputs_embeds.shape)}."
+                )
+            if inputs_embeds.dtype not in _FLOAT_DTYPES:
+                raise TypeError(f"`inputs_embeds` must be floating point, got dtype {inputs_embeds.dtype}.")
+            batch_size, seq_len = inputs_embeds.shape[:2]
+        if attention_mask is not None and tuple(attention_mask.shape) != (batch_size, seq_len):
+            raise ValueError(
+                f"`attention_mask` must be a 2D padding mask of shape (batch_size, sequence_length) = "
+                f"{(batch_size, seq_len)}, got shape {tuple(attention_mask.shape)}."
+            )
+        if position_ids is not None:
+            if (
+                position_ids.ndim != 2
+                or position_ids.shape[0] not in (1, batch_size)
+                or position_ids.shape[1] != seq_len
+            ):
+                raise ValueError(
+                    f"`position_ids` must have shape ({batch_size} or 1, {seq_len}), got {tuple(position_ids.shape)}."
+                )
+        return input_ids, attention_mask, position_ids, inputs_embeds
+
+
+def _as_tensor(value, name):
+    if value is None or isinstance(value, ms.Tensor):
+        return value
+    if isinstance(value, (np.ndarray, list)):
+        return ms.Tensor(np.asarray(value))
+    raise TypeError(f"`{name}` must be a mindspore.Tensor (or a numpy array), got {type(value).__name__}.")
+
+
+__all__ = ["Gemma2Model", "Gemma2PreTrainedModel"]

@@ -1,0 +1,510 @@
+"""Parity of mindone.transformers.Gemma2Model with transformers' Gemma2Model (torch, eager attention), checkpoints
+in both directions, and input/loading errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from transformers import Gemma2Config
+from transformers import Gemma2ForCausalLM as TorchGemma2ForCausalLM
+from transformers import Gemma2Model as TorchGemma2Model
+
+import mindspore as ms
+from mindspore.nn.utils import no_init_parameters
+
+from mindone.diffusers.models.model_loading_utils import CheckpointError
+from mindone.transformers import Gemma2Model, Gemma2PreTrainedModel, PreTrainedModel
+from mindone.transformers.modeling_outputs import BaseModelOutputWithPast
+from tests.testing_utils import load_torch_weights, rel_l2, to_numpy
+
+TOL = 1e-5
+
+TINY = dict(
+    vocab_size=99,
+    hidden_size=32,
+    intermediate_size=37,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=8,
+    sliding_window=4,
+    # small scalar and cap so that the soft-capping really bends the logits of these random weights
+    query_pre_attn_scalar=2,
+    attn_logit_softcapping=1.5,
+    max_position_embeddings=64,
+)
+
+GEMMA2_2B_WIDTHS = dict(
+    vocab_size=128,
+    hidden_size=2304,
+    intermediate_size=9216,
+    num_hidden_layers=2,
+    num_attention_heads=8,
+    num_key_value_heads=4,
+    head_dim=256,
+    attn_logit_softcapping=50.0,
+    final_logit_softcapping=30.0,
+    query_pre_attn_scalar=256,
+    sliding_window=4,
+)
+
+
+def make_config(**kwargs):
+    return Gemma2Config(attn_implementation="eager", **kwargs)
+
+
+def make_torch_model(config, seed=0, cls=TorchGemma2Model, qk_std=0.3):
+    """transformers' model with random weights; q/k projections drawn with `qk_std` so that the attention logits reach
+    the soft-capping range."""
+    torch.manual_seed(seed)
+    model = cls(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(("q_proj.weight", "k_proj.weight")):
+                param.normal_(0.0, qk_std)
+            elif "norm" in name:  # zeros at init: randomize so that the (1 + w) scale is exercised
+                param.normal_(0.0, 0.5)
+            elif name.endswith("bias"):
+                param.normal_(0.0, 0.1)
+    return model
+
+
+def make_pair(config, seed=0, qk_std=0.3):
+    torch_model = make_torch_model(config, seed, qk_std=qk_std)
+    with no_init_parameters():
+        ms_model = Gemma2Model(config)
+    load_torch_weights(ms_model, torch_model)
+    ms_model.set_train(False)
+    return torch_model, ms_model
+
+
+def random_inputs(batch, seq_len, vocab, lengths=None, left=False, seed=0):
+    ids = np.random.default_rng(seed).integers(4, vocab, (batch, seq_len)).astype(np.int64)
+    mask = np.ones((batch, seq_len), np.int64)
+    for i, n in enumerate(lengths or []):
+        if left:
+            mask[i, : seq_len - n] = 0
+            ids[i, : seq_len - n] = 0
+        else:
+            mask[i, n:] = 0
+            ids[i, n:] = 0  # <pad>
+    return ids, mask
+
+
+def run_torch(model, ids, mask=None, **kwargs):
+    with torch.no_grad():
+        return model(
+            torch.tensor(ids),
+            attention_mask=None if mask is None else torch.tensor(mask),
+            output_hidden_states=True,
+            **kwargs,
+        )
+
+
+def run_ms(model, ids, mask=None, **kwargs):
+    return model(
+        ms.Tensor(ids),
+        attention_mask=None if mask is None else ms.Tensor(mask),
+        output_hidden_states=True,
+        return_dict=True,
+        **kwargs,
+    )
+
+
+def assert_hidden_states_match(ms_out, torch_out, tol=TOL):
+    assert len(ms_out.hidden_states) == len(torch_out.hidden_states)
+    errors = [rel_l2(a, e) for a, e in zip(ms_out.hidden_states, torch_out.hidden_states)]
+    assert max(errors) <= tol, f"hidden states relative L2 errors {errors} > {tol}"
+    assert rel_l2(ms_out.last_hidden_state, torch_out.last_hidden_state) <= tol
+    return errors
+
+
+@pytest.fixture(scope="module")
+def tiny_pair():
+    return make_pair(make_config(**TINY))
+
+
+# ----------------------------------------------------------------------------------------------------------- parity
+
+
+def test_tiny_parity_right_padded_batch(tiny_pair):
+    torch_model, ms_model = tiny_pair
+    # sequence 11 > sliding window 4; three rows of different lengths (right padding, as the Lumina2 tokenizer pads)
+    ids, mask = random_inputs(3, 11, TINY["vocab_size"], lengths=[11, 7, 2])
+    torch_out = run_torch(torch_model, ids, mask, output_attentions=True)
+    ms_out = run_ms(ms_model, ids, mask, output_attentions=True)
+    assert len(ms_out.hidden_states) == TINY["num_hidden_layers"] + 1
+    assert_hidden_states_match(ms_out, torch_out)
+    for a, e in zip(ms_out.attentions, torch_out.attentions):
+        assert rel_l2(a, e) <= TOL
+    # the sliding layers (0 and 2) attend to at most `sliding_window` keys, the full layer (1) to all previous ones
+    attn = [to_numpy(a) for a in ms_out.attentions]
+    assert np.all(attn[0][0, :, 10, :7] == 0) and np.all(attn[0][0, :, 10, 7:] > 0)
+    assert np.all(attn[1][0, :, 10, :] > 0)
+    # padded keys get no attention
+    assert np.all(attn[1][1, :, :, 7:] == 0)
+
+
+def test_tiny_parity_without_mask_and_left_padding(tiny_pair):
+    torch_model, ms_model = tiny_pair
+    ids, _ = random_inputs(2, 6, TINY["vocab_size"], seed=1)
+    assert_hidden_states_match(run_ms(ms_model, ids), run_torch(torch_model, ids))
+    # left padding leaves fully masked query rows: transformers' additive-minimum mask makes them uniform
+    ids, mask = random_inputs(2, 6, TINY["vocab_size"], lengths=[6, 3], left=True, seed=2)
+    assert_hidden_states_match(run_ms(ms_model, ids, mask), run_torch(torch_model, ids, mask))
+
+
+def test_padding_does_not_change_valid_positions(tiny_pair):
+    _, ms_model = tiny_pair
+    ids, mask = random_inputs(2, 9, TINY["vocab_size"], lengths=[9, 5], seed=3)
+    batched = run_ms(ms_model, ids, mask).hidden_states
+    alone = run_ms(ms_model, ids[1:, :5]).hidden_states
+    for b, a in zip(batched, alone):
+        assert rel_l2(to_numpy(b)[1:, :5], a) <= 1e-6
+
+
+def test_sliding_window_and_softcap_change_the_result(tiny_pair):
+    """The parity tests would not notice a missing sliding mask or soft-cap unless these change the numbers."""
+    torch_model, ms_model = tiny_pair
+    ids, _ = random_inputs(1, 11, TINY["vocab_size"], seed=4)
+    reference = to_numpy(run_ms(ms_model, ids).last_hidden_state)
+    for change in (dict(sliding_window=64), dict(attn_logit_softcapping=None)):
+        config = make_config(**{**TINY, **change})
+        with no_init_parameters():
+            other = Gemma2Model(config)
+        load_torch_weights(other, torch_model)
+        changed = to_numpy(other(ms.Tensor(ids))[0])
+        assert rel_l2(changed, reference) > 1e-2, change
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        # multi-head attention (no GQA), biases, exact gelu, no soft-cap, custom layer pattern, window >= sequence
+        dict(
+            num_key_value_heads=4,
+            attention_bias=True,
+            hidden_activation="gelu",
+            attn_logit_softcapping=None,
+            layer_types=["full_attention", "sliding_attention", "sliding_attention"],
+            sliding_window=16,
+        ),
+        # single kv head, head_dim * heads != hidden, another rope theta, eps
+        dict(
+            num_key_value_heads=1,
+            head_dim=12,
+            rope_parameters={"rope_type": "default", "rope_theta": 500.0},
+            rms_norm_eps=1e-5,
+            sliding_window=3,
+            query_pre_attn_scalar=12,
+        ),
+    ],
+)
+def test_tiny_parity_config_options(overrides):
+    torch_model, ms_model = make_pair(make_config(**{**TINY, **overrides}), seed=5)
+    ids, mask = random_inputs(2, 10, TINY["vocab_size"], lengths=[10, 6], seed=5)
+    assert_hidden_states_match(run_ms(ms_model, ids, mask), run_torch(torch_model, ids, mask))
+
+
+def test_inputs_embeds_and_position_ids(tiny_pair):
+    torch_model, ms_model = tiny_pair
+    rng = np.random.default_rng(6)
+    embeds = rng.standard_normal((2, 7, TINY["hidden_size"])).astype(np.float32)
+    positions = np.array([[3, 4, 5, 6, 7, 8, 9]], np.int64)
+    with torch.no_grad():
+        expected = torch_model(
+            inputs_embeds=torch.tensor(embeds), position_ids=torch.tensor(positions), output_hidden_states=True
+        )
+    actual = ms_model(
+        inputs_embeds=ms.Tensor(embeds), position_ids=ms.Tensor(positions), output_hidden_states=True, return_dict=True
+    )
+    assert_hidden_states_match(actual, expected)
+
+
+def test_gemma2_2b_widths_two_layers():
+    # q/k std 0.15 at these widths puts the attention logits around the soft-cap of 50
+    torch_model, ms_model = make_pair(make_config(**GEMMA2_2B_WIDTHS), qk_std=0.15)
+    ids, mask = random_inputs(2, 7, GEMMA2_2B_WIDTHS["vocab_size"], lengths=[7, 5], seed=7)
+    expected = run_torch(torch_model, ids, mask)
+    assert_hidden_states_match(run_ms(ms_model, ids, mask), expected)
+    # the same numbers compiled
+    ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        graph = ms_model(ms.Tensor(ids), attention_mask=ms.Tensor(mask), output_hidden_states=True)
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+    for a, e in zip(graph[1], expected.hidden_states):
+        assert rel_l2(a, e) <= TOL
+
+
+def test_graph_mode_matches_pynative(tiny_pair, graph_mode):
+    torch_model, ms_model = tiny_pair
+    ids, mask = random_inputs(3, 11, TINY["vocab_size"], lengths=[11, 7, 2], seed=8)
+    expected = run_torch(torch_model, ids, mask)
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    pynative = run_ms(ms_model, ids, mask)
+    ms.set_context(mode=ms.GRAPH_MODE)
+    graph = run_ms(ms_model, ids, mask)
+    assert_hidden_states_match(graph, expected)
+    for g, p in zip(graph.hidden_states, pynative.hidden_states):
+        assert rel_l2(g, p) <= 1e-6
+    # without a mask and as a tuple
+    last = ms_model(ms.Tensor(ids))
+    assert isinstance(last, tuple) and len(last) == 1
+    assert rel_l2(last[0], run_torch(torch_model, ids).last_hidden_state) <= TOL
+
+
+# ----------------------------------------------------------------------------------------------------------- outputs
+
+
+def test_output_formats(tiny_pair):
+    torch_model, ms_model = tiny_pair
+    ids, mask = random_inputs(2, 5, TINY["vocab_size"], lengths=[5, 3], seed=9)
+    out = ms_model(ms.Tensor(ids), attention_mask=ms.Tensor(mask))
+    assert isinstance(out, tuple) and len(out) == 1 and out[0].shape == (2, 5, TINY["hidden_size"])
+    last, hidden_states = ms_model(ms.Tensor(ids), attention_mask=ms.Tensor(mask), output_hidden_states=True)
+    assert len(hidden_states) == TINY["num_hidden_layers"] + 1
+    assert rel_l2(hidden_states[-1], last) == 0.0  # last entry is after the final norm, as transformers
+    obj = ms_model(ms.Tensor(ids), attention_mask=ms.Tensor(mask), output_hidden_states=True, return_dict=True)
+    assert isinstance(obj, BaseModelOutputWithPast) and obj.cache is None and obj.attentions is None
+    assert rel_l2(obj.hidden_states[-2], hidden_states[-2]) == 0.0 and rel_l2(obj[1][-2], hidden_states[-2]) == 0.0
+    expected = run_torch(torch_model, ids, mask)
+    assert rel_l2(obj.hidden_states[-2], expected.hidden_states[-2]) <= TOL  # what Lumina2 uses
+    # index selection, as transformers 5: the other entries are None
+    for selection in (-2, [0, -1]):
+        ours = ms_model(ms.Tensor(ids), attention_mask=ms.Tensor(mask), output_hidden_states=selection)[1]
+        with torch.no_grad():
+            theirs = torch_model(
+                torch.tensor(ids), attention_mask=torch.tensor(mask), output_hidden_states=selection
+            ).hidden_states
+        assert [h is None for h in ours] == [h is None for h in theirs]
+        for a, e in zip(ours, theirs):
+            if e is not None:
+                assert rel_l2(a, e) <= TOL
+    # numpy inputs are accepted
+    assert rel_l2(ms_model(ids, attention_mask=mask)[0], last) == 0.0
+
+
+# ----------------------------------------------------------------------------------------------------------- checkpoints
+
+
+def _ms_forward(model, ids, mask):
+    return run_ms(model, ids, mask)
+
+
+@pytest.fixture(scope="module")
+def torch_checkpoints(tmp_path_factory):
+    """Checkpoints written by transformers: base model (single and sharded), causal LM (untied head), bf16."""
+    root = tmp_path_factory.mktemp("gemma2_torch")
+    config = make_config(**TINY)
+    base = make_torch_model(config, seed=11)
+    base.save_pretrained(root / "base")
+    base.save_pretrained(root / "sharded", max_shard_size="20KB")
+    lm_config = make_config(**TINY, tie_word_embeddings=False)
+    lm = make_torch_model(lm_config, seed=12, cls=TorchGemma2ForCausalLM)
+    lm.save_pretrained(root / "causal_lm")
+    lm.save_pretrained(root / "causal_lm_sharded", max_shard_size="20KB")
+    bf16 = make_torch_model(config, seed=13).to(torch.bfloat16)
+    bf16.save_pretrained(root / "pipeline" / "text_encoder")
+    return root, base, lm, bf16
+
+
+@pytest.mark.parametrize("name", ["base", "sharded", "causal_lm", "causal_lm_sharded"])
+def test_load_transformers_checkpoint(torch_checkpoints, name):
+    root, base, lm, _ = torch_checkpoints
+    reference = lm.model if name.startswith("causal_lm") else base
+    folder = root / name
+    if name.endswith("sharded"):
+        assert (folder / "model.safetensors.index.json").is_file()
+    if name == "causal_lm":
+        from safetensors import safe_open
+
+        with safe_open(str(folder / "model.safetensors"), "pt") as f:
+            keys = list(f.keys())
+        assert "lm_head.weight" in keys and all(k.startswith(("model.", "lm_head.")) for k in keys)
+    model = Gemma2Model.from_pretrained(str(folder))
+    assert model.dtype == ms.float32
+    ids, mask = random_inputs(2, 9, TINY["vocab_size"], lengths=[9, 4], seed=14)
+    assert_hidden_states_match(run_ms(model, ids, mask), run_torch(reference, ids, mask))
+    # the base class loads too (the Lumina2 pipeline types its text encoder as Gemma2PreTrainedModel)
+    assert issubclass(Gemma2Model, Gemma2PreTrainedModel) and issubclass(Gemma2PreTrainedModel, PreTrainedModel)
+
+
+def test_load_bf16_checkpoint_and_dtypes(torch_checkpoints):
+    root, _, _, bf16 = torch_checkpoints
+    torch_state = {k: v.float().numpy() for k, v in bf16.state_dict().items()}
+    # default: float32 parameters, an exact widening of the bf16 weights
+    model = Gemma2Model.from_pretrained(str(root / "pipeline"), subfolder="text_encoder", local_files_only=True)
+    params = dict(model.parameters_and_names())
+    assert set(params) == set(torch_state)
+    for name, value in torch_state.items():
+        assert params[name].dtype == ms.float32
+        np.testing.assert_array_equal(params[name].asnumpy(), value)
+    ids, mask = random_inputs(2, 6, TINY["vocab_size"], lengths=[6, 4], seed=15)
+    # reference: transformers loading the same checkpoint in float32 (a bf16 module cast with `.float()` would carry
+    # the bf16-rounded embedding scale buffer)
+    reference = TorchGemma2Model.from_pretrained(
+        str(root / "pipeline" / "text_encoder"), dtype=torch.float32, attn_implementation="eager"
+    ).eval()
+    assert_hidden_states_match(run_ms(model, ids, mask), run_torch(reference, ids, mask))
+    # mindspore_dtype casts (bf16 compute is for Ascend: MatMul has no bf16 CPU kernel, so no forward here)
+    for dtype in (ms.bfloat16, "bfloat16", "auto"):
+        cast = Gemma2Model.from_pretrained(str(root / "pipeline" / "text_encoder"), mindspore_dtype=dtype)
+        assert cast.dtype == ms.bfloat16
+        assert all(p.dtype == ms.bfloat16 for _, p in cast.parameters_and_names())
+        weight = dict(cast.parameters_and_names())["layers.0.self_attn.q_proj.weight"]
+        np.testing.assert_array_equal(to_numpy(weight), torch_state["layers.0.self_attn.q_proj.weight"])
+    with pytest.raises(TypeError, match="bfloat16 parameters.*mindspore_dtype=ms.float32"):
+        cast(ms.Tensor(np.array([[2, 5]], np.int64)))
+    # float16 computes on CPU
+    half = Gemma2Model.from_pretrained(str(root / "pipeline" / "text_encoder"), mindspore_dtype=ms.float16)
+    out = half(ms.Tensor(ids), attention_mask=ms.Tensor(mask))[0]
+    assert out.dtype == ms.float16
+    assert rel_l2(out, run_ms(model, ids, mask).last_hidden_state) < 1e-2
+    assert half.to(ms.float32).dtype == ms.float32
+
+
+def test_config_argument_and_overrides(torch_checkpoints):
+    root, base, _, _ = torch_checkpoints
+    config = Gemma2Config.from_pretrained(str(root / "base"))
+    model = Gemma2Model.from_pretrained(str(root / "base"), config=config, output_hidden_states=True)
+    assert model.config.output_hidden_states is True and config.output_hidden_states is False
+    ids, _ = random_inputs(1, 5, TINY["vocab_size"], seed=16)
+    out = model(ms.Tensor(ids), return_dict=True)  # config.output_hidden_states applies
+    assert len(out.hidden_states) == TINY["num_hidden_layers"] + 1
+    assert_hidden_states_match(out, run_torch(base, ids))
+
+
+@pytest.mark.parametrize("max_shard_size", ["10GB", "20KB"])
+def test_save_pretrained_loads_in_transformers(tiny_pair, tmp_path, max_shard_size):
+    torch_model, ms_model = tiny_pair
+    ms_model.save_pretrained(str(tmp_path), max_shard_size=max_shard_size)
+    files = sorted(os.listdir(tmp_path))
+    if max_shard_size == "20KB":
+        assert "model.safetensors.index.json" in files and "model.safetensors" not in files
+    else:
+        assert "model.safetensors" in files
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["architectures"] == ["Gemma2Model"] and saved["model_type"] == "gemma2"
+    assert saved["dtype"] == "float32"
+    loaded = TorchGemma2Model.from_pretrained(str(tmp_path), attn_implementation="eager").eval()
+    for name, value in torch_model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    # a causal LM loads the base weights too (its head is newly initialized by transformers)
+    lm = TorchGemma2ForCausalLM.from_pretrained(str(tmp_path), attn_implementation="eager")
+    assert torch.equal(lm.model.layers[0].mlp.up_proj.weight, torch_model.layers[0].mlp.up_proj.weight)
+    # and it round-trips in ours
+    ours = Gemma2Model.from_pretrained(str(tmp_path))
+    ids, mask = random_inputs(2, 5, TINY["vocab_size"], lengths=[5, 2], seed=17)
+    assert_hidden_states_match(run_ms(ours, ids, mask), run_torch(loaded, ids, mask))
+
+
+def test_save_bf16_loads_in_transformers(tiny_pair, tmp_path):
+    _, ms_model = tiny_pair
+    ms_model.save_pretrained(str(tmp_path / "fp32"))
+    bf16 = Gemma2Model.from_pretrained(str(tmp_path / "fp32"), mindspore_dtype=ms.bfloat16)
+    bf16.save_pretrained(str(tmp_path / "bf16"))
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["dtype"] == "bfloat16"
+    loaded = TorchGemma2Model.from_pretrained(str(tmp_path / "bf16"), attn_implementation="eager")
+    assert loaded.dtype == torch.bfloat16
+    ours = dict(bf16.parameters_and_names())
+    for name, value in loaded.state_dict().items():
+        np.testing.assert_array_equal(to_numpy(ours[name]), value.float().numpy())
+
+
+# ----------------------------------------------------------------------------------------------------------- errors
+
+
+def test_loading_errors(torch_checkpoints, tmp_path):
+    root, _, _, _ = torch_checkpoints
+    with pytest.raises(EnvironmentError, match="config.json"):
+        Gemma2Model.from_pretrained(str(tmp_path / "does_not_exist"), local_files_only=True)
+    os.makedirs(tmp_path / "config_only")
+    make_config(**TINY).save_pretrained(str(tmp_path / "config_only"))
+    with pytest.raises(EnvironmentError, match="model.safetensors"):
+        Gemma2Model.from_pretrained(str(tmp_path / "config_only"))
+    with pytest.raises(CheckpointError, match=r"shape mismatches.*mlp.*checkpoint \[37, 32\] vs model \[40, 32\]"):
+        Gemma2Model.from_pretrained(str(root / "base"), intermediate_size=40)
+    with pytest.raises(CheckpointError, match="missing keys.*layers\\.3\\."):
+        Gemma2Model.from_pretrained(str(root / "base"), num_hidden_layers=4, layer_types=["full_attention"] * 4)
+    with pytest.raises(TypeError, match="not_an_option"):
+        Gemma2Model.from_pretrained(str(root / "base"), not_an_option=1)
+    with pytest.raises(TypeError, match="torch_dtype"):
+        Gemma2Model.from_pretrained(str(root / "base"), torch_dtype="float32")
+    with pytest.raises(ValueError, match="attn_implementation"):
+        Gemma2Model.from_pretrained(str(root / "base"), attn_implementation="sdpa")
+    with pytest.raises(ValueError, match="use_safetensors"):
+        Gemma2Model.from_pretrained(str(root / "base"), use_safetensors=False)
+    with pytest.raises(ValueError, match="Unknown dtype"):
+        Gemma2Model.from_pretrained(str(root / "base"), mindspore_dtype="int3")
+    with pytest.raises(TypeError, match="Gemma2Config"):
+        Gemma2Model(dict(TINY))
+    with pytest.raises(ValueError, match="rope_type"):
+        Gemma2Model(make_config(**TINY, rope_parameters={"rope_type": "linear", "rope_theta": 1e4, "factor": 2.0}))
+    with pytest.raises(ValueError, match="hidden_activation"):
+        Gemma2Model(make_config(**{**TINY, "hidden_activation": "relu"}))
+
+
+def test_missing_key_in_checkpoint(torch_checkpoints, tmp_path):
+    from mindone.safetensors.mindspore import load_file, save_file
+
+    root, _, _, _ = torch_checkpoints
+    state = load_file(str(root / "base" / "model.safetensors"))
+    state.pop("layers.1.post_feedforward_layernorm.weight")
+    state["layers.1.extra.weight"] = state["norm.weight"]
+    (tmp_path / "config.json").write_text((root / "base" / "config.json").read_text())
+    save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="missing keys.*post_feedforward.*unexpected keys.*extra"):
+        Gemma2Model.from_pretrained(str(tmp_path))
+
+
+def test_input_errors(tiny_pair):
+    _, model = tiny_pair
+    ids = ms.Tensor(np.array([[5, 6, 7]], np.int64))
+    with pytest.raises(ValueError, match="exactly one of input_ids or inputs_embeds"):
+        model()
+    with pytest.raises(ValueError, match="exactly one of input_ids or inputs_embeds"):
+        model(ids, inputs_embeds=ms.Tensor(np.zeros((1, 3, 32), np.float32)))
+    with pytest.raises(ValueError, match=r"\[0, 99\).*\[5, 99\]"):
+        model(ms.Tensor(np.array([[5, 99]], np.int64)))
+    with pytest.raises(ValueError, match=r"`input_ids` must have shape.*\(3,\)"):
+        model(ms.Tensor(np.array([5, 6, 7], np.int64)))
+    with pytest.raises(TypeError, match="`input_ids` must hold integers"):
+        model(ms.Tensor(np.array([[5.0, 6.0]], np.float32)))
+    with pytest.raises(TypeError, match="`input_ids` must be a mindspore.Tensor"):
+        model(torch.tensor([[5, 6]]))
+    with pytest.raises(ValueError, match=r"`attention_mask` must be .*\(1, 3\), got shape \(1, 4\)"):
+        model(ids, attention_mask=ms.Tensor(np.ones((1, 4), np.int64)))
+    with pytest.raises(ValueError, match=r"`position_ids` must have shape"):
+        model(ids, position_ids=ms.Tensor(np.arange(4).reshape(1, 4)))
+    with pytest.raises(ValueError, match=r"`inputs_embeds` must have shape \(batch_size, sequence_length, 32\)"):
+        model(inputs_embeds=ms.Tensor(np.zeros((1, 3, 31), np.float32)))
+    with pytest.raises(ValueError, match="no KV cache"):
+        model(ids, use_cache=True)
+    with pytest.raises(TypeError, match="labels"):
+        model(ids, labels=ids)
+    with pytest.raises(TypeError, match="output_hidden_states"):
+        model(ids, output_hidden_states=[0.5])
+
+
+def test_import_is_light():
+    code = (
+        "import sys, mindone.transformers as t\n"
+        "assert not [m for m in sys.modules if m.startswith('mindone.transformers.models.')]\n"
+        "from mindone.transformers import Gemma2Model\n"
+        "mods = [m for m in sys.modules if m.startswith('mindone.transformers.models.')]\n"
+        "assert sorted(mods) == ['mindone.transformers.models.gemma2', 'mindone.transformers.models.gemma2.modeling_gemma2'],"
+        " mods\n"
+        "assert not [m for m in sys.modules if m.startswith('mindone.diffusers.models.transformers')]\n"
+        "others = [m for m in sys.modules if m.startswith('transformers.models.')"
+        " and m.split('.')[2] not in ('gemma2', 'auto')]\n"
+        "assert not others, others\n"
+        "assert 'diffusers' not in sys.modules and 'peft' not in sys.modules\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
