@@ -161,10 +161,10 @@ class CheckpointReader:
 
 
 def _looks_like_pickle(path: str) -> bool:
+    """For files that failed to open as safetensors: torch.save's zip archive or a bare pickle (PROTO opcode)."""
     with open(path, "rb") as f:
         head = f.read(4)
-    # torch.save writes a zip archive ("PK\x03\x04"); legacy torch / plain pickles start with the PROTO opcode 0x80
-    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+    return head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"))
 
 
 _HF_URL_RE = re.compile(r"^(?:https?://)?(?:huggingface\.co|hf\.co)/([^/]+)/([^/]+)/(?:blob|resolve)/([^/]+)/(.+)$")
@@ -196,11 +196,13 @@ def load_single_file_checkpoint(pretrained_model_link_or_path, **hub_kwargs) -> 
         hub_kwargs = {k: v for k, v in hub_kwargs.items() if v is not None}
         hub_kwargs.setdefault("revision", revision)
         path = resolve_file(repo_id, filename, **hub_kwargs)
-    if path.endswith(PICKLE_SUFFIXES) or _looks_like_pickle(path):
+    if path.endswith(PICKLE_SUFFIXES):
         raise SingleFileComponentError(f"{path} is a pickle checkpoint. {_PICKLE_HINT}")
     try:
         return CheckpointReader.from_file(path)
     except SafetensorError as e:
+        if _looks_like_pickle(path):
+            raise SingleFileComponentError(f"{path} is a pickle checkpoint, not safetensors. {_PICKLE_HINT}") from None
         raise SingleFileComponentError(str(e)) from None
 
 

@@ -1,0 +1,172 @@
+"""AutoencoderKL single files: FLUX `ae.safetensors` / LDM layout in and out, against diffusers' from_single_file."""
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+from diffusers import AutoencoderKL as TorchAutoencoderKL
+
+import mindspore as ms
+
+from mindone.diffusers import AutoencoderKL
+from mindone.diffusers.loaders.single_file_utils import FLUX_VAE_CONFIG, SingleFileComponentError
+from mindone.diffusers.models.model_loading_utils import CheckpointError
+from tests.single_file.single_file_testing_utils import vae_diffusers_to_ldm
+from tests.testing_utils import assert_close
+
+# FLUX's VAE (16 latents, no quant convs, 32 groups) with two narrow blocks
+TINY_VAE = dict(
+    FLUX_VAE_CONFIG,
+    block_out_channels=[32, 64],
+    down_block_types=["DownEncoderBlock2D"] * 2,
+    up_block_types=["UpDecoderBlock2D"] * 2,
+    layers_per_block=1,
+    sample_size=32,
+)
+# an SD-style latent space: 4 latents and quant convs, whose scaling no weight stores
+SD_LIKE_VAE = dict(
+    TINY_VAE,
+    latent_channels=4,
+    use_quant_conv=True,
+    use_post_quant_conv=True,
+    scaling_factor=0.18215,
+    shift_factor=None,
+)
+
+
+def _torch_vae(config, seed=0):
+    torch.manual_seed(seed)
+    vae = TorchAutoencoderKL(**config).eval()
+    with torch.no_grad():
+        for p in vae.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return vae
+
+
+def _params(model):
+    return {k: v.asnumpy().copy() for k, v in model.parameters_and_names()}
+
+
+def _assert_params_equal(model, ref):
+    got = _params(model)
+    assert sorted(got) == sorted(ref)
+    for k in ref:
+        assert np.array_equal(got[k], ref[k]), k
+
+
+def _write_ldm(vae, path, prefix="", linear_attention=False):
+    sd = {k: v.contiguous() for k, v in vae.state_dict().items()}
+    ldm = vae_diffusers_to_ldm(sd, len(vae.config.up_block_types), prefix=prefix)
+    if linear_attention:  # some repacks store the mid-block attention projections as linear weights
+        ldm = {k: v[:, :, 0, 0].contiguous() if v.ndim == 4 and ".attn_1." in k else v for k, v in ldm.items()}
+    safetensors.torch.save_file(ldm, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def flux_like(tmp_path_factory):
+    d = tmp_path_factory.mktemp("vae")
+    vae = _torch_vae(TINY_VAE)
+    vae.save_pretrained(d / "pipe" / "vae")
+    _write_ldm(vae, d / "ae.safetensors")
+    _write_ldm(vae, d / "aio.safetensors", prefix="first_stage_model.")
+    return vae, d
+
+
+@pytest.fixture(scope="module")
+def reference(flux_like):
+    _, d = flux_like
+    return _params(AutoencoderKL.from_pretrained(d / "pipe" / "vae"))
+
+
+def test_flux_layout_matches_diffusers_from_single_file(flux_like, reference, monkeypatch):
+    torch_vae, d = flux_like
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    theirs = TorchAutoencoderKL.from_single_file(str(d / "ae.safetensors"), config=str(d / "pipe" / "vae")).eval()
+    ours = AutoencoderKL.from_single_file(d / "ae.safetensors")  # config inferred: FLUX's latent scaling
+    assert ours.config.scaling_factor == 0.3611 and ours.config.shift_factor == 0.1159
+    assert list(ours.config.block_out_channels) == [32, 64] and ours.config.layers_per_block == 1
+    assert not ours.config.use_quant_conv and ours.config.latent_channels == 16
+    _assert_params_equal(ours, reference)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32)
+    z = np.random.default_rng(1).standard_normal((1, 16, 4, 4)).astype(np.float32)
+    with torch.no_grad():
+        ref_mean = theirs.encode(torch.from_numpy(x)).latent_dist.mean.numpy()
+        ref_dec = theirs.decode(torch.from_numpy(z)).sample.numpy()
+        assert np.allclose(ref_dec, torch_vae.decode(torch.from_numpy(z)).sample.numpy(), atol=1e-6)
+    assert_close(ours.encode(ms.Tensor(x))[0].mean.asnumpy(), ref_mean, 1e-5)
+    assert_close(ours.decode(ms.Tensor(z))[0].asnumpy(), ref_dec, 1e-5)
+
+
+def test_prefixes_config_forms_and_linear_attention(flux_like, reference, tmp_path):
+    torch_vae, d = flux_like
+    _assert_params_equal(AutoencoderKL.from_single_file(d / "aio.safetensors", config=d / "pipe"), reference)
+    _write_ldm(torch_vae, tmp_path / "vae_prefix.safetensors", prefix="vae.", linear_attention=True)
+    _assert_params_equal(
+        AutoencoderKL.from_single_file(tmp_path / "vae_prefix.safetensors", config=dict(torch_vae.config)), reference
+    )
+
+
+def test_all_in_one_file_picks_the_vae(flux_like, reference, tmp_path):
+    _, d = flux_like
+    tensors = safetensors.torch.load_file(d / "aio.safetensors")
+    tensors["model.diffusion_model.cap_embedder.0.weight"] = torch.ones(8)
+    tensors["model.diffusion_model.x_embedder.weight"] = torch.ones(8, 16)
+    safetensors.torch.save_file(tensors, tmp_path / "aio.safetensors")
+    _assert_params_equal(AutoencoderKL.from_single_file(tmp_path / "aio.safetensors"), reference)
+
+
+def test_writer_is_the_inverse_and_round_trips(flux_like, tmp_path):
+    _, d = flux_like
+    ours = AutoencoderKL.from_single_file(d / "ae.safetensors")
+    for kwargs, reference_file in (
+        ({}, "ae.safetensors"),
+        ({"comfyui": True}, "ae.safetensors"),
+        ({"prefix": "first_stage_model."}, "aio.safetensors"),
+    ):
+        path = ours.save_single_file(tmp_path / "out.safetensors", **kwargs)
+        written = safetensors.torch.load_file(path)
+        expected = safetensors.torch.load_file(d / reference_file)
+        assert sorted(written) == sorted(expected)
+        assert all(torch.equal(written[k], expected[k]) for k in expected)
+        assert written[kwargs.get("prefix", "") + "decoder.mid.attn_1.proj_out.weight"].shape == (64, 64, 1, 1)
+    _assert_params_equal(AutoencoderKL.from_single_file(path, config=ours.config), _params(ours))
+
+
+def test_other_latent_spaces_need_a_config(tmp_path):
+    vae = _torch_vae(SD_LIKE_VAE)
+    vae.save_pretrained(tmp_path / "vae")
+    _write_ldm(vae, tmp_path / "sd_vae.safetensors", prefix="first_stage_model.")
+    with pytest.raises(SingleFileComponentError, match=r"4 latent channels and quant convs.*Pass `config=`"):
+        AutoencoderKL.from_single_file(tmp_path / "sd_vae.safetensors")
+    ours = AutoencoderKL.from_single_file(tmp_path / "sd_vae.safetensors", config=tmp_path / "vae")
+    assert ours.config.scaling_factor == 0.18215 and ours.quant_conv is not None
+    _assert_params_equal(ours, _params(AutoencoderKL.from_pretrained(tmp_path / "vae")))
+    path = ours.save_single_file(tmp_path / "back.safetensors", prefix="first_stage_model.")
+    written = safetensors.torch.load_file(path)
+    expected = safetensors.torch.load_file(tmp_path / "sd_vae.safetensors")
+    assert sorted(written) == sorted(expected) and all(torch.equal(written[k], expected[k]) for k in expected)
+
+
+def test_errors(flux_like, tmp_path):
+    torch_vae, d = flux_like
+    lumina = {"cap_embedder.0.weight": torch.ones(8), "layers.0.attention.qkv.weight": torch.ones(8, 8)}
+    safetensors.torch.save_file(lumina, tmp_path / "lumina.safetensors")
+    with pytest.raises(
+        SingleFileComponentError, match=r"does not hold a VAE .* it holds a Lumina-Image-2.0 transformer"
+    ):
+        AutoencoderKL.from_single_file(tmp_path / "lumina.safetensors")
+    with pytest.raises(CheckpointError, match="shape mismatches"):
+        AutoencoderKL.from_single_file(
+            d / "ae.safetensors", config={**dict(torch_vae.config), "block_out_channels": [32, 96]}
+        )
+    tensors = safetensors.torch.load_file(d / "ae.safetensors")
+    tensors["encoder.mid.attn_1.gate.weight"] = torch.ones(2)
+    safetensors.torch.save_file(tensors, tmp_path / "extra.safetensors")
+    with pytest.raises(
+        SingleFileComponentError, match=r"1 keys are not part of the VAE .*encoder.mid.attn_1.gate.weight"
+    ):
+        AutoencoderKL.from_single_file(tmp_path / "extra.safetensors")
+    torch.save(tensors, tmp_path / "ae.ckpt")
+    with pytest.raises(SingleFileComponentError, match="pickle checkpoint"):
+        AutoencoderKL.from_single_file(tmp_path / "ae.ckpt")
