@@ -164,7 +164,9 @@ def _looks_like_pickle(path: str) -> bool:
     """For files that failed to open as safetensors: torch.save's zip archive or a bare pickle (PROTO opcode)."""
     with open(path, "rb") as f:
         head = f.read(4)
-    return head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"))
+    return head.startswith(b"PK\x03\x04") or (
+        head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+    )
 
 
 _HF_URL_RE = re.compile(r"^(?:https?://)?(?:huggingface\.co|hf\.co)/([^/]+)/([^/]+)/(?:blob|resolve)/([^/]+)/(.+)$")
@@ -680,6 +682,26 @@ _VAE_KEY_RES = [
     ("attn", re.compile(r"^(encoder|decoder)\.mid\.attn_1\.(\w+)\.(weight|bias)$")),
 ]
 
+# the same keys on the diffusers side, for the reverse plan
+_VAE_DIFFUSERS_KEY_RES = [
+    (
+        "plain",
+        re.compile(r"^((?:encoder|decoder)\.(?:conv_in|conv_out)|quant_conv|post_quant_conv)\.(weight|bias)$"),
+    ),
+    ("norm_out", re.compile(r"^(encoder|decoder)\.conv_norm_out\.(weight|bias)$")),
+    ("down", re.compile(r"^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(\w+)\.(weight|bias)$")),
+    ("downsample", re.compile(r"^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(weight|bias)$")),
+    ("up", re.compile(r"^decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(\w+)\.(weight|bias)$")),
+    ("upsample", re.compile(r"^decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(weight|bias)$")),
+    ("mid", re.compile(r"^(encoder|decoder)\.mid_block\.resnets\.([01])\.(\w+)\.(weight|bias)$")),
+    (
+        "attn",
+        re.compile(
+            r"^(encoder|decoder)\.mid_block\.attentions\.0\.(group_norm|to_q|to_k|to_v|to_out\.0)\.(weight|bias)$"
+        ),
+    ),
+]
+
 
 def _vae_ldm_to_diffusers_key(key: str, num_up_blocks: int) -> Optional[Tuple[str, bool]]:
     """Diffusers key for one LDM VAE key and whether it is a 1x1 conv to read as linear; ``None`` when unknown."""
@@ -757,28 +779,10 @@ def convert_vae_diffusers_to_ldm_plan(keys: Iterable[str], config: Mapping[str, 
     n = _num_up_blocks(config)
     resnet = {v: k for k, v in _VAE_RESNET_PARTS.items()}
     attn = {v: k for k, v in _VAE_ATTN_PARTS.items()}
-    patterns = [
-        (
-            "plain",
-            re.compile(r"^((?:encoder|decoder)\.(?:conv_in|conv_out)|quant_conv|post_quant_conv)\.(weight|bias)$"),
-        ),
-        ("norm_out", re.compile(r"^(encoder|decoder)\.conv_norm_out\.(weight|bias)$")),
-        ("down", re.compile(r"^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(\w+)\.(weight|bias)$")),
-        ("downsample", re.compile(r"^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(weight|bias)$")),
-        ("up", re.compile(r"^decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(\w+)\.(weight|bias)$")),
-        ("upsample", re.compile(r"^decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(weight|bias)$")),
-        ("mid", re.compile(r"^(encoder|decoder)\.mid_block\.resnets\.([01])\.(\w+)\.(weight|bias)$")),
-        (
-            "attn",
-            re.compile(
-                r"^(encoder|decoder)\.mid_block\.attentions\.0\.(group_norm|to_q|to_k|to_v|to_out\.0)\.(weight|bias)$"
-            ),
-        ),
-    ]
     plan, unknown = {}, []
     for key in keys:
         target, to_conv = None, False
-        for kind, pattern in patterns:
+        for kind, pattern in _VAE_DIFFUSERS_KEY_RES:
             m = pattern.match(key)
             if m is None:
                 continue
