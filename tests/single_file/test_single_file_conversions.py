@@ -15,6 +15,7 @@ from mindone.diffusers.loaders.single_file_utils import (
     SingleFileComponentError,
     convert_ldm_vae_checkpoint,
     convert_lumina2_diffusers_to_original,
+    convert_lumina2_diffusers_to_original_plan,
     convert_lumina2_key_plan,
     convert_lumina2_to_diffusers,
     convert_vae_diffusers_to_ldm,
@@ -128,6 +129,11 @@ def test_lumina2_split_follows_config_not_2b_sizes():
         LUMINA2_2B_CONFIG,
     )
     assert set(plan) == {"context_refiner.2.norm1.weight", "noise_refiner.2.norm1.norm.weight"}
+
+
+def test_reverse_plan_refuses_lora_keys():
+    with pytest.raises(SingleFileComponentError, match=r"lora_A.default.weight. LoRA adapters .* fuse and unload"):
+        convert_lumina2_diffusers_to_original_plan(["x_embedder.weight", "layers.0.attn.to_q.lora_A.default.weight"])
 
 
 def test_lumina2_plan_errors():

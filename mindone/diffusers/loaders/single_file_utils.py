@@ -381,9 +381,11 @@ def apply_reverse_plan(state_dict: Mapping[str, Any], plan: Mapping[str, TensorT
 
 def _unknown_keys_error(component: str, source: str, unknown: Sequence[str]) -> SingleFileComponentError:
     shown = ", ".join(sorted(unknown)[:12]) + (f", ... ({len(unknown) - 12} more)" if len(unknown) > 12 else "")
+    hint = f"The file is not a (plain) {component} checkpoint."
+    if any("lora_" in k or ".base_layer." in k for k in unknown):
+        hint = "LoRA adapters are not part of the original layout: fuse and unload them first (`fuse_lora`, `unload_lora`)."
     return SingleFileComponentError(
-        f"{source}: {len(unknown)} keys are not part of the {component} layout: {shown}. The file is not a (plain) "
-        f"{component} checkpoint."
+        f"{source}: {len(unknown)} keys are not part of the {component} layout: {shown}. {hint}"
     )
 
 
