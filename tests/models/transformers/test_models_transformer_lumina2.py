@@ -1,0 +1,327 @@
+"""Lumina2Transformer2DModel: parity with diffusers' model on identical weights and inputs (fp32, relative L2 <= 1e-5).
+
+Covers diffusers' tiny test config and the 2B release's widths, batches of 1 and 3, captions of different lengths
+(the masked joint sequence), equal-but-padded captions (gathered, unmasked), non-square and odd patch grids, both
+return types, PyNative, GRAPH_MODE, `ms.jit` (whole model and per block), `from_pretrained` of a diffusers folder,
+gradient checkpointing, the attention processor with GQA / masks / proportional attention, and the rotary and
+timestep helpers.
+"""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import Lumina2Transformer2DModel as TorchLumina2
+from diffusers.models.attention_processor import Attention as TorchAttention
+from diffusers.models.embeddings import apply_rotary_emb as torch_apply_rotary_emb
+from diffusers.models.embeddings import get_1d_rotary_pos_embed as torch_get_1d_rotary_pos_embed
+from diffusers.models.embeddings import get_timestep_embedding as torch_get_timestep_embedding
+from diffusers.models.transformers.transformer_lumina2 import Lumina2AttnProcessor2_0 as TorchLumina2AttnProcessor
+
+import mindspore as ms
+
+from mindone.diffusers import Lumina2Transformer2DModel
+from mindone.diffusers.models.attention_processor import Attention
+from mindone.diffusers.models.embeddings import apply_rotary_emb, get_1d_rotary_pos_embed, get_timestep_embedding
+from mindone.diffusers.models.modeling_outputs import Transformer2DModelOutput
+from mindone.diffusers.models.transformers.transformer_lumina2 import Lumina2AttnProcessor2_0
+from tests.testing_utils import assert_close, load_torch_weights, rel_l2
+
+# diffusers' own test config (tests/models/transformers/test_models_transformer_lumina2.py)
+TINY = dict(
+    sample_size=16,
+    patch_size=2,
+    in_channels=4,
+    hidden_size=24,
+    num_layers=2,
+    num_refiner_layers=1,
+    num_attention_heads=3,
+    num_kv_heads=1,
+    multiple_of=2,
+    ffn_dim_multiplier=None,
+    norm_eps=1e-5,
+    scaling_factor=1.0,
+    axes_dim_rope=(4, 2, 2),
+    axes_lens=(128, 128, 128),
+    cap_feat_dim=32,
+)
+# the 2B release's widths (hidden 2304, 24 heads / 8 kv heads of 96, full feed-forward), one block of each kind
+REAL_WIDTH = dict(
+    sample_size=128,
+    patch_size=2,
+    in_channels=16,
+    hidden_size=2304,
+    num_layers=1,
+    num_refiner_layers=1,
+    num_attention_heads=24,
+    num_kv_heads=8,
+    multiple_of=256,
+    ffn_dim_multiplier=None,
+    norm_eps=1e-5,
+    scaling_factor=1.0,
+    axes_dim_rope=(32, 32, 32),
+    axes_lens=(300, 512, 512),
+    cap_feat_dim=2304,
+)
+
+
+def _torch_model(config, seed=0):
+    torch.manual_seed(seed)
+    model = TorchLumina2(**config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:  # RMSNorm weights start at 1: make them (and the adaLN/final norms' linears) distinct
+                p.add_(torch.randn_like(p) * 0.2)
+    return model
+
+
+def _twins(config, seed=0):
+    torch_model = _torch_model(config, seed)
+    model = Lumina2Transformer2DModel(**config)
+    load_torch_weights(model, torch_model)
+    model.set_train(False)
+    return torch_model, model
+
+
+def _inputs(config, batch, size, caption_lens, seq_len, seed=0, timestep=None):
+    rng = np.random.default_rng(seed)
+    height, width = size
+    x = rng.standard_normal((batch, config["in_channels"], height, width)).astype(np.float32)
+    cap = rng.standard_normal((batch, seq_len, config["cap_feat_dim"])).astype(np.float32)
+    mask = np.zeros((batch, seq_len), dtype=np.int64)  # the tokenizer's int mask, as the pipeline passes it
+    for i, n in enumerate(caption_lens):
+        mask[i, :n] = 1
+    t = rng.uniform(0.0, 1.0, (batch,)).astype(np.float32) if timestep is None else timestep
+    return x, t, cap, mask
+
+
+def _run_torch(model, inputs):
+    x, t, cap, mask = (torch.from_numpy(np.asarray(a)) for a in inputs)
+    with torch.no_grad():
+        return model(x, t, cap, mask, return_dict=False)[0].numpy()
+
+
+def _run_ours(model, inputs, **kwargs):
+    x, t, cap, mask = (ms.Tensor(np.asarray(a)) for a in inputs)
+    return model(x, t, cap, mask, **kwargs)
+
+
+# (batch, latent size, caption lengths, padded caption length)
+CASES = {
+    "diffusers_dummy_b2_full_captions": (2, (16, 16), (16, 16), 16),
+    "b3_ragged_captions_nonsquare": (3, (16, 12), (16, 5, 11), 16),
+    "b1_padded_caption_odd_grid": (1, (10, 14), (7,), 16),
+    "b3_equal_padded_captions_odd_grid": (3, (6, 10), (9, 9, 9), 13),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_tiny_parity_pynative(case):
+    batch, size, caption_lens, seq_len = CASES[case]
+    torch_model, model = _twins(TINY)
+    inputs = _inputs(TINY, batch, size, caption_lens, seq_len)
+    expected = _run_torch(torch_model, inputs)
+
+    out = _run_ours(model, inputs)
+    assert isinstance(out, tuple) and len(out) == 1
+    assert out[0].shape == expected.shape == (batch, TINY["in_channels"]) + size
+    assert_close(out[0], expected, 1e-5)
+
+    # return_dict=True, a LoRA scale of 1 and the cached host-side inputs give the same numbers
+    out = _run_ours(model, inputs, return_dict=True, attention_kwargs={"scale": 1.0})
+    assert isinstance(out, Transformer2DModelOutput)
+    assert_close(out.sample, expected, 1e-5)
+
+
+def test_tiny_parity_broadcast_timestep_and_large_values():
+    torch_model, model = _twins(TINY, seed=1)
+    x, _, cap, mask = _inputs(TINY, 3, (8, 8), (4, 12, 12), 12, seed=1)
+    t = np.array([741.5], dtype=np.float32)  # one timestep for the whole batch, far from [0, 1]
+    expected = _run_torch(torch_model, (x, t, cap, mask))
+    assert_close(_run_ours(model, (x, t, cap, mask))[0], expected, 1e-5)
+
+
+def test_tiny_graph_mode_matches_torch_and_pynative(graph_mode):
+    torch_model, model = _twins(TINY)
+    for case in ("b3_ragged_captions_nonsquare", "diffusers_dummy_b2_full_captions"):
+        batch, size, caption_lens, seq_len = CASES[case]
+        inputs = _inputs(TINY, batch, size, caption_lens, seq_len)
+        expected = _run_torch(torch_model, inputs)
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+        pynative = _run_ours(model, inputs)[0]
+        ms.set_context(mode=ms.GRAPH_MODE)
+        graph = _run_ours(model, inputs)[0]
+        assert_close(graph, expected, 1e-5, what=f"{case} GRAPH_MODE vs torch")
+        assert_close(graph, pynative, 2e-6, what=f"{case} GRAPH_MODE vs PyNative")
+
+    # same shapes, other values and other caption lengths (same longest one): no new compilation
+    batch, size, _, seq_len = CASES["b3_ragged_captions_nonsquare"]
+    inputs = _inputs(TINY, batch, size, (7, 16, 2), seq_len, seed=5)
+    compiled = set(model.compile_cache)
+    assert_close(_run_ours(model, inputs)[0], _run_torch(torch_model, inputs), 1e-5)
+    assert set(model.compile_cache) == compiled
+
+
+def test_tiny_ms_jit_model_and_blocks():
+    torch_model, model = _twins(TINY)
+    batch, size, caption_lens, seq_len = CASES["b3_ragged_captions_nonsquare"]
+    inputs = _inputs(TINY, batch, size, caption_lens, seq_len)
+    expected = _run_torch(torch_model, inputs)
+    x, t, cap, mask = (ms.Tensor(np.asarray(a)) for a in inputs)
+
+    # a compiled function calls the model's tensor-only construct with the host-side inputs prepared outside
+    jitted = ms.jit(model)
+    assert_close(jitted(x, t, cap, *model.prepare_inputs(x, cap, mask)), expected, 1e-5, what="ms.jit(model)")
+
+    # ms.jit on every block, the model called as usual
+    for block in list(model.context_refiner) + list(model.noise_refiner) + list(model.layers):
+        block.construct = ms.jit(block.construct)
+    assert_close(model(x, t, cap, mask)[0], expected, 1e-5, what="ms.jit on blocks")
+
+
+@pytest.mark.slow
+def test_real_width_parity_pynative_and_graph():
+    torch_model, model = _twins(REAL_WIDTH)
+    inputs = _inputs(REAL_WIDTH, 3, (8, 6), (8, 3, 6), 8)
+    expected = _run_torch(torch_model, inputs)
+    del torch_model
+    assert_close(_run_ours(model, inputs)[0], expected, 1e-5, what="PyNative")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        assert_close(_run_ours(model, inputs)[0], expected, 1e-5, what="GRAPH_MODE")
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+def test_from_pretrained_of_diffusers_folder(tmp_path):
+    torch_model = _torch_model(TINY, seed=2)
+    torch_model.save_pretrained(tmp_path)
+    model = Lumina2Transformer2DModel.from_pretrained(tmp_path)
+    inputs = _inputs(TINY, 3, (12, 8), (16, 3, 10), 16, seed=2)
+    assert_close(_run_ours(model, inputs)[0], _run_torch(torch_model, inputs), 1e-5)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    _, model = _twins(TINY)
+    x, t, cap, mask = (ms.Tensor(np.asarray(a)) for a in _inputs(TINY, 3, (6, 4), (16, 5, 11), 16))
+    params = model.trainable_params()
+
+    def loss_fn(latents):
+        return (model(latents, t, cap, mask)[0] ** 2).mean()
+
+    grad_fn = ms.value_and_grad(loss_fn, None, params)
+    model.set_train(True)
+    loss, grads = grad_fn(x)
+    model.enable_gradient_checkpointing()
+    loss_ckpt, grads_ckpt = grad_fn(x)
+    model.disable_gradient_checkpointing()
+    assert model.gradient_checkpointing is False
+    assert float(loss) == float(loss_ckpt)
+    assert any(float(g.abs().max()) > 0 for g in grads)
+    for param, g, g_ckpt in zip(params, grads, grads_ckpt):
+        assert rel_l2(g_ckpt, g) <= 1e-6, param.name
+    with pytest.raises(ValueError, match="gradient_checkpointing_func"):
+        model.enable_gradient_checkpointing(gradient_checkpointing_func=lambda *a: None)
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = Lumina2Transformer2DModel(**TINY)
+    x, t, cap, mask = (ms.Tensor(np.asarray(a)) for a in _inputs(TINY, 2, (8, 8), (4, 4), 6))
+    with pytest.raises(ValueError, match="divisible by `patch_size`"):
+        model(ms.Tensor(np.zeros((2, 4, 7, 8), np.float32)), t, cap, mask)
+    with pytest.raises(ValueError, match="`encoder_attention_mask` must have shape"):
+        model(x, t, cap, ms.Tensor(np.ones((2, 5), bool)))
+    with pytest.raises(ValueError, match="`encoder_hidden_states` must be"):
+        model(x, t, cap[:1], mask)
+    with pytest.raises(ValueError, match="`timestep`"):
+        model(x, ms.Tensor(np.zeros((2, 1), np.float32)), cap, mask)
+    small = Lumina2Transformer2DModel(**dict(TINY, axes_lens=(5, 3, 3)))
+    with pytest.raises(ValueError, match=r"axes_lens\[0\]"):
+        small(x[:, :, :4, :4], t, cap, ms.Tensor(np.ones((2, 6), bool)))
+    with pytest.raises(ValueError, match=r"axes_lens\[1:\]"):
+        small(x, t, cap, mask)
+
+
+def test_config_and_checkpoint_keys_match_diffusers():
+    torch_model = TorchLumina2(**TINY)
+    model = Lumina2Transformer2DModel(**TINY)
+    ours = {name: tuple(p.shape) for name, p in model.parameters_and_names()}
+    theirs = {name: tuple(p.shape) for name, p in torch_model.state_dict().items()}
+    assert ours == theirs
+    assert dict(model.config) == {k: v for k, v in torch_model.config.items() if k in model.config}
+    for attr in ("_no_split_modules", "_skip_layerwise_casting_patterns", "_supports_gradient_checkpointing"):
+        assert getattr(Lumina2Transformer2DModel, attr) == getattr(TorchLumina2, attr)
+
+
+@pytest.mark.parametrize("mode", ["pynative", "graph"])
+def test_attention_processor_gqa_mask_rope_proportional(mode):
+    torch.manual_seed(3)
+    dim, heads, kv_heads, batch, seq = 32, 4, 2, 3, 7
+    kwargs = dict(
+        query_dim=dim,
+        dim_head=dim // heads,
+        heads=heads,
+        kv_heads=kv_heads,
+        qk_norm="rms_norm",
+        eps=1e-5,
+        bias=False,
+        out_bias=False,
+    )
+    torch_attn = TorchAttention(**kwargs, processor=TorchLumina2AttnProcessor()).eval()
+    with torch.no_grad():
+        torch_attn.norm_q.weight.add_(torch.randn(dim // heads) * 0.2)
+        torch_attn.norm_k.weight.add_(torch.randn(dim // heads) * 0.2)
+    attn = Attention(**kwargs, processor=Lumina2AttnProcessor2_0())
+    load_torch_weights(attn, torch_attn)
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((batch, seq, dim)).astype(np.float32)
+    mask = np.ones((batch, seq), dtype=bool)
+    mask[1, 4:] = False
+    mask[2, 1:] = False
+    angles = rng.uniform(-3, 3, (batch, seq, dim // heads // 2))
+    freqs_cis = np.stack([np.cos(angles), np.sin(angles)], axis=-1)
+    torch_freqs = torch.polar(torch.ones(angles.shape, dtype=torch.float64), torch.from_numpy(angles))
+
+    if mode == "graph":
+        ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        for base_sequence_length in (None, 4):
+            with torch.no_grad():
+                expected = torch_attn(
+                    torch.from_numpy(x),
+                    encoder_hidden_states=torch.from_numpy(x),
+                    attention_mask=torch.from_numpy(mask),
+                    image_rotary_emb=torch_freqs,
+                    base_sequence_length=base_sequence_length,
+                ).numpy()
+            out = attn(
+                ms.Tensor(x),
+                ms.Tensor(x),
+                ms.Tensor(mask),
+                ms.Tensor(freqs_cis.astype(np.float32)),
+                base_sequence_length,
+            )
+            assert_close(out, expected, 1e-5, what=f"base_sequence_length={base_sequence_length}")
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+def test_rotary_and_timestep_helpers():
+    rng = np.random.default_rng(4)
+    # rotary: tables and the complex product, against diffusers' complex128 path
+    table = get_1d_rotary_pos_embed(6, 11, theta=10000.0)
+    torch_table = torch_get_1d_rotary_pos_embed(6, 11, theta=10000.0, freqs_dtype=torch.float64)
+    assert_close(table, torch.view_as_real(torch_table), 1e-7)
+    x = rng.standard_normal((2, 11, 3, 6)).astype(np.float32)
+    freqs = np.broadcast_to(table.asnumpy(), (2, 11, 3, 2))
+    torch_freqs = torch_table.unsqueeze(0).expand(2, -1, -1)
+    expected = torch_apply_rotary_emb(torch.from_numpy(x), torch_freqs, use_real=False)
+    assert_close(apply_rotary_emb(ms.Tensor(x), ms.Tensor(np.ascontiguousarray(freqs))), expected, 1e-6)
+    with pytest.raises(ValueError, match="use_real"):
+        get_1d_rotary_pos_embed(6, 11, use_real=True)
+
+    # timesteps: odd and even widths, both orders, shifts and scales
+    t = rng.uniform(0, 1000, (5,)).astype(np.float32)
+    for dim, flip, shift, scale in ((256, True, 0.0, 1), (33, False, 1, 2.5)):
+        expected = torch_get_timestep_embedding(torch.from_numpy(t), dim, flip, shift, scale)
+        assert_close(get_timestep_embedding(ms.Tensor(t), dim, flip, shift, scale), expected, 1e-5)
