@@ -831,7 +831,8 @@ class Lumina2Pipeline(DiffusionPipeline):
         """The original Lumina-Image-2.0 `renorm_cfg`: where the norm of the guided prediction (over all but the batch
         axis) reaches `factor` times the conditional one, scale it down to that bound. The original compares one
         scalar for the whole batch (an error for batch > 1); here each sample is clamped on its own."""
-        dims = tuple(range(1, noise_pred.ndim))
-        max_new_norm = ops.norm(noise_pred_cond, dim=dims, keepdim=True) * factor
-        new_norm = ops.norm(noise_pred, dim=dims, keepdim=True)
+        # ops.norm takes at most 2 dims: flatten each sample
+        norm_shape = (noise_pred.shape[0],) + (1,) * (noise_pred.ndim - 1)
+        max_new_norm = ops.norm(noise_pred_cond.reshape(norm_shape[0], -1), dim=1).reshape(norm_shape) * factor
+        new_norm = ops.norm(noise_pred.reshape(norm_shape[0], -1), dim=1).reshape(norm_shape)
         return ops.where(new_norm >= max_new_norm, noise_pred * (max_new_norm / new_norm), noise_pred)

@@ -1,0 +1,815 @@
+"""Lumina2Pipeline and DiffusionPipeline: parity with diffusers 0.42.1 on the same weights and initial latents.
+
+The reference side is diffusers' `Lumina2Pipeline` (torch) built from upstream's tiny test components with a
+transformers `Gemma2Model` text encoder and the local Gemma tokenizer; diffusers saves it and our pipeline loads that
+folder unchanged. Images are compared with the relative L2 error (fp32, <= 1e-5).
+"""
+
+import inspect
+import io
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+
+import diffusers
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from transformers import Gemma2Config
+from transformers import Gemma2Model as TorchGemma2Model
+
+import mindspore as ms
+
+from mindone.diffusers import (
+    DiffusionPipeline,
+    FlowMatchEulerDiscreteScheduler,
+    ImagePipelineOutput,
+    Lumina2Pipeline,
+)
+from mindone.diffusers.pipelines.lumina2 import pipeline_lumina2
+from mindone.diffusers.pipelines.lumina2.pipeline_lumina2 import SYSTEM_PROMPTS
+from mindone.testing import build_gemma_tokenizer
+from tests.testing_utils import assert_close, rel_l2
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+PROMPT = "A painting of a squirrel eating a burger"
+LONG_PROMPT = "A futuristic city skyline at night with neon lights, flying cars and a red apple on a white plate"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# reference components (diffusers / transformers, torch)
+
+
+def _torch_pipeline(tokenizer, real_widths=False, dynamic_shift=False):
+    """Upstream's dummy Lumina2 components (or the real widths with one layer each), as a diffusers pipeline."""
+    if real_widths:
+        transformer_kw = dict(
+            sample_size=4, patch_size=2, in_channels=16, hidden_size=2304, num_layers=1, num_refiner_layers=1,
+            num_attention_heads=24, num_kv_heads=8, multiple_of=256, axes_dim_rope=(32, 32, 32), cap_feat_dim=2304,
+        )  # fmt: skip
+        vae_kw = dict(
+            in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512), layers_per_block=1,
+            latent_channels=16, norm_num_groups=32, use_quant_conv=False, use_post_quant_conv=False,
+            scaling_factor=0.3611, shift_factor=0.1159,
+        )  # fmt: skip
+        text_kw = dict(
+            hidden_size=2304, intermediate_size=9216, num_attention_heads=8, num_key_value_heads=4, head_dim=256,
+            num_hidden_layers=1,
+        )  # fmt: skip
+        scheduler = diffusers.FlowMatchEulerDiscreteScheduler(shift=6.0)
+    else:
+        transformer_kw = dict(
+            sample_size=4, patch_size=2, in_channels=4, hidden_size=8, num_layers=2, num_attention_heads=1,
+            num_kv_heads=1, multiple_of=16, ffn_dim_multiplier=None, norm_eps=1e-5, scaling_factor=1.0,
+            axes_dim_rope=[4, 2, 2], cap_feat_dim=8,
+        )  # fmt: skip
+        vae_kw = dict(
+            sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
+            latent_channels=4, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
+            shift_factor=0.0609, scaling_factor=1.5035,
+        )  # fmt: skip
+        text_kw = dict(
+            head_dim=2, hidden_size=8, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+            num_key_value_heads=4,
+        )  # fmt: skip
+        # with dynamic shifting, a short sequence range so the tiny images get clearly different shifts
+        shift_kw = dict(use_dynamic_shifting=True, base_image_seq_len=4, max_image_seq_len=64) if dynamic_shift else {}
+        scheduler = diffusers.FlowMatchEulerDiscreteScheduler(**shift_kw)
+    torch.manual_seed(0)
+    transformer = diffusers.Lumina2Transformer2DModel(**transformer_kw)
+    torch.manual_seed(0)
+    vae = diffusers.AutoencoderKL(**vae_kw)
+    torch.manual_seed(0)
+    config = Gemma2Config(vocab_size=len(tokenizer), pad_token_id=0, eos_token_id=1, bos_token_id=2, **text_kw)
+    text_encoder = TorchGemma2Model(config)
+    pipe = diffusers.Lumina2Pipeline(
+        transformer=transformer.eval(),
+        vae=vae.eval(),
+        scheduler=scheduler,
+        text_encoder=text_encoder.eval(),
+        tokenizer=tokenizer,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _ms_pipeline(path, **kwargs):
+    pipe = Lumina2Pipeline.from_pretrained(path, **kwargs)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_gemma_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def tiny(tokenizer, tmp_path_factory):
+    """(diffusers pipeline, our pipeline loaded from the folder diffusers saved, that folder)."""
+    path = str(tmp_path_factory.mktemp("lumina2") / "tiny")
+    tp = _torch_pipeline(tokenizer)
+    tp.save_pretrained(path)
+    return tp, _ms_pipeline(path), path
+
+
+def _latents(batch, channels=4, height=32, width=32, seed=0):
+    return np.random.default_rng(seed).standard_normal((batch, channels, height // 8, width // 8)).astype(np.float32)
+
+
+def _run_torch(tp, latents, **kwargs):
+    with torch.no_grad():
+        return tp(latents=torch.from_numpy(latents), output_type="np", **kwargs).images
+
+
+def _run_ms(mp, latents, **kwargs):
+    return mp(latents=ms.Tensor(latents), output_type="np", **kwargs)[0]
+
+
+@contextmanager
+def _captured_warnings():
+    """Records of the `mindone` logger (which does not propagate to the root logger that caplog watches)."""
+    records = []
+
+    class _Handler(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    handler = _Handler(level=logging.WARNING)
+    logger = logging.getLogger("mindone")
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+
+
+BASE = dict(prompt=PROMPT, num_inference_steps=2, guidance_scale=5.0, height=32, width=32)
+
+PARITY_CASES = {
+    "default": dict(BASE),
+    "negative_prompt": dict(BASE, negative_prompt="blurry, low quality"),
+    "num_images_per_prompt_2": dict(BASE, num_images_per_prompt=2),
+    "two_prompts_different_lengths": dict(BASE, prompt=["a cat", LONG_PROMPT]),
+    "cfg_trunc_ratio": dict(BASE, num_inference_steps=4, cfg_trunc_ratio=0.5),
+    "cfg_normalization_off": dict(BASE, cfg_normalization=False),
+    "guidance_1": dict(BASE, guidance_scale=1.0),
+    "custom_sigmas": dict(BASE, sigmas=[1.0, 0.7, 0.3]),
+    "system_prompt_seq_len_non_square": dict(
+        BASE, width=48, system_prompt="You draw pictures.", max_sequence_length=32, negative_prompt="dark"
+    ),
+}
+
+
+def _batch(kwargs):
+    prompts = kwargs["prompt"] if isinstance(kwargs["prompt"], list) else [kwargs["prompt"]]
+    return len(prompts) * kwargs.get("num_images_per_prompt", 1)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# parity with diffusers
+
+
+@pytest.mark.parametrize("case", sorted(PARITY_CASES))
+def test_parity_with_diffusers(tiny, case):
+    tp, mp, _ = tiny
+    kwargs = PARITY_CASES[case]
+    latents = _latents(_batch(kwargs), height=kwargs["height"], width=kwargs["width"])
+    expected = _run_torch(tp, latents, **kwargs)
+    actual = _run_ms(mp, latents, **kwargs)
+    assert actual.shape == expected.shape == (_batch(kwargs), kwargs["height"] // 8, kwargs["width"] // 8, 3)
+    assert_close(actual, expected, 1e-5, what=case)
+
+
+def test_parity_latents_output(tiny):
+    """The denoised latents themselves (no VAE, no clamping) match too."""
+    tp, mp, _ = tiny
+    latents = _latents(2)
+    kwargs = dict(BASE, prompt=["a cat", PROMPT], negative_prompt=["", "dark"])
+    with torch.no_grad():
+        expected = tp(latents=torch.from_numpy(latents), output_type="latent", **kwargs).images
+    actual = mp(latents=ms.Tensor(latents), output_type="latent", **kwargs)[0]
+    assert isinstance(actual, ms.Tensor)
+    assert_close(actual, expected, 1e-5)
+
+
+@pytest.mark.slow
+def test_parity_real_widths(tokenizer, tmp_path):
+    """Transformer, VAE and Gemma2 at Lumina-Image-2.0's widths (one layer each, a 32x32 image)."""
+    tp = _torch_pipeline(tokenizer, real_widths=True)
+    tp.save_pretrained(tmp_path)
+    mp = _ms_pipeline(str(tmp_path))
+    del tp.vae.encoder  # not used by the pipeline; frees memory
+    kwargs = dict(BASE, negative_prompt="dark")
+    latents = _latents(1, channels=16)
+    expected = _run_torch(tp, latents, **kwargs)
+    actual = _run_ms(mp, latents, **kwargs)
+    assert_close(actual, expected, 1e-5, what="real widths")
+
+
+def test_encode_prompt_matches_diffusers(tiny):
+    """System prompt + " <Prompt Start> ", right padding, penultimate hidden state, masks, negative prompt."""
+    tp, mp, _ = tiny
+    with torch.no_grad():
+        expected = tp.encode_prompt(["a cat", LONG_PROMPT], True, negative_prompt=["dark", ""], max_sequence_length=112)
+    actual = mp.encode_prompt(["a cat", LONG_PROMPT], True, negative_prompt=["dark", ""], max_sequence_length=112)
+    for a, e, name in zip(actual, expected, ("prompt_embeds", "mask", "negative_prompt_embeds", "negative_mask")):
+        assert tuple(a.shape) == tuple(e.shape), name
+        assert_close(a.astype(ms.float32), e.float(), 1e-5, what=name)
+    assert actual[1].asnumpy()[0].sum() < actual[1].asnumpy()[1].sum()  # the short prompt is padded on the right
+    assert actual[1].asnumpy()[0, 0] == 1 and actual[1].asnumpy()[0, -1] == 0
+
+
+def test_dynamic_shift_mu_fix(tokenizer, tmp_path):
+    """diffusers issue 12913: `mu` must come from the image token count, not the channel count. Ours equals diffusers
+    once diffusers is given the right count, and differs from unpatched diffusers."""
+    tp = _torch_pipeline(tokenizer, dynamic_shift=True)
+    tp.save_pretrained(tmp_path)
+    mp = _ms_pipeline(str(tmp_path))
+    kwargs = dict(BASE, height=64, width=96)
+    latents = _latents(1, height=64, width=96)
+    image_tokens = (64 // 8 // 2) * (96 // 8 // 2)
+
+    upstream = _run_torch(tp, latents, **kwargs)
+    original = diffusers.pipelines.lumina2.pipeline_lumina2.calculate_shift
+    seen = []
+
+    def fixed_shift(image_seq_len, *args):
+        seen.append(image_seq_len)
+        return original(image_tokens, *args)
+
+    diffusers.pipelines.lumina2.pipeline_lumina2.calculate_shift = fixed_shift
+    try:
+        expected = _run_torch(tp, latents, **kwargs)
+    finally:
+        diffusers.pipelines.lumina2.pipeline_lumina2.calculate_shift = original
+    assert seen == [4]  # upstream passes the channel count
+
+    calls = []
+    ours = pipeline_lumina2.calculate_shift
+
+    def spy(image_seq_len, *args):
+        calls.append(image_seq_len)
+        return ours(image_seq_len, *args)
+
+    pipeline_lumina2.calculate_shift = spy
+    try:
+        actual = _run_ms(mp, latents, **kwargs)
+    finally:
+        pipeline_lumina2.calculate_shift = ours
+    assert calls == [image_tokens]
+    assert_close(actual, expected, 1e-5)
+    np.testing.assert_allclose(mp.scheduler.sigmas.asnumpy(), tp.scheduler.sigmas.numpy(), rtol=1e-6)
+    assert rel_l2(actual, upstream) > 1e-3
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# fixes of upstream bugs with several prompts / images per prompt
+
+
+def test_masks_follow_embeddings_with_several_images_per_prompt(tiny):
+    """Upstream tiles the masks (p0 p1 p0 p1) but repeats the embeddings per prompt (p0 p0 p1 p1); ours keeps them
+    together, so [p0, p1] x 2 equals diffusers on [p0, p0, p1, p1] x 1."""
+    tp, mp, _ = tiny
+    latents = _latents(4)
+    expected = _run_torch(tp, latents, **dict(BASE, prompt=["a cat", "a cat", LONG_PROMPT, LONG_PROMPT]))
+    actual = _run_ms(mp, latents, **dict(BASE, prompt=["a cat", LONG_PROMPT], num_images_per_prompt=2))
+    assert_close(actual, expected, 1e-5)
+
+
+def test_passed_negative_embeds_are_duplicated(tiny):
+    _, mp, _ = tiny
+    pe, pm, ne, nm = mp.encode_prompt(PROMPT, True)
+    kwargs = dict(BASE, num_images_per_prompt=2)
+    kwargs.pop("prompt")
+    latents = _latents(2)
+    from_embeds = _run_ms(
+        mp,
+        latents,
+        prompt_embeds=pe,
+        prompt_attention_mask=pm,
+        negative_prompt_embeds=ne,
+        negative_prompt_attention_mask=nm,
+        **kwargs,
+    )
+    from_prompt = _run_ms(mp, latents, **dict(BASE, num_images_per_prompt=2))
+    assert_close(from_embeds, from_prompt, 1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# opt-in extras: the original Lumina-Image-2.0 guidance and system prompts
+
+
+def _original_guidance_reference(tp, prompts, latents, steps, guidance_scale, trunc, factor):
+    """The sampling loop of the original code's `forward_with_cfg` (renorm clamp over the whole latent, truncation on
+    the shifted time), written with diffusers' components, one clamp per sample."""
+    with torch.no_grad():
+        pe, pm, ne, nm = tp.encode_prompt(prompts, True)
+        scheduler = tp.scheduler
+        scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps))
+        scheduler.set_begin_index(0)
+        x = torch.from_numpy(latents)
+        for t in scheduler.timesteps:
+            time = (1 - t / scheduler.config.num_train_timesteps).expand(x.shape[0])
+            cond = tp.transformer(x, time, pe, pm, return_dict=False)[0]
+            if time[0] < trunc:
+                uncond = tp.transformer(x, time, ne, nm, return_dict=False)[0]
+                guided = uncond + guidance_scale * (cond - uncond)
+                max_norm = torch.linalg.vector_norm(cond, dim=(1, 2, 3), keepdim=True) * factor
+                norm = torch.linalg.vector_norm(guided, dim=(1, 2, 3), keepdim=True)
+                guided = torch.where(norm >= max_norm, guided * (max_norm / norm), guided)
+            else:
+                guided = cond
+            x = scheduler.step(-guided, t, x, return_dict=False)[0]
+        x = x / tp.vae.config.scaling_factor + tp.vae.config.shift_factor
+        return tp.image_processor.postprocess(tp.vae.decode(x, return_dict=False)[0], output_type="np")
+
+
+@pytest.mark.parametrize("factor", [1.0, 1.5])
+def test_original_guidance_mode(tiny, factor):
+    tp, mp, _ = tiny
+    prompts = ["a cat", LONG_PROMPT]
+    latents = _latents(2)
+    kwargs = dict(BASE, prompt=prompts, num_inference_steps=4, cfg_trunc_ratio=0.6)
+    expected = _original_guidance_reference(tp, prompts, latents, 4, 5.0, 0.6, factor)
+    actual = _run_ms(mp, latents, guidance_mode="original", cfg_renorm_factor=factor, **kwargs)
+    assert_close(actual, expected, 1e-5)
+    # the option changes the result, and each sample is clamped on its own (batch == one by one)
+    assert rel_l2(actual, _run_ms(mp, latents, **kwargs)) > 1e-4
+    single = _run_ms(
+        mp, latents[1:], guidance_mode="original", cfg_renorm_factor=factor, **dict(kwargs, prompt=prompts[1])
+    )
+    assert_close(actual[1:], single, 1e-5)
+
+
+def test_original_guidance_large_factor_is_plain_cfg(tiny):
+    _, mp, _ = tiny
+    latents = _latents(1)
+    clamped_never = _run_ms(mp, latents, guidance_mode="original", cfg_renorm_factor=1e6, **BASE)
+    plain = _run_ms(mp, latents, guidance_mode="original", cfg_normalization=False, **BASE)
+    assert_close(clamped_never, plain, 1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(SYSTEM_PROMPTS))
+def test_system_prompt_presets(tiny, name):
+    tp, mp, _ = tiny
+    actual = mp.encode_prompt(PROMPT, False, system_prompt=name)
+    if name == "empty":  # the original code puts nothing before the prompt
+        expected = mp._get_gemma_prompt_embeds(PROMPT)
+        assert_close(actual[0], expected[0], 0.0)
+        return
+    text = SYSTEM_PROMPTS[name]
+    assert text.endswith(" <Prompt Start> ")
+    with torch.no_grad():
+        expected = tp.encode_prompt(PROMPT, False, system_prompt=text[: -len(" <Prompt Start> ")])
+    assert_close(actual[0], expected[0], 1e-5)
+    np.testing.assert_array_equal(actual[1].asnumpy(), expected[1].numpy())
+
+
+def test_default_system_prompt_is_the_real_preset(tiny):
+    _, mp, _ = tiny
+    assert mp._system_prompt_prefix(None) == SYSTEM_PROMPTS["real"]
+    assert mp._system_prompt_prefix("Be nice.") == "Be nice. <Prompt Start> "
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# prompt embeddings, generators, outputs, callbacks (upstream's PipelineTesterMixin checks that fit)
+
+
+def test_prompt_embeds_give_the_prompt_image(tiny):
+    _, mp, _ = tiny
+    latents = _latents(1)
+    with_prompt = _run_ms(mp, latents, **BASE)
+    pe, pm, ne, nm = mp.encode_prompt(PROMPT, True)
+    kwargs = dict(BASE)
+    kwargs.pop("prompt")
+    with_embeds = _run_ms(mp, latents, prompt_embeds=pe, prompt_attention_mask=pm, **kwargs)
+    assert np.abs(with_prompt - with_embeds).max() < 1e-6
+    both = _run_ms(
+        mp, latents, prompt_embeds=pe, prompt_attention_mask=pm, negative_prompt_embeds=ne,
+        negative_prompt_attention_mask=nm, **kwargs,
+    )  # fmt: skip
+    assert np.abs(with_prompt - both).max() < 1e-6
+
+
+def test_call_signature_has_every_diffusers_argument():
+    ours = inspect.signature(Lumina2Pipeline.__call__).parameters
+    theirs = inspect.signature(diffusers.Lumina2Pipeline.__call__).parameters
+    missing = sorted(set(theirs) - set(ours))
+    assert not missing, f"missing __call__ arguments: {missing}"
+    for name, param in theirs.items():
+        if name in ("self", "return_dict"):
+            continue
+        assert ours[name].default == param.default, name
+    assert ours["return_dict"].default is False  # mindone's convention
+    assert set(inspect.signature(Lumina2Pipeline.encode_prompt).parameters) == set(
+        inspect.signature(diffusers.Lumina2Pipeline.encode_prompt).parameters
+    ) - {"device"}
+
+
+def test_dict_and_tuple_outputs_are_equal(tiny):
+    _, mp, _ = tiny
+    latents = _latents(1)
+    output = mp(latents=ms.Tensor(latents), output_type="np", return_dict=True, **BASE)
+    assert isinstance(output, ImagePipelineOutput)
+    as_tuple = mp(latents=ms.Tensor(latents), output_type="np", **BASE)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 1
+    np.testing.assert_array_equal(output.images, as_tuple[0])
+    np.testing.assert_array_equal(output[0], output.images)
+
+
+def test_single_and_batch_give_the_same_image(tiny):
+    """Batch consistency: a batch of prompts gives one image per prompt, the first equal to the single call."""
+    _, mp, _ = tiny
+    latents = _latents(3)
+    batch = _run_ms(mp, latents, **dict(BASE, prompt=[PROMPT, "a cat", LONG_PROMPT]))
+    assert batch.shape == (3, 4, 4, 3)
+    single = _run_ms(mp, latents[:1], **BASE)
+    assert np.abs(batch[:1] - single).max() < 1e-5
+
+
+def test_output_types_and_shapes(tiny):
+    _, mp, _ = tiny
+    kwargs = dict(BASE, width=48, generator=np.random.default_rng(0))
+    pil = mp(**kwargs)[0]
+    assert isinstance(pil, list) and isinstance(pil[0], PIL.Image.Image) and pil[0].size == (6, 4)
+    as_np = mp(**dict(kwargs, generator=np.random.default_rng(0)), output_type="np")[0]
+    assert isinstance(as_np, np.ndarray) and as_np.shape == (1, 4, 6, 3)
+    np.testing.assert_array_equal(np.asarray(pil[0]), (as_np[0] * 255).round().astype(np.uint8))
+    as_ms = mp(**dict(kwargs, generator=np.random.default_rng(0)), output_type="ms")[0]
+    assert isinstance(as_ms, ms.Tensor) and tuple(as_ms.shape) == (1, 3, 4, 6)
+    assert_close(as_ms.asnumpy().transpose(0, 2, 3, 1), as_np, 1e-6)
+    pt_alias = mp(**dict(kwargs, generator=np.random.default_rng(0)), output_type="pt")[0]
+    assert isinstance(pt_alias, ms.Tensor)
+    latent = mp(**dict(kwargs, generator=np.random.default_rng(0)), output_type="latent")[0]
+    assert isinstance(latent, ms.Tensor) and tuple(latent.shape) == (1, 4, 4, 6)
+
+
+def test_default_call_returns_a_pil_image(tiny):
+    """`pipe(prompt)[0][0]` is a PIL image of the model's default size (sample_size * 8)."""
+    _, mp, _ = tiny
+    image = mp(PROMPT, num_inference_steps=2)[0][0]
+    assert isinstance(image, PIL.Image.Image) and image.size == (4, 4)  # upstream's 1-block test VAE does not upsample
+    assert mp.default_sample_size * mp.vae_scale_factor == 32
+
+
+def test_numpy_generators(tiny):
+    _, mp, _ = tiny
+    first = mp(**BASE, output_type="np", generator=np.random.default_rng(7))[0]
+    again = mp(**BASE, output_type="np", generator=np.random.default_rng(7))[0]
+    np.testing.assert_array_equal(first, again)
+    other = mp(**BASE, output_type="np", generator=np.random.default_rng(8))[0]
+    assert np.abs(first - other).max() > 1e-3
+    # a list of generators: one per image, the first image as the single call with that generator
+    pair = mp(
+        **BASE, num_images_per_prompt=2, output_type="np",
+        generator=[np.random.default_rng(7), np.random.default_rng(8)],
+    )[0]  # fmt: skip
+    assert np.abs(pair[0] - first).max() < 1e-5 and np.abs(pair[1] - other).max() < 1e-5
+    # the same draw as `np.random.default_rng(7).standard_normal(shape)` passed as latents
+    as_latents = _run_ms(mp, np.random.default_rng(7).standard_normal((1, 4, 4, 4), dtype=np.float32), **BASE)
+    np.testing.assert_array_equal(first, as_latents)
+
+
+def test_callback_on_step_end_can_alter_latents(tiny):
+    _, mp, _ = tiny
+    seen = []
+
+    def callback(pipe, i, t, callback_kwargs):
+        assert pipe is mp
+        assert sorted(callback_kwargs) == ["latents", "prompt_embeds"]
+        seen.append((i, float(t)))
+        if i == pipe.num_timesteps - 1:
+            return {"latents": callback_kwargs["latents"] * 0.0}
+        return {}
+
+    latents = mp(
+        **dict(BASE, num_inference_steps=3), generator=np.random.default_rng(0), output_type="latent",
+        callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"],
+    )[0]  # fmt: skip
+    assert [i for i, _ in seen] == [0, 1, 2]
+    assert seen[0][1] == pytest.approx(1000.0)
+    assert float(np.abs(latents.asnumpy()).max()) == 0.0
+
+    only_latents = []
+    mp(
+        **BASE, generator=np.random.default_rng(0),
+        callback_on_step_end=lambda p, i, t, kw: only_latents.append(sorted(kw)) or {},
+    )  # fmt: skip
+    assert only_latents == [["latents"], ["latents"]]
+
+
+def test_progress_bar(tiny):
+    _, mp, _ = tiny
+    stream = io.StringIO()
+    mp.set_progress_bar_config(file=stream, ascii=True)
+    try:
+        mp(**dict(BASE, num_inference_steps=3), generator=np.random.default_rng(0))
+    finally:
+        mp.set_progress_bar_config(disable=True)
+    assert "3/3" in stream.getvalue()
+    with mp.progress_bar(total=5) as bar:
+        assert bar.total == 5 and bar.disable
+    with pytest.raises(ValueError, match="total"):
+        mp.progress_bar()
+
+
+def test_truncation_warning_and_dtype_of_embeds(tiny):
+    _, mp, _ = tiny
+    with _captured_warnings() as records:
+        embeds, mask = mp._get_gemma_prompt_embeds(LONG_PROMPT, max_sequence_length=8)
+    assert any("truncated" in r and "8 tokens" in r for r in records), records
+    assert tuple(embeds.shape) == (1, 8, 8) and embeds.dtype == ms.float32
+    assert mask.asnumpy().tolist() == [[1] * 8]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# check_inputs: each error
+
+
+def _embeds(mp):
+    return mp.encode_prompt(PROMPT, True)
+
+
+CHECK_INPUT_ERRORS = {
+    "height_not_multiple_of_16": (
+        dict(height=40),
+        r"`height` and `width` have to be divisible by 16 but are 40 and 32",
+    ),
+    "width_not_multiple_of_16": (dict(width=20), r"divisible by 16 but are 32 and 20"),
+    "bad_callback_inputs": (
+        dict(callback_on_step_end_tensor_inputs=["latents", "noise_pred"]),
+        r"`callback_on_step_end_tensor_inputs` has to be in \['latents', 'prompt_embeds'\], but found \['noise_pred'\]",
+    ),
+    "prompt_and_prompt_embeds": (
+        dict(prompt_embeds="pe", prompt_attention_mask="pm"),
+        r"Cannot forward both `prompt`",
+    ),
+    "no_prompt_and_no_embeds": (dict(prompt=None), r"Provide either `prompt` or `prompt_embeds`"),
+    "prompt_wrong_type": (dict(prompt=3), r"`prompt` has to be of type `str` or `list` but is <class 'int'>"),
+    "prompt_and_negative_embeds": (
+        dict(negative_prompt_embeds="ne", negative_prompt_attention_mask="nm"),
+        r"Cannot forward both `prompt`: .* and `negative_prompt_embeds`",
+    ),
+    "negative_prompt_and_negative_embeds": (
+        dict(
+            prompt=None,
+            prompt_embeds="pe",
+            prompt_attention_mask="pm",
+            negative_prompt="dark",
+            negative_prompt_embeds="ne",
+            negative_prompt_attention_mask="nm",
+        ),
+        r"Cannot forward both `negative_prompt`: dark and `negative_prompt_embeds`",
+    ),  # fmt: skip
+    "prompt_embeds_without_mask": (
+        dict(prompt=None, prompt_embeds="pe"),
+        r"Must provide `prompt_attention_mask` when specifying `prompt_embeds`",
+    ),
+    "negative_embeds_without_mask": (
+        dict(prompt=None, prompt_embeds="pe", prompt_attention_mask="pm", negative_prompt_embeds="ne"),
+        r"Must provide `negative_prompt_attention_mask` when specifying `negative_prompt_embeds`",
+    ),
+    "embeds_shape_mismatch": (
+        dict(
+            prompt=None,
+            prompt_embeds="pe",
+            prompt_attention_mask="pm",
+            negative_prompt_embeds="ne_short",
+            negative_prompt_attention_mask="nm_short",
+        ),
+        r"`prompt_embeds` and `negative_prompt_embeds` must have the same shape .* \(1, 256, 8\) != .* \(1, 128, 8\)",
+    ),  # fmt: skip
+    "mask_shape_mismatch": (
+        dict(
+            prompt=None,
+            prompt_embeds="pe",
+            prompt_attention_mask="pm",
+            negative_prompt_embeds="ne",
+            negative_prompt_attention_mask="nm_short",
+        ),
+        r"`prompt_attention_mask` and `negative_prompt_attention_mask` must have the same shape .* \(1, 256\) != .* \(1, 128\)",
+    ),  # fmt: skip
+    "mask_does_not_fit_embeds": (
+        dict(prompt=None, prompt_embeds="pe", prompt_attention_mask="nm_short"),
+        r"`prompt_attention_mask` must have shape \(1, 256\) .* got \(1, 128\)",
+    ),
+    "max_sequence_length_over_512": (
+        dict(max_sequence_length=513),
+        r"`max_sequence_length` cannot be greater than 512 but is 513",
+    ),
+    "bad_output_type": (dict(output_type="numpy"), r"`output_type` must be one of .* but is 'numpy'"),
+    "bad_guidance_mode": (dict(guidance_mode="flux"), r"`guidance_mode` must be one of .* but is 'flux'"),
+    "bad_renorm_factor": (dict(cfg_renorm_factor=0.0), r"`cfg_renorm_factor` must be a number > 0 but is 0.0"),
+    "bad_num_images_per_prompt": (dict(num_images_per_prompt=0), r"`num_images_per_prompt` must be an int >= 1"),
+    "generator_list_length": (
+        dict(generator=[np.random.default_rng(0)] * 3),
+        r"list of generators of length 3, but requested an effective batch size of 1",
+    ),
+    "latents_shape": (dict(latents=np.zeros((1, 4, 8, 8), np.float32)), r"`latents` must have shape \(1, 4, 4, 4\)"),
+    "negative_prompt_batch": (
+        dict(prompt=["a", "b"], negative_prompt=["x", "y", "z"]),
+        r"`negative_prompt`: .* has batch size 3, but `prompt`: .* has batch size 2",
+    ),
+    "negative_prompt_type": (dict(negative_prompt=3), r"`negative_prompt` should be the same type to `prompt`"),
+    "system_prompt_type": (dict(system_prompt=3), r"`system_prompt` must be a string or None, got int"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CHECK_INPUT_ERRORS))
+def test_check_inputs_errors(tiny, case):
+    _, mp, _ = tiny
+    kwargs, match = CHECK_INPUT_ERRORS[case]
+    pe, pm, ne, nm = _embeds(mp)
+    tensors = {"pe": pe, "pm": pm, "ne": ne, "nm": nm, "ne_short": ne[:, :128], "nm_short": nm[:, :128]}
+    kwargs = {k: tensors.get(v, v) if isinstance(v, str) else v for k, v in kwargs.items()}
+    call = dict(BASE, num_inference_steps=1)
+    call.update(kwargs)
+    error = TypeError if case in ("negative_prompt_type", "system_prompt_type") else ValueError
+    with pytest.raises(error, match=match):
+        mp(**call)
+
+
+def test_bfloat16_on_cpu_fails_early_and_float16_warns(tiny):
+    _, mp, path = tiny
+    with pytest.raises(ValueError, match="CPU .* needs float32"):
+        Lumina2Pipeline.from_pretrained(path, mindspore_dtype=ms.bfloat16)
+    with pytest.raises(ValueError, match="needs float32"):
+        DiffusionPipeline.from_pretrained(path, mindspore_dtype={"transformer": ms.bfloat16})
+    with pytest.raises(ValueError, match="needs float32"):
+        Lumina2Pipeline(**mp.components).to(ms.bfloat16)
+    with _captured_warnings() as records:
+        half = Lumina2Pipeline.from_pretrained(path, mindspore_dtype="float16")
+    assert any("not fp16-safe" in r for r in records), records
+    assert half.transformer.dtype == ms.float16 and half.dtype == ms.float16
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# DiffusionPipeline: loading, saving, components
+
+
+def test_model_index_of_a_saved_pipeline(tiny, tmp_path):
+    _, mp, _ = tiny
+    mp.save_pretrained(tmp_path)
+    index = json.load(open(tmp_path / "model_index.json"))
+    assert index["_class_name"] == "Lumina2Pipeline"
+    assert index["transformer"] == ["diffusers", "Lumina2Transformer2DModel"]
+    assert index["vae"] == ["diffusers", "AutoencoderKL"]
+    assert index["scheduler"] == ["diffusers", "FlowMatchEulerDiscreteScheduler"]
+    assert index["text_encoder"] == ["transformers", "Gemma2Model"]
+    assert index["tokenizer"][0] == "transformers"
+    for name in ("transformer", "vae", "scheduler", "text_encoder", "tokenizer"):
+        assert os.path.isdir(tmp_path / name)
+
+
+def test_save_load_round_trip_both_ways(tiny, tmp_path):
+    """Ours -> ours and ours -> diffusers give the same image (diffusers -> ours is the `tiny` fixture)."""
+    tp, mp, _ = tiny
+    mp.save_pretrained(tmp_path / "ours")
+    latents = _latents(1)
+    expected = _run_ms(mp, latents, **BASE)
+    reloaded = _ms_pipeline(str(tmp_path / "ours"))
+    np.testing.assert_array_equal(_run_ms(reloaded, latents, **BASE), expected)
+    in_diffusers = diffusers.Lumina2Pipeline.from_pretrained(str(tmp_path / "ours"))
+    in_diffusers.set_progress_bar_config(disable=True)
+    assert_close(_run_torch(in_diffusers, latents, **BASE), expected, 1e-5)
+    # variant and sharded weights
+    mp.save_pretrained(tmp_path / "fp16", variant="fp16", max_shard_size="20KB")
+    assert os.path.isfile(tmp_path / "fp16" / "text_encoder" / "model.safetensors.index.fp16.json")
+    variant = _ms_pipeline(str(tmp_path / "fp16"), variant="fp16")
+    np.testing.assert_array_equal(_run_ms(variant, latents, **BASE), expected)
+
+
+def test_components_reuse_and_overrides(tiny):
+    tp, mp, path = tiny
+    components = mp.components
+    assert sorted(components) == ["scheduler", "text_encoder", "tokenizer", "transformer", "vae"]
+    again = Lumina2Pipeline(**components)
+    again.set_progress_bar_config(disable=True)
+    assert again.transformer is mp.transformer and again.text_encoder is mp.text_encoder
+    latents = _latents(1)
+    np.testing.assert_array_equal(_run_ms(again, latents, **BASE), _run_ms(mp, latents, **BASE))
+    # a component passed to from_pretrained replaces the stored one
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    overridden = _ms_pipeline(path, scheduler=scheduler, transformer=mp.transformer)
+    assert overridden.scheduler is scheduler and overridden.transformer is mp.transformer
+    assert overridden.scheduler.config.shift == 3.0
+    # assigning a component updates the model index
+    overridden.scheduler = FlowMatchEulerDiscreteScheduler(shift=2.0)
+    assert overridden.config.scheduler == ("diffusers", "FlowMatchEulerDiscreteScheduler")
+    # a torch component is refused with the expected class
+    with pytest.raises(ValueError, match="`transformer` was passed an object of type .* ModelMixin"):
+        Lumina2Pipeline.from_pretrained(path, transformer=tp.transformer)
+
+
+def test_generic_loader_and_skipped_text_encoder(tiny):
+    _, mp, path = tiny
+    generic = DiffusionPipeline.from_pretrained(path)
+    assert type(generic) is Lumina2Pipeline and generic.name_or_path == path
+    without = _ms_pipeline(path, text_encoder=None)
+    assert without.text_encoder is None
+    pe, pm, ne, nm = mp.encode_prompt(PROMPT, True)
+    latents = _latents(1)
+    kwargs = dict(BASE)
+    kwargs.pop("prompt")
+    image = _run_ms(
+        without, latents, prompt_embeds=pe, prompt_attention_mask=pm, negative_prompt_embeds=ne,
+        negative_prompt_attention_mask=nm, **kwargs,
+    )  # fmt: skip
+    np.testing.assert_array_equal(image, _run_ms(mp, latents, **BASE))
+
+
+def test_loading_errors(tiny, tmp_path):
+    _, _, path = tiny
+    with pytest.raises(TypeError, match="`torch_dtype` is not supported .* mindspore_dtype"):
+        Lumina2Pipeline.from_pretrained(path, torch_dtype="float32")
+    with pytest.raises(EnvironmentError, match="model_index.json"):
+        Lumina2Pipeline.from_pretrained(str(tmp_path))
+    broken = tmp_path / "broken"
+    shutil.copytree(path, broken)
+    index = json.load(open(broken / "model_index.json"))
+    index["text_encoder"] = ["transformers", "T5EncoderModel"]
+    json.dump(index, open(broken / "model_index.json", "w"))
+    with pytest.raises(ValueError, match="T5EncoderModel.*not port"):
+        Lumina2Pipeline.from_pretrained(str(broken))
+    index.pop("text_encoder")
+    json.dump(index, open(broken / "model_index.json", "w"))
+    with pytest.raises(ValueError, match="expected .* but only"):
+        Lumina2Pipeline.from_pretrained(str(broken))
+
+
+def test_repo_id_from_the_hub_cache(tiny, tmp_path, monkeypatch):
+    """A repo id resolves through the huggingface_hub cache (offline here: a snapshot laid out as the Hub does)."""
+    _, mp, path = tiny
+    repo = tmp_path / "hub" / "models--tiny-org--tiny-lumina2"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(path, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    pipe = Lumina2Pipeline.from_pretrained(
+        "tiny-org/tiny-lumina2", cache_dir=str(tmp_path / "hub"), local_files_only=True
+    )
+    pipe.set_progress_bar_config(disable=True)
+    latents = _latents(1)
+    np.testing.assert_array_equal(_run_ms(pipe, latents, **BASE), _run_ms(mp, latents, **BASE))
+    with pytest.raises(EnvironmentError):
+        Lumina2Pipeline.from_pretrained("tiny-org/absent", cache_dir=str(tmp_path / "hub"), local_files_only=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# GRAPH_MODE
+
+
+def test_graph_mode_equals_pynative(tiny):
+    _, mp, _ = tiny
+    latents = _latents(2)
+    kwargs = dict(
+        BASE, prompt=["a cat", LONG_PROMPT], negative_prompt=["", "dark"], num_inference_steps=3, cfg_trunc_ratio=0.7
+    )
+    pynative = _run_ms(mp, latents, **kwargs)
+    ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        graph = _run_ms(mp, latents, **kwargs)
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+    assert_close(graph, pynative, 1e-5, what="GRAPH_MODE vs PyNative")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# demo
+
+
+def test_demo_command(tmp_path):
+    """The README's first command (the bundled tiny pipeline), in a fresh process."""
+    output = tmp_path / "out" / "demo.png"
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = subprocess.run(
+        [sys.executable, "-m", "mindone.diffusers.pipelines.lumina2.demo", "--prompt", "a cat in a spacesuit",
+         "--steps", "3", "--seed", "1", "--output", str(output)],
+        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert str(output) in result.stdout
+    image = PIL.Image.open(output)
+    assert image.size == (128, 128)
+    pixels = np.asarray(image)
+    assert pixels.std() > 0  # not a constant picture
+
+
+def test_demo_main_with_a_model_folder(tiny, tmp_path, capsys):
+    from mindone.diffusers.pipelines.lumina2.demo import main
+
+    _, _, path = tiny
+    output = main(
+        ["--model", path, "--steps", "2", "--height", "32", "--width", "48", "--output", str(tmp_path / "x.png")]
+    )
+    assert output == str(tmp_path / "x.png") and PIL.Image.open(output).size == (6, 4)
+    assert output in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--height", "40"])
