@@ -461,11 +461,8 @@ class DiffusionPipeline(ConfigMixin):
         mindspore_dtype = kwargs.pop("mindspore_dtype", None)
         if isinstance(mindspore_dtype, dict):
             mindspore_dtype = {k: str_to_dtype(v) for k, v in mindspore_dtype.items()}
-            for value in mindspore_dtype.values():
-                cls._validate_mindspore_dtype(value)
         else:
             mindspore_dtype = str_to_dtype(mindspore_dtype)
-            cls._validate_mindspore_dtype(mindspore_dtype)
         subfolder = kwargs.pop("subfolder", None)
         variant = kwargs.pop("variant", None)
         hub = {
@@ -498,10 +495,9 @@ class DiffusionPipeline(ConfigMixin):
                 raise ValueError(
                     f"`{class_name}` (the `_class_name` of {cached_folder}) is not ported to mindone.diffusers."
                 )
-            if pipeline_class is not cls:
-                pipeline_class._validate_mindspore_dtype(
-                    mindspore_dtype if not isinstance(mindspore_dtype, dict) else None
-                )
+        # fail early (before loading anything) on a dtype the pipeline cannot run in
+        for dtype in mindspore_dtype.values() if isinstance(mindspore_dtype, dict) else [mindspore_dtype]:
+            pipeline_class._validate_mindspore_dtype(dtype)
 
         # 3. Components passed by the caller, and those to load
         expected_modules, optional_kwargs = cls._get_signature_keys(pipeline_class)

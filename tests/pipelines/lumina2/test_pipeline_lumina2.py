@@ -167,6 +167,17 @@ PARITY_CASES = {
 }
 
 
+@pytest.fixture(scope="module")
+def base_image(tiny):
+    """Our image for `BASE` with `_latents(1)`, shared by the tests that only need some reference output."""
+    return _run_ms(tiny[1], _latents(1), **BASE)
+
+
+@pytest.fixture(scope="module")
+def embeds(tiny):
+    return tiny[1].encode_prompt(PROMPT, True)
+
+
 def _batch(kwargs):
     prompts = kwargs["prompt"] if isinstance(kwargs["prompt"], list) else [kwargs["prompt"]]
     return len(prompts) * kwargs.get("num_images_per_prompt", 1)
@@ -217,7 +228,9 @@ def test_encode_prompt_matches_diffusers(tiny):
     """System prompt + " <Prompt Start> ", right padding, penultimate hidden state, masks, negative prompt."""
     tp, mp, _ = tiny
     with torch.no_grad():
-        expected = tp.encode_prompt(["a cat", LONG_PROMPT], True, negative_prompt=["dark", ""], max_sequence_length=112)
+        expected = tp.encode_prompt(
+            ["a cat", LONG_PROMPT], True, negative_prompt=["dark", ""], max_sequence_length=112
+        )
     actual = mp.encode_prompt(["a cat", LONG_PROMPT], True, negative_prompt=["dark", ""], max_sequence_length=112)
     for a, e, name in zip(actual, expected, ("prompt_embeds", "mask", "negative_prompt_embeds", "negative_mask")):
         assert tuple(a.shape) == tuple(e.shape), name
@@ -283,9 +296,9 @@ def test_masks_follow_embeddings_with_several_images_per_prompt(tiny):
     assert_close(actual, expected, 1e-5)
 
 
-def test_passed_negative_embeds_are_duplicated(tiny):
+def test_passed_negative_embeds_are_duplicated(tiny, embeds):
     _, mp, _ = tiny
-    pe, pm, ne, nm = mp.encode_prompt(PROMPT, True)
+    pe, pm, ne, nm = embeds
     kwargs = dict(BASE, num_images_per_prompt=2)
     kwargs.pop("prompt")
     latents = _latents(2)
@@ -382,11 +395,11 @@ def test_default_system_prompt_is_the_real_preset(tiny):
 # prompt embeddings, generators, outputs, callbacks (upstream's PipelineTesterMixin checks that fit)
 
 
-def test_prompt_embeds_give_the_prompt_image(tiny):
+def test_prompt_embeds_give_the_prompt_image(tiny, embeds, base_image):
     _, mp, _ = tiny
     latents = _latents(1)
-    with_prompt = _run_ms(mp, latents, **BASE)
-    pe, pm, ne, nm = mp.encode_prompt(PROMPT, True)
+    with_prompt = base_image
+    pe, pm, ne, nm = embeds
     kwargs = dict(BASE)
     kwargs.pop("prompt")
     with_embeds = _run_ms(mp, latents, prompt_embeds=pe, prompt_attention_mask=pm, **kwargs)
@@ -413,14 +426,11 @@ def test_call_signature_has_every_diffusers_argument():
     ) - {"device"}
 
 
-def test_dict_and_tuple_outputs_are_equal(tiny):
+def test_dict_and_tuple_outputs_are_equal(tiny, base_image):
     _, mp, _ = tiny
-    latents = _latents(1)
-    output = mp(latents=ms.Tensor(latents), output_type="np", return_dict=True, **BASE)
+    output = mp(latents=ms.Tensor(_latents(1)), output_type="np", return_dict=True, **BASE)
     assert isinstance(output, ImagePipelineOutput)
-    as_tuple = mp(latents=ms.Tensor(latents), output_type="np", **BASE)
-    assert isinstance(as_tuple, tuple) and len(as_tuple) == 1
-    np.testing.assert_array_equal(output.images, as_tuple[0])
+    np.testing.assert_array_equal(output.images, base_image)
     np.testing.assert_array_equal(output[0], output.images)
 
 
@@ -533,10 +543,6 @@ def test_truncation_warning_and_dtype_of_embeds(tiny):
 # check_inputs: each error
 
 
-def _embeds(mp):
-    return mp.encode_prompt(PROMPT, True)
-
-
 CHECK_INPUT_ERRORS = {
     "height_not_multiple_of_16": (
         dict(height=40),
@@ -623,10 +629,10 @@ CHECK_INPUT_ERRORS = {
 
 
 @pytest.mark.parametrize("case", sorted(CHECK_INPUT_ERRORS))
-def test_check_inputs_errors(tiny, case):
+def test_check_inputs_errors(tiny, embeds, case):
     _, mp, _ = tiny
     kwargs, match = CHECK_INPUT_ERRORS[case]
-    pe, pm, ne, nm = _embeds(mp)
+    pe, pm, ne, nm = embeds
     tensors = {"pe": pe, "pm": pm, "ne": ne, "nm": nm, "ne_short": ne[:, :128], "nm_short": nm[:, :128]}
     kwargs = {k: tensors.get(v, v) if isinstance(v, str) else v for k, v in kwargs.items()}
     call = dict(BASE, num_inference_steps=1)
@@ -668,12 +674,12 @@ def test_model_index_of_a_saved_pipeline(tiny, tmp_path):
         assert os.path.isdir(tmp_path / name)
 
 
-def test_save_load_round_trip_both_ways(tiny, tmp_path):
+def test_save_load_round_trip_both_ways(tiny, base_image, tmp_path):
     """Ours -> ours and ours -> diffusers give the same image (diffusers -> ours is the `tiny` fixture)."""
     tp, mp, _ = tiny
     mp.save_pretrained(tmp_path / "ours")
     latents = _latents(1)
-    expected = _run_ms(mp, latents, **BASE)
+    expected = base_image
     reloaded = _ms_pipeline(str(tmp_path / "ours"))
     np.testing.assert_array_equal(_run_ms(reloaded, latents, **BASE), expected)
     in_diffusers = diffusers.Lumina2Pipeline.from_pretrained(str(tmp_path / "ours"))
@@ -686,7 +692,7 @@ def test_save_load_round_trip_both_ways(tiny, tmp_path):
     np.testing.assert_array_equal(_run_ms(variant, latents, **BASE), expected)
 
 
-def test_components_reuse_and_overrides(tiny):
+def test_components_reuse_and_overrides(tiny, base_image):
     tp, mp, path = tiny
     components = mp.components
     assert sorted(components) == ["scheduler", "text_encoder", "tokenizer", "transformer", "vae"]
@@ -694,7 +700,7 @@ def test_components_reuse_and_overrides(tiny):
     again.set_progress_bar_config(disable=True)
     assert again.transformer is mp.transformer and again.text_encoder is mp.text_encoder
     latents = _latents(1)
-    np.testing.assert_array_equal(_run_ms(again, latents, **BASE), _run_ms(mp, latents, **BASE))
+    np.testing.assert_array_equal(_run_ms(again, latents, **BASE), base_image)
     # a component passed to from_pretrained replaces the stored one
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
     overridden = _ms_pipeline(path, scheduler=scheduler, transformer=mp.transformer)
@@ -704,17 +710,19 @@ def test_components_reuse_and_overrides(tiny):
     overridden.scheduler = FlowMatchEulerDiscreteScheduler(shift=2.0)
     assert overridden.config.scheduler == ("diffusers", "FlowMatchEulerDiscreteScheduler")
     # a torch component is refused with the expected class
-    with pytest.raises(ValueError, match="`transformer` was passed an object of type .* ModelMixin"):
+    with pytest.raises(
+        ValueError, match="`transformer` was passed an object of type .* should be a mindone.diffusers.*ModelMixin"
+    ):
         Lumina2Pipeline.from_pretrained(path, transformer=tp.transformer)
 
 
-def test_generic_loader_and_skipped_text_encoder(tiny):
+def test_generic_loader_and_skipped_text_encoder(tiny, embeds, base_image):
     _, mp, path = tiny
     generic = DiffusionPipeline.from_pretrained(path)
     assert type(generic) is Lumina2Pipeline and generic.name_or_path == path
     without = _ms_pipeline(path, text_encoder=None)
     assert without.text_encoder is None
-    pe, pm, ne, nm = mp.encode_prompt(PROMPT, True)
+    pe, pm, ne, nm = embeds
     latents = _latents(1)
     kwargs = dict(BASE)
     kwargs.pop("prompt")
@@ -722,12 +730,12 @@ def test_generic_loader_and_skipped_text_encoder(tiny):
         without, latents, prompt_embeds=pe, prompt_attention_mask=pm, negative_prompt_embeds=ne,
         negative_prompt_attention_mask=nm, **kwargs,
     )  # fmt: skip
-    np.testing.assert_array_equal(image, _run_ms(mp, latents, **BASE))
+    np.testing.assert_array_equal(image, base_image)
 
 
 def test_loading_errors(tiny, tmp_path):
     _, _, path = tiny
-    with pytest.raises(TypeError, match="`torch_dtype` is not supported .* mindspore_dtype"):
+    with pytest.raises(TypeError, match="`torch_dtype` is not supported .*mindspore_dtype"):
         Lumina2Pipeline.from_pretrained(path, torch_dtype="float32")
     with pytest.raises(EnvironmentError, match="model_index.json"):
         Lumina2Pipeline.from_pretrained(str(tmp_path))
@@ -744,7 +752,7 @@ def test_loading_errors(tiny, tmp_path):
         Lumina2Pipeline.from_pretrained(str(broken))
 
 
-def test_repo_id_from_the_hub_cache(tiny, tmp_path, monkeypatch):
+def test_repo_id_from_the_hub_cache(tiny, base_image, tmp_path):
     """A repo id resolves through the huggingface_hub cache (offline here: a snapshot laid out as the Hub does)."""
     _, mp, path = tiny
     repo = tmp_path / "hub" / "models--tiny-org--tiny-lumina2"
@@ -757,7 +765,7 @@ def test_repo_id_from_the_hub_cache(tiny, tmp_path, monkeypatch):
     )
     pipe.set_progress_bar_config(disable=True)
     latents = _latents(1)
-    np.testing.assert_array_equal(_run_ms(pipe, latents, **BASE), _run_ms(mp, latents, **BASE))
+    np.testing.assert_array_equal(_run_ms(pipe, latents, **BASE), base_image)
     with pytest.raises(EnvironmentError):
         Lumina2Pipeline.from_pretrained("tiny-org/absent", cache_dir=str(tmp_path / "hub"), local_files_only=True)
 
