@@ -9,6 +9,7 @@ from diffusers import Lumina2Transformer2DModel as TorchLumina2
 from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint as torch_convert_ldm_vae_checkpoint
 from diffusers.loaders.single_file_utils import convert_lumina2_to_diffusers as torch_convert_lumina2
 
+from mindone.diffusers.loaders.single_file_model import _lumina2_infer_from_diffusers, _vae_infer_from_diffusers
 from mindone.diffusers.loaders.single_file_utils import (
     FLUX_VAE_CONFIG,
     LUMINA2_2B_CONFIG,
@@ -173,13 +174,20 @@ def _shapes_2b_original():
 
 
 def test_config_inference_of_the_2b_release_and_flux_vae():
-    shapes = _shapes_2b_original()
+    with init_empty_weights():
+        model = TorchLumina2(**LUMINA2_2B_CONFIG)
+    shapes = {k: tuple(v.shape) for k, v in lumina2_diffusers_to_original(model.state_dict()).items()}
     assert len([k for k in shapes if k.endswith("attention.qkv.weight")]) == 26 + 2 + 2
     assert create_lumina2_diffusers_config_from_checkpoint(shapes) == LUMINA2_2B_CONFIG
     with init_empty_weights():
         vae = TorchAutoencoderKL(**FLUX_VAE_CONFIG)
     vae_shapes = {k: tuple(v.shape) for k, v in vae_diffusers_to_ldm(vae.state_dict(), 4).items()}
     assert create_vae_diffusers_config_from_checkpoint(vae_shapes) == FLUX_VAE_CONFIG
+    # single files already in diffusers layout: the same rules, through the reverse plans
+    assert _lumina2_infer_from_diffusers({k: tuple(v.shape) for k, v in model.state_dict().items()}, "f") == (
+        LUMINA2_2B_CONFIG
+    )
+    assert _vae_infer_from_diffusers({k: tuple(v.shape) for k, v in vae.state_dict().items()}, "f") == FLUX_VAE_CONFIG
 
 
 @pytest.mark.parametrize(
