@@ -140,6 +140,30 @@ def test_tiny_parity_broadcast_timestep_and_large_values():
     assert_close(_run_ours(model, (x, t, cap, mask))[0], expected, 1e-5)
 
 
+def test_other_options_patch1_out_channels_mha_ffn_multiplier_no_refiners():
+    config = dict(
+        TINY,
+        patch_size=1,
+        in_channels=3,
+        out_channels=5,
+        hidden_size=32,
+        num_layers=1,
+        num_refiner_layers=0,
+        num_attention_heads=4,
+        num_kv_heads=4,
+        multiple_of=16,
+        ffn_dim_multiplier=1.5,
+        axes_dim_rope=(2, 2, 4),
+        axes_lens=(20, 20, 20),
+        cap_feat_dim=8,
+    )
+    torch_model, model = _twins(config, seed=6)
+    inputs = _inputs(config, 2, (5, 3), (3, 6), 6, seed=6)
+    out = _run_ours(model, inputs)[0]
+    assert out.shape == (2, 5, 5, 3)
+    assert_close(out, _run_torch(torch_model, inputs), 1e-5)
+
+
 def test_tiny_graph_mode_matches_torch_and_pynative(graph_mode):
     torch_model, model = _twins(TINY)
     for case in ("b3_ragged_captions_nonsquare", "diffusers_dummy_b2_full_captions"):

@@ -735,7 +735,8 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, FromOriginalModelMixin)
 
     def enable_gradient_checkpointing(self, gradient_checkpointing_func=None) -> None:
         """Recompute the activations of the joint transformer blocks in the backward pass (as upstream), through
-        `mindspore.recompute`. A custom `gradient_checkpointing_func` is not supported."""
+        `mindspore.recompute`, in training mode (`model.set_train(True)`). A custom `gradient_checkpointing_func` is not
+        supported. In GRAPH_MODE the flag is read when the graph is built: set it before the first compiled call."""
         if gradient_checkpointing_func is not None:
             raise ValueError(
                 "`gradient_checkpointing_func` is not supported: MindSpore's `mindspore.recompute` is used."
