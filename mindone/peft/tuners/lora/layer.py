@@ -1,0 +1,337 @@
+# Copyright 2023-present the HuggingFace Inc. team.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Adapted from peft v0.21 `src/peft/tuners/lora/layer.py`; MindSpore changes: only `LoraLayer` and the `Linear`
+wrapper of `mint.nn.Linear` (no variants, embeddings, convolutions).
+
+`construct` compiles: it loops over the tuple of adapter names fixed at injection and multiplies each adapter's
+output by a one-element float32 Parameter `lora_runtime_scaling.<adapter>` (`requires_grad=False`, not part of PEFT's
+state dict). A Parameter, because GRAPH_MODE folds Python attributes and buffers into the graph as constants (a scale
+of 1 or 0 then even disappears), whereas parameters are read at run time. The Python state (`scaling`, active /
+disabled / merged adapters) is the source of truth, as in PEFT; every change of it is written into those parameters
+in place, so PyNative and compiled graphs use the current values without recompiling. An adapter that is not active,
+or any adapter while the layer is disabled or merged, gets 0 there (computed, then dropped; PEFT skips it).
+
+Merging keeps a host copy of the base weight from before the first merge, so `unmerge` restores it bit for bit (PEFT
+subtracts the delta again, which leaves rounding errors)."""
+
+import math
+import warnings
+from typing import List, Optional
+
+import numpy as np
+
+import mindspore as ms
+from mindspore import mint, nn
+from mindspore.common.initializer import Normal
+
+from ..tuners_utils import BaseTunerLayer, check_adapters_to_merge
+
+
+class _ScalingDict(dict):
+    """`adapter name -> scaling` that republishes the layer's run-time scaling when written (so PEFT-style code such
+    as `layer.scaling[name] *= s` stays correct in compiled graphs)."""
+
+    def __init__(self, on_change):
+        super().__init__()
+        self._on_change = on_change
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self._on_change()
+
+    def __delitem__(self, key):
+        super().__delitem__(key)
+        self._on_change()
+
+    def update(self, *args, **kwargs):
+        super().update(*args, **kwargs)
+        self._on_change()
+
+    def pop(self, key, *default):
+        value = super().pop(key, *default)
+        self._on_change()
+        return value
+
+
+def _to_host(tensor) -> np.ndarray:
+    """Exact host copy (bfloat16, which NumPy lacks, is widened to float32 exactly)."""
+    if tensor.dtype == ms.bfloat16:
+        tensor = tensor.astype(ms.float32)
+    return tensor.asnumpy().copy()
+
+
+def _all_finite(tensor) -> bool:
+    return bool(mint.isfinite(tensor).all())
+
+
+class LoraLayer(BaseTunerLayer):
+    # all names of layers that may contain (trainable) adapter weights
+    adapter_layer_names = ("lora_A", "lora_B")
+    # all names of other per-adapter state
+    other_param_names = ("r", "lora_alpha", "scaling", "lora_dropout", "use_rslora", "lora_bias")
+
+    def __init__(self, base_layer: nn.Cell, **kwargs) -> None:
+        self.base_layer = base_layer
+        self.r = {}
+        self.lora_alpha = {}
+        self.scaling = _ScalingDict(self._adapter_state_changed)
+        self.lora_dropout = nn.CellDict()
+        self.lora_A = nn.CellDict()
+        self.lora_B = nn.CellDict()
+        self._disable_adapters = False
+        self.merged_adapters = []
+        self.use_rslora = {}
+        self.lora_bias = {}
+        self.kwargs = kwargs
+        # adapter names read by `construct` (set when adapters are added or deleted) and their run-time scales
+        self._lora_slots = ()
+        self.lora_runtime_scaling = nn.Cell()
+        self._published_scaling = {}
+        self._merge_snapshot = None  # host copies of the base weight / bias from before the first merge
+
+        base_layer = self.get_base_layer()
+        self.in_features = int(base_layer.weight.shape[1])
+        self.out_features = int(base_layer.weight.shape[0])
+
+    def update_layer(self, adapter_name: str, r: int, lora_alpha, config, **kwargs) -> None:
+        """Add the adapter `adapter_name` with rank `r` and `lora_alpha` (PEFT's `update_layer`)."""
+        if isinstance(r, bool) or not isinstance(r, int) or r <= 0:
+            raise ValueError(f"`r` should be a positive integer value but the value passed is {r}")
+        if adapter_name in self.lora_A:
+            raise ValueError(f"Adapter with name {adapter_name} already exists. Please use a different name.")
+        lora_bias = bool(config.lora_bias)
+        base_layer = self.get_base_layer()
+        if lora_bias and getattr(base_layer, "bias", None) is None:
+            warnings.warn(
+                f"`lora_bias=True` was passed but the targeted layer of type {type(base_layer).__name__} has no bias. "
+                "This means that merging LoRA weights won't be possible."
+            )
+        dtype = base_layer.weight.dtype
+        init = config.init_lora_weights
+        if init is True:  # kaiming-uniform A (mint.nn.Linear's default, as nn.Linear's), zero B
+            a_init, b_init = None, "zeros"
+        elif init is False:  # both random: PEFT leaves nn.Linear's default initialization
+            a_init, b_init = None, None
+        else:  # "gaussian"
+            a_init, b_init = Normal(sigma=1.0 / r), "zeros"
+
+        self.r[adapter_name] = r
+        self.lora_alpha[adapter_name] = lora_alpha
+        self.lora_dropout[adapter_name] = (
+            mint.nn.Dropout(p=config.lora_dropout) if config.lora_dropout > 0.0 else mint.nn.Identity()
+        )
+        self.lora_A[adapter_name] = mint.nn.Linear(self.in_features, r, bias=False, weight_init=a_init, dtype=dtype)
+        self.lora_B[adapter_name] = mint.nn.Linear(
+            r,
+            self.out_features,
+            bias=lora_bias,
+            weight_init=b_init,
+            bias_init="zeros" if (lora_bias and init is not False) else None,
+            dtype=dtype,
+        )
+        self.lora_bias[adapter_name] = lora_bias
+        self.use_rslora[adapter_name] = bool(config.use_rslora)
+        self.scaling[adapter_name] = self._initial_scaling(adapter_name)
+        self._rebuild_slots()
+        self.set_adapter(self.active_adapters, inference_mode=config.inference_mode)
+
+    def _initial_scaling(self, adapter: str) -> float:
+        if self.use_rslora.get(adapter, False):
+            return self.lora_alpha[adapter] / math.sqrt(self.r[adapter])
+        return self.lora_alpha[adapter] / self.r[adapter]
+
+    # ---- run-time scaling published to `construct` ----
+
+    def _rebuild_slots(self) -> None:
+        """Give every adapter without one a run-time scaling parameter and list them for `construct`."""
+        holder = self.lora_runtime_scaling
+        for name in self.lora_A.keys():
+            if name not in holder._params:
+                setattr(holder, name, ms.Parameter(ms.Tensor([0.0], ms.float32), name=name, requires_grad=False))
+        self._lora_slots = tuple(self.lora_A.keys())
+        self._adapter_state_changed()
+
+    def _runtime_scaling(self, name: str) -> float:
+        if self._disable_adapters or self.merged_adapters or name not in self.active_adapters:
+            return 0.0
+        return float(self.scaling.get(name, 0.0))
+
+    def _publish(self, name: str, value: float) -> None:
+        if self._published_scaling.get(name) != value:
+            param = getattr(self.lora_runtime_scaling, name)
+            # in place: compiled graphs read the new value at their next run
+            param.copy_(ms.Tensor([value], ms.float32).astype(param.dtype))
+            self._published_scaling[name] = value
+
+    def _adapter_state_changed(self) -> None:
+        if "_lora_slots" not in self.__dict__:
+            return  # still in __init__
+        for name in self._lora_slots:
+            self._publish(name, self._runtime_scaling(name))
+
+    def _drop_slot(self, adapter_name: str) -> None:
+        if adapter_name in self._lora_slots:
+            # zeroed first: a graph compiled before the deletion still holds this parameter and now adds nothing
+            self._publish(adapter_name, 0.0)
+            delattr(self.lora_runtime_scaling, adapter_name)
+            self._published_scaling.pop(adapter_name, None)
+        self._lora_slots = tuple(name for name in self._lora_slots if name != adapter_name)
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        super().delete_adapter(adapter_name)
+        self._drop_slot(adapter_name)
+
+    def _release(self) -> None:
+        """Called when the layer is unwrapped: zero every scale, so a graph compiled with it adds nothing."""
+        for name in self._lora_slots:
+            self._drop_slot(name)
+
+    # ---- scales ----
+
+    def set_scale(self, adapter: str, scale: float) -> None:
+        """Set the scale of `adapter` to `scale * lora_alpha / r` (or `/ sqrt(r)` with rslora); unknown adapters are
+        ignored (diffusers' `set_adapters` sets a weight per adapter on every layer)."""
+        if adapter not in self.scaling:
+            return
+        self.scaling[adapter] = scale * self._initial_scaling(adapter)
+
+    def scale_layer(self, scale: float) -> None:
+        """Multiply the current scale of all active adapters by `scale`."""
+        if scale == 1:
+            return
+        for active_adapter in self.active_adapters:
+            if active_adapter not in self.lora_A:
+                continue
+            self.scaling[active_adapter] *= scale
+
+    def unscale_layer(self, scale: Optional[float] = None) -> None:
+        """Divide the current scale of all active adapters by `scale`; `None` resets it to `lora_alpha / r`."""
+        for active_adapter in self.active_adapters:
+            if active_adapter not in self.lora_A:
+                continue
+            if scale is None:
+                self.scaling[active_adapter] = self._initial_scaling(active_adapter)
+            else:
+                self.scaling[active_adapter] = self.scaling[active_adapter] / scale
+
+
+class Linear(nn.Cell, LoraLayer):
+    """LoRA around a `mint.nn.Linear`: `base_layer(x) + sum_a lora_B[a](lora_A[a](dropout[a](x))) * scaling[a]` over
+    the active adapters. Parameter names are PEFT's: `base_layer.weight`, `lora_A.<adapter>.weight`,
+    `lora_B.<adapter>.weight` (and `lora_B.<adapter>.bias` with `lora_bias`)."""
+
+    def __init__(self, base_layer: nn.Cell, adapter_name: str, config, r: int = 0, lora_alpha=1, **kwargs) -> None:
+        nn.Cell.__init__(self)
+        LoraLayer.__init__(self, base_layer, **kwargs)
+        self.fan_in_fan_out = False
+        self._active_adapter = [adapter_name]
+        self.update_layer(adapter_name, r, lora_alpha=lora_alpha, config=config, **kwargs)
+
+    def get_delta_weight(self, adapter: str) -> ms.Tensor:
+        """`lora_B @ lora_A * scaling` of `adapter`, computed in float32 and cast to the adapter's dtype."""
+        weight_a = self.lora_A[adapter].weight
+        weight_b = self.lora_B[adapter].weight
+        # float32 product (PEFT casts fp16/bf16 to fp32 on CPU; bf16 matmul has no CPU kernel here)
+        delta = mint.matmul(weight_b.astype(ms.float32), weight_a.astype(ms.float32)) * self.scaling[adapter]
+        return delta.astype(weight_b.dtype)
+
+    def _merged_values(self, adapter_names: List[str], safe_merge: bool):
+        """The base weight and bias with `adapter_names` merged, not written; raises on NaN/inf (`safe_merge`) or a
+        `lora_bias` adapter over a base layer without bias."""
+        base_layer = self.get_base_layer()
+        weight = base_layer.weight.value()
+        bias = None
+        for name in adapter_names:
+            if name not in self.lora_A:
+                continue
+            weight = weight + self.get_delta_weight(name).astype(weight.dtype)
+            if safe_merge and not _all_finite(weight):
+                raise ValueError(f"NaNs detected in the merged weights. The adapter {name} seems to be broken")
+            if self.lora_bias[name]:
+                if getattr(base_layer, "bias", None) is None:
+                    raise RuntimeError(
+                        "Impossible to merge LoRA with `lora_bias=True` because the base layer has no bias."
+                    )
+                if bias is None:
+                    bias = base_layer.bias.value()
+                bias = bias + (self.lora_B[name].bias * self.scaling[name]).astype(bias.dtype)
+                if safe_merge and not _all_finite(bias):
+                    raise ValueError(f"NaNs detected in the merged weights. The adapter {name} seems to be broken")
+        return weight, bias
+
+    def _check_merge(self, safe_merge: bool = False, adapter_names: Optional[List[str]] = None) -> None:
+        """Raise what `merge` would raise, without changing anything (used for atomic model-level merges)."""
+        names = adapter_names if adapter_names is not None else self.active_adapters
+        if isinstance(names, str):
+            raise TypeError(f"adapter_names should be a list of strings, got {names!r}.")
+        names = [name for name in names if name not in self.merged_adapters and name in self.lora_A]
+        if not names:
+            return
+        base_layer = self.get_base_layer()
+        if any(self.lora_bias[name] for name in names) and getattr(base_layer, "bias", None) is None:
+            raise RuntimeError("Impossible to merge LoRA with `lora_bias=True` because the base layer has no bias.")
+        if safe_merge:
+            self._merged_values(names, safe_merge=True)
+
+    def merge(self, safe_merge: bool = False, adapter_names: Optional[List[str]] = None) -> None:
+        """Merge the adapters (default: the active ones) into the base weights.
+
+        Args:
+            safe_merge (`bool`, defaults to `False`): check the merged weights for NaN/inf first and raise a
+                `ValueError` (weights unchanged) if any.
+            adapter_names (`list[str]`, *optional*): adapters to merge; default the active adapters.
+        """
+        adapter_names = check_adapters_to_merge(self, adapter_names)
+        adapter_names = [name for name in adapter_names if name in self.lora_A]
+        if not adapter_names:
+            return
+        weight, bias = self._merged_values(adapter_names, safe_merge)
+        base_layer = self.get_base_layer()
+        if not self.merged_adapters:
+            self._merge_snapshot = (
+                _to_host(base_layer.weight),
+                None if getattr(base_layer, "bias", None) is None else _to_host(base_layer.bias),
+            )
+        base_layer.weight.set_data(weight.astype(base_layer.weight.dtype))
+        if bias is not None:
+            base_layer.bias.set_data(bias.astype(base_layer.bias.dtype))
+        self.merged_adapters.extend(adapter_names)
+        self._adapter_state_changed()
+
+    def unmerge(self) -> None:
+        """Restore the base weights from before the first merge (exactly) and mark all adapters unmerged."""
+        if not self.merged:
+            warnings.warn("Already unmerged. Nothing to do.")
+            return
+        base_layer = self.get_base_layer()
+        weight, bias = self._merge_snapshot
+        base_layer.weight.set_data(ms.Tensor(weight).astype(base_layer.weight.dtype))
+        if bias is not None:
+            base_layer.bias.set_data(ms.Tensor(bias).astype(base_layer.bias.dtype))
+        self._merge_snapshot = None
+        self.merged_adapters = []
+        self._adapter_state_changed()
+
+    def construct(self, x):
+        result = self.base_layer(x)
+        for name in self._lora_slots:
+            lora_A = self.lora_A[name]
+            lora_B = self.lora_B[name]
+            dropout = self.lora_dropout[name]
+            out = lora_B(lora_A(dropout(x.astype(lora_A.weight.dtype))))
+            result = result + (out * getattr(self.lora_runtime_scaling, name)).astype(result.dtype)
+        return result
+
+    def __repr__(self) -> str:
+        return "lora." + super().__repr__()
