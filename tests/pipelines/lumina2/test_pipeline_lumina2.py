@@ -217,7 +217,8 @@ def test_parity_real_widths(tokenizer, tmp_path):
     tp.save_pretrained(tmp_path)
     mp = _ms_pipeline(str(tmp_path))
     del tp.vae.encoder  # not used by the pipeline; frees memory
-    kwargs = dict(BASE, negative_prompt="dark")
+    # a short text (32 tokens) keeps the 2304-wide matmuls cheap
+    kwargs = dict(BASE, prompt="a cat", negative_prompt="dark", system_prompt="Draw.", max_sequence_length=32)
     latents = _latents(1, channels=16)
     expected = _run_torch(tp, latents, **kwargs)
     actual = _run_ms(mp, latents, **kwargs)
@@ -781,11 +782,15 @@ def test_graph_mode_equals_pynative(tiny):
         BASE, prompt=["a cat", LONG_PROMPT], negative_prompt=["", "dark"], num_inference_steps=3, cfg_trunc_ratio=0.7
     )
     pynative = _run_ms(mp, latents, **kwargs)
+    modes = []
     ms.set_context(mode=ms.GRAPH_MODE)
     try:
-        graph = _run_ms(mp, latents, **kwargs)
+        graph = _run_ms(
+            mp, latents, callback_on_step_end=lambda *a: modes.append(ms.get_context("mode")) or {}, **kwargs
+        )
     finally:
         ms.set_context(mode=ms.PYNATIVE_MODE)
+    assert modes == [ms.GRAPH_MODE] * 3
     assert_close(graph, pynative, 1e-5, what="GRAPH_MODE vs PyNative")
 
 
