@@ -435,6 +435,15 @@ def test_dict_and_tuple_outputs_are_equal(tiny, base_image):
     np.testing.assert_array_equal(output[0], output.images)
 
 
+def test_attention_kwargs_and_numpy_to_pil(tiny, base_image):
+    _, mp, _ = tiny
+    image = _run_ms(mp, _latents(1), attention_kwargs={"scale": 1.0}, **BASE)  # no LoRA loaded: no change
+    np.testing.assert_array_equal(image, base_image)
+    pil = Lumina2Pipeline.numpy_to_pil(base_image)
+    assert len(pil) == 1 and pil[0].size == (4, 4) and pil[0].mode == "RGB"
+    assert DiffusionPipeline.numpy_to_pil(base_image[0, :, :, :1])[0].mode == "L"
+
+
 def test_single_and_batch_give_the_same_image(tiny):
     """Batch consistency: a batch of prompts gives one image per prompt, the first equal to the single call."""
     _, mp, _ = tiny
@@ -493,7 +502,7 @@ def test_callback_on_step_end_can_alter_latents(tiny):
     seen = []
 
     def callback(pipe, i, t, callback_kwargs):
-        assert pipe is mp
+        assert pipe is mp and pipe.scheduler.begin_index == 0
         assert sorted(callback_kwargs) == ["latents", "prompt_embeds"]
         seen.append((i, float(t)))
         if i == pipe.num_timesteps - 1:
@@ -769,6 +778,14 @@ def test_repo_id_from_the_hub_cache(tiny, base_image, tmp_path):
     np.testing.assert_array_equal(_run_ms(pipe, latents, **BASE), base_image)
     with pytest.raises(EnvironmentError):
         Lumina2Pipeline.from_pretrained("tiny-org/absent", cache_dir=str(tmp_path / "hub"), local_files_only=True)
+    # a pipeline in a subfolder of a repo (and of a local folder)
+    shutil.copytree(path, repo / "snapshots" / commit / "pipe")
+    nested = Lumina2Pipeline.from_pretrained(
+        "tiny-org/tiny-lumina2", subfolder="pipe", cache_dir=str(tmp_path / "hub"), local_files_only=True
+    )
+    assert nested.transformer.config.hidden_size == 8
+    local = Lumina2Pipeline.from_pretrained(str(repo / "snapshots" / commit), subfolder="pipe")
+    assert local.vae.config.latent_channels == 4
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -813,6 +830,40 @@ def test_demo_command(tmp_path):
     assert image.size == (128, 128)
     pixels = np.asarray(image)
     assert pixels.std() > 0  # not a constant picture
+
+
+def test_bundled_pipeline_loads_in_diffusers_with_the_same_image():
+    """The bundled demo folder (written by our `save_pretrained`: 16 latent channels, a 4-block VAE, Gemma2) loads in
+    diffusers and gives the same image."""
+    from mindone.diffusers.pipelines.lumina2.demo import TINY_PIPELINE
+
+    tp = diffusers.Lumina2Pipeline.from_pretrained(TINY_PIPELINE)
+    tp.set_progress_bar_config(disable=True)
+    mp = _ms_pipeline(TINY_PIPELINE)
+    kwargs = dict(BASE, height=64, width=48, negative_prompt="dark", max_sequence_length=96)
+    latents = _latents(1, channels=16, height=64, width=48)
+    expected = _run_torch(tp, latents, **kwargs)
+    actual = _run_ms(mp, latents, **kwargs)
+    assert actual.shape == (1, 64, 48, 3)
+    assert_close(actual, expected, 1e-5)
+
+
+def test_bundled_pipeline_is_what_the_builder_makes():
+    """`build_tiny_pipeline` (seeded numpy draws) reproduces the bundled weights exactly."""
+    from mindone.diffusers.pipelines.lumina2.demo import TINY_PIPELINE, build_tiny_pipeline
+    from mindone.safetensors.mindspore import load_file
+
+    built = build_tiny_pipeline(seed=0)
+    for name, weights in (
+        ("transformer", "diffusion_pytorch_model.safetensors"),
+        ("vae", "diffusion_pytorch_model.safetensors"),
+        ("text_encoder", "model.safetensors"),
+    ):
+        stored = load_file(os.path.join(TINY_PIPELINE, name, weights))
+        params = dict(getattr(built, name).parameters_and_names())
+        assert sorted(stored) == sorted(params), name
+        for key, value in stored.items():
+            np.testing.assert_array_equal(value.asnumpy(), params[key].asnumpy(), err_msg=f"{name}.{key}")
 
 
 def test_demo_main_with_a_model_folder(tiny, tmp_path, capsys):
