@@ -16,9 +16,9 @@
 functions taking the model, because `inject_adapter_in_model` returns the model itself. Model-level merges are atomic
 (a failing safe merge leaves every layer as it was). Structural changes (adapters added or removed, layers unwrapped)
 invalidate compiled graphs of the model's cells (`invalidate_compiled_graphs`); numeric state (scales, active and
-disabled adapters, merged flags) lives in a per-layer buffer that compiled graphs read at run time, so it never goes
-stale and never triggers a recompilation. diffusers' `scale_lora_layers` / `unscale_lora_layers` are included for the
-runtime `scale` of `attention_kwargs`."""
+disabled adapters, merged flags) lives in per-adapter scale parameters that compiled graphs read at run time, so it
+never goes stale and never triggers a recompilation. diffusers' `scale_lora_layers` / `unscale_lora_layers` are
+included for the run-time `scale` of `attention_kwargs`."""
 
 import contextlib
 import re
@@ -404,7 +404,7 @@ def unload(model: nn.Cell) -> nn.Cell:
 def scale_lora_layers(model: nn.Cell, weight: float) -> None:
     """Multiply the scale of the active adapters of every LoRA layer by `weight` (diffusers' `scale_lora_layers`).
 
-    Only the run-time scaling buffer changes, so a compiled graph uses the new scale without recompiling."""
+    Only the run-time scale parameters change, so a compiled graph uses the new scale without recompiling."""
     if weight == 1.0:
         return
     for _, module in iter_tuner_layers(model):
