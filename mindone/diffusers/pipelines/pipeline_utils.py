@@ -153,7 +153,11 @@ def _get_class_obj(library_name: str, class_name: str, component: str):
             f"Component `{component}` comes from library `{library_name}`, which this port cannot load (only "
             "`diffusers`, `transformers` and mindone pipeline folders). Pass the component to `from_pretrained`."
         ) from None
-    class_obj = getattr(module, class_name, None) or getattr(importlib.import_module("mindone.diffusers"), class_name)
+    class_obj = getattr(module, class_name, None) or getattr(
+        importlib.import_module("mindone.diffusers"), class_name, None
+    )
+    if class_obj is None:
+        raise ValueError(f"Component `{component}`: mindone.diffusers.pipelines.{library_name} has no `{class_name}`.")
     return class_obj
 
 
@@ -323,10 +327,7 @@ class DiffusionPipeline(ConfigMixin):
         dtype = str_to_dtype(dtype)
         self._validate_mindspore_dtype(dtype)
         for module in self._models():
-            if hasattr(module, "to"):
-                module.to(dtype)
-            else:
-                module.to_float(dtype)
+            module.to(dtype)
         return self
 
     def _models(self) -> List[nn.Cell]:
