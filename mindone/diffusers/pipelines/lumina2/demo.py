@@ -126,7 +126,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--negative-prompt", default=None)
     parser.add_argument(
-        "--steps", type=int, default=None, help="denoising steps (default: 30; 8 for the tiny pipeline)"
+        "--steps", type=int, default=None, help="denoising steps (default: 30; 4 for the tiny pipeline)"
     )
     parser.add_argument("--height", type=int, default=None, help="multiple of 16 (default: the model's size)")
     parser.add_argument("--width", type=int, default=None, help="multiple of 16 (default: the model's size)")
@@ -163,7 +163,7 @@ def main(argv: Optional[List[str]] = None) -> str:
     from mindone.diffusers import Lumina2Pipeline
 
     model = args.model or TINY_PIPELINE
-    steps = args.steps or (30 if args.model else 8)
+    steps = args.steps or (30 if args.model else 4)
     start = time.perf_counter()
     pipe = Lumina2Pipeline.from_pretrained(model, mindspore_dtype=getattr(ms, args.dtype))
     loaded = time.perf_counter()
