@@ -30,7 +30,9 @@ import numpy as np
 import mindspore as ms
 from mindspore import mint, nn, ops
 
+from ....peft import lora_scale as scaled_lora_layers
 from ...configuration_utils import ConfigMixin, register_to_config
+from ...loaders.peft import PeftAdapterMixin
 from ...loaders.single_file_model import FromOriginalModelMixin
 from ...utils import logging
 from ..attention import LuminaFeedForward
@@ -370,7 +372,7 @@ class Lumina2RotaryPosEmbed(nn.Cell):
         return hidden_states, cap_freqs_cis, img_freqs_cis, freqs_cis
 
 
-class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, FromOriginalModelMixin):
+class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromOriginalModelMixin):
     r"""
     Lumina2NextDiT: Diffusion model with a Transformer backbone.
 
@@ -645,10 +647,6 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, FromOriginalModelMixin)
         if attention_kwargs is not None:
             attention_kwargs = dict(attention_kwargs)
             lora_scale = attention_kwargs.pop("scale", 1.0)
-        # LoRA hook (upstream: `@apply_lora_scale("attention_kwargs")`): the PEFT backend scales the LoRA layers by
-        # `lora_scale` here and unscales them after the call. Until it is wired, a scale other than 1 has no effect.
-        if lora_scale != 1.0:
-            logger.warning("Passing `scale` via `attention_kwargs` when not using the PEFT backend is ineffective.")
 
         if not isinstance(timestep, ms.Tensor):
             timestep = ms.Tensor(np.asarray(timestep, dtype=np.float32))
@@ -658,7 +656,10 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, FromOriginalModelMixin)
             raise ValueError(f"`timestep` must be a scalar or a 1-D tensor, got shape {timestep.shape}.")
 
         prepared = self.prepare_inputs(hidden_states, encoder_hidden_states, encoder_attention_mask)
-        output = super().__call__(hidden_states, timestep, encoder_hidden_states, *prepared)
+        # upstream's `@apply_lora_scale("attention_kwargs")`: LoRA layers scaled by `lora_scale` for this call only (on
+        # the host: the scales are parameters that a compiled `construct` reads at run time)
+        with scaled_lora_layers(self, lora_scale):
+            output = super().__call__(hidden_states, timestep, encoder_hidden_states, *prepared)
 
         if not return_dict:
             return (output,)

@@ -31,6 +31,7 @@ import mindspore as ms
 from mindspore import ops
 
 from ...image_processor import VaeImageProcessor
+from ...loaders.lora_pipeline import Lumina2LoraLoaderMixin
 from ...models.autoencoders.autoencoder_kl import AutoencoderKL
 from ...models.transformers.transformer_lumina2 import Lumina2Transformer2DModel
 from ...schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteScheduler
@@ -165,7 +166,7 @@ def _check_compute_dtype(dtype, what: str = "`mindspore_dtype`"):
         )
 
 
-class Lumina2Pipeline(DiffusionPipeline):
+class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
     r"""
     Pipeline for text-to-image generation using Lumina-T2I.
 
