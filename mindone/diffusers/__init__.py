@@ -39,5 +39,16 @@ def __dir__():
     return sorted(list(globals()) + __all__)
 
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover (static imports for type checkers and the API docs' mkdocstrings)
     from .configuration_utils import ConfigMixin, FrozenDict, register_to_config  # noqa: F401
+    from .image_processor import VaeImageProcessor  # noqa: F401
+    from .loaders.lora_pipeline import Lumina2LoraLoaderMixin  # noqa: F401
+    from .loaders.peft import PeftAdapterMixin  # noqa: F401
+    from .models.autoencoders.autoencoder_kl import AutoencoderKL  # noqa: F401
+    from .models.modeling_outputs import AutoencoderKLOutput, Transformer2DModelOutput  # noqa: F401
+    from .models.modeling_utils import ModelMixin  # noqa: F401
+    from .models.transformers.transformer_lumina2 import Lumina2Transformer2DModel  # noqa: F401
+    from .pipelines.lumina2.pipeline_lumina2 import Lumina2Pipeline  # noqa: F401
+    from .pipelines.pipeline_utils import DiffusionPipeline, ImagePipelineOutput  # noqa: F401
+    from .schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteScheduler  # noqa: F401
+    from .schedulers.scheduling_utils import SchedulerMixin  # noqa: F401
