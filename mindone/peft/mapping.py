@@ -66,7 +66,7 @@ def inject_adapter_in_model(
 
     Raises:
         `ValueError` (nothing changed): the adapter name exists, no module matches (`NoMatchingPeftModuleError`), a
-        matched module is not a Linear layer, `target_modules` is missing.
+            matched module is not a Linear layer, `target_modules` is missing.
     """
     return inject_adapter(
         model, peft_config, adapter_name=adapter_name, low_cpu_mem_usage=low_cpu_mem_usage, state_dict=state_dict

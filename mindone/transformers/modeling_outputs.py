@@ -35,9 +35,9 @@ class BaseModelOutputWithPast(BaseOutput):
             Sequence of hidden-states at the output of the last layer of the model (after the final norm).
         cache (`None`):
             Always `None`: this port has no KV cache (kept so the fields match transformers').
-        hidden_states (`tuple(ms.Tensor)`, *optional*, returned when `output_hidden_states=True` is passed or when
-            `config.output_hidden_states=True`):
-            Tuple of `ms.Tensor` (one for the output of the embeddings + one for the output of each layer) of shape
+        hidden_states (`tuple(ms.Tensor)`, *optional*):
+            Returned when `output_hidden_states=True` is passed or when `config.output_hidden_states=True`. Tuple of
+            `ms.Tensor` (one for the output of the embeddings + one for the output of each layer) of shape
             `(batch_size, sequence_length, hidden_size)`. The last entry is `last_hidden_state` (after the final
             norm), as in transformers.
         attentions (`tuple(ms.Tensor)`, *optional*, returned when `output_attentions=True` is passed):

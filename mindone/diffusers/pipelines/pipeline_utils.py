@@ -77,7 +77,7 @@ class ImagePipelineOutput(BaseOutput):
     Output class for image pipelines.
 
     Args:
-        images (`List[PIL.Image.Image]`, `np.ndarray` or `ms.Tensor`)
+        images (`List[PIL.Image.Image]`, `np.ndarray` or `ms.Tensor`):
             List of denoised PIL images of length `batch_size`, a NumPy array of shape `(batch_size, height, width,
             num_channels)`, or (`output_type="ms"`) a tensor of shape `(batch_size, num_channels, height, width)`.
     """

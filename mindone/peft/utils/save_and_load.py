@@ -192,7 +192,7 @@ def set_peft_model_state_dict(
 
     Raises:
         `AdapterStateDictError`: shape mismatches (unless `ignore_mismatched_sizes`), unknown or missing keys (with
-        `strict`). Nothing is written when it raises.
+            `strict`). Nothing is written when it raises.
     """
     if not isinstance(peft_model_state_dict, dict):
         raise TypeError(f"`peft_model_state_dict` must be a dict, got {type(peft_model_state_dict).__name__}.")
