@@ -310,7 +310,7 @@ class LoraBaseMixin:
         Fuses the LoRA parameters into the original parameters of the corresponding blocks.
 
         Args:
-            components: (`list[str]`): list of LoRA-injectable components to fuse the LoRAs into.
+            components (`list[str]`): list of LoRA-injectable components to fuse the LoRAs into.
             lora_scale (`float`, defaults to 1.0):
                 Controls how much to influence the outputs with the LoRA parameters.
             safe_fusing (`bool`, defaults to `False`):

@@ -126,7 +126,7 @@ class Lumina2LoraLoaderMixin(LoraBaseMixin):
 
         Raises:
             `ValueError` (the pipeline is left as it was): keys without `lora`, an adapter name in use, keys that match
-            no module of the transformer, wrong shapes, an incompatible hotswap.
+                no module of the transformer, wrong shapes, an incompatible hotswap.
         """
         kwargs.pop("low_cpu_mem_usage", None)
 
@@ -243,7 +243,7 @@ class Lumina2LoraLoaderMixin(LoraBaseMixin):
         Fuses the LoRA parameters into the original parameters of the transformer.
 
         Args:
-            components: (`list[str]`, defaults to `["transformer"]`): LoRA-injectable components to fuse the LoRAs into.
+            components (`list[str]`, defaults to `["transformer"]`): LoRA-injectable components to fuse the LoRAs into.
             lora_scale (`float`, defaults to 1.0):
                 Controls how much to influence the outputs with the LoRA parameters.
             safe_fusing (`bool`, defaults to `False`):
