@@ -689,7 +689,8 @@ class PeftAdapterMixin:
 
     def unload_lora(self):
         """Replace every LoRA layer by its base layer and forget the adapters (the base model again)."""
-        unload(self)
+        if any(True for _ in iter_tuner_layers(self)):  # (no LoRA layer: keep compiled graphs)
+            unload(self)
         if hasattr(self, "peft_config"):
             del self.peft_config
         if hasattr(self, "_hf_peft_config_loaded"):

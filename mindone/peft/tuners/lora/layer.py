@@ -20,7 +20,8 @@ state dict). A Parameter, because GRAPH_MODE folds Python attributes and buffers
 of 1 or 0 then even disappears), whereas parameters are read at run time. The Python state (`scaling`, active /
 disabled / merged adapters) is the source of truth, as in PEFT; every change of it is written into those parameters
 in place, so PyNative and compiled graphs use the current values without recompiling. An adapter that is not active,
-or any adapter while the layer is disabled or merged, gets 0 there (computed, then dropped; PEFT skips it).
+or any adapter while the layer is disabled or merged, gets 0 there (computed, then dropped with a select, so even a
+broken adapter with NaN/inf weights adds nothing, as when PEFT skips it).
 
 Merging keeps a host copy of the base weight from before the first merge, so `unmerge` restores it bit for bit (PEFT
 subtracts the delta again, which leaves rounding errors)."""
@@ -330,7 +331,10 @@ class Linear(nn.Cell, LoraLayer):
             lora_B = self.lora_B[name]
             dropout = self.lora_dropout[name]
             out = lora_B(lora_A(dropout(x.astype(lora_A.weight.dtype))))
-            result = result + (out * getattr(self.lora_runtime_scaling, name)).astype(result.dtype)
+            scaling = getattr(self.lora_runtime_scaling, name)
+            # a select, not just `* 0`: NaN/inf weights of an inactive adapter must not reach the output
+            out = mint.where(scaling != 0, out * scaling, 0.0)
+            result = result + out.astype(result.dtype)
         return result
 
     def __repr__(self) -> str:

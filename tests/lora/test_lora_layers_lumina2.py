@@ -1,0 +1,373 @@
+"""LoRA on Lumina2Transformer2DModel (`PeftAdapterMixin`): LoRAs made with PEFT on diffusers' (torch) transformer and
+saved with diffusers' `save_lora_weights` load into ours and give diffusers' outputs (fp32 relative L2 <= 1e-5) with
+scales, several adapters, fusing; unfuse / disable / unload give the base model back exactly; LoRAs we save load in
+diffusers; bad input raises and leaves the model exactly as it was. PyNative and GRAPH_MODE."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import mindspore as ms
+
+import mindone.peft as mp
+from mindone.diffusers import Lumina2Pipeline
+from mindone.diffusers.loaders.lora_base import LORA_ADAPTER_METADATA_KEY
+from mindone.safetensors.mindspore import load_file, load_metadata
+from tests.lora.lumina2_lora_utils import (
+    ATTN_TARGETS,
+    TINY,
+    TOL,
+    add_torch_lora,
+    assert_same_params,
+    lora_scalings,
+    make_inputs,
+    make_lora_dir,
+    make_twins,
+    param_snapshot,
+    run_ms,
+    run_torch,
+    save_torch_lora,
+)
+from tests.testing_utils import assert_close, rel_l2
+
+WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # diffusers' model-level loader needs it for a folder
+
+
+def _base_params(model) -> dict:
+    """Parameter values keyed by their base-model names (`...to_q.base_layer.weight` -> `...to_q.weight`), LoRA
+    weights left out."""
+    out = {}
+    for name, param in model.parameters_and_names():
+        if ".lora_" in name:
+            continue
+        out[name.replace(".base_layer.", ".")] = param.asnumpy().copy()
+    return out
+
+
+def _assert_base_params_equal(model, base_snapshot):
+    now = _base_params(model)
+    assert sorted(now) == sorted(base_snapshot)
+    for name, value in base_snapshot.items():
+        np.testing.assert_array_equal(now[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE], ids=["pynative", "graph"])
+def test_transformer_lora_lifecycle_matches_diffusers(tmp_path, mode):
+    torch_model, model = make_twins()
+    inputs = make_inputs()
+    base_torch = run_torch(torch_model, inputs)
+    ms.set_context(mode=mode)
+    base = run_ms(model, inputs)
+    assert_close(base, base_torch, TOL, "base model")
+    base_params = _base_params(model)
+
+    # two LoRAs made with PEFT on the torch side, saved with diffusers' save_lora_weights (with metadata)
+    add_torch_lora(torch_model, "a", seed=1)  # r 4, alpha 8, attention + feed-forward + adaLN linears
+    add_torch_lora(torch_model, "b", seed=2, r=2, lora_alpha=3, targets=ATTN_TARGETS, rank_pattern={"to_q": 3})
+    dir_a = os.path.dirname(save_torch_lora(torch_model, "a", str(tmp_path / "a")))
+    dir_b = os.path.dirname(save_torch_lora(torch_model, "b", str(tmp_path / "b")))
+
+    # both loaded before the first LoRA call (each structural change recompiles in GRAPH_MODE)
+    model.load_lora_adapter(dir_a, adapter_name="a")
+    assert model.active_adapters() == ["a"] and list(model.peft_config) == ["a"]
+    model.load_lora_adapter(dir_b, adapter_name="b")
+    assert model.active_adapters() == ["b"] and model.peft_config["b"].rank_pattern == {"to_q": 3}
+    for m in (model, torch_model):
+        m.set_adapter("a")
+    assert_close(run_ms(model, inputs), run_torch(torch_model, inputs), TOL, "adapter a")
+    assert np.abs(run_ms(model, inputs) - base).max() > 1e-3  # the LoRA changes the output
+
+    # the run-time scale of `attention_kwargs`, restored after the call
+    scaled = run_ms(model, inputs, attention_kwargs={"scale": 0.5})
+    assert_close(scaled, run_torch(torch_model, inputs, attention_kwargs={"scale": 0.5}), TOL, "scale 0.5")
+    assert_close(run_ms(model, inputs), run_torch(torch_model, inputs), TOL, "scale restored")
+
+    # both adapters active with weights
+    for m in (model, torch_model):
+        m.set_adapters(["a", "b"], weights=[0.7, -0.4])
+    two = run_ms(model, inputs)
+    assert_close(two, run_torch(torch_model, inputs), TOL, "adapters a, b with weights")
+    for m in (model, torch_model):
+        m.set_adapters("b", weights=2.0)
+    assert_close(run_ms(model, inputs), run_torch(torch_model, inputs), TOL, "adapter b with weight 2")
+
+    # fused == unfused (same effective scale), and == diffusers fused
+    for m in (model, torch_model):
+        m.set_adapters(["a", "b"], weights=[0.7, -0.4])
+    unfused = run_ms(model, inputs, attention_kwargs={"scale": 0.5})
+    for m in (model, torch_model):
+        m.fuse_lora(lora_scale=0.5)
+    fused = run_ms(model, inputs)
+    assert_close(fused, unfused, TOL, "fused vs unfused")
+    assert_close(fused, run_torch(torch_model, inputs), TOL, "fused vs diffusers fused")
+
+    # unfuse: base weights back bit for bit; the LoRA scales keep the fused lora_scale, as upstream
+    for m in (model, torch_model):
+        m.unfuse_lora()
+    _assert_base_params_equal(model, base_params)
+    assert_close(run_ms(model, inputs), run_torch(torch_model, inputs), TOL, "after unfuse")
+    model.disable_lora()
+    np.testing.assert_array_equal(run_ms(model, inputs), base)
+    model.enable_lora()
+    assert_close(run_ms(model, inputs), run_torch(torch_model, inputs), TOL, "enabled again")
+
+    # delete one adapter (GRAPH_MODE: the engine's tests cover deleting; spare a compilation here)
+    for m in (model, torch_model):
+        m.delete_adapters("b")
+    assert list(model.peft_config) == ["a"] and model.active_adapters() == ["a"]
+    if mode == ms.PYNATIVE_MODE:
+        assert_close(run_ms(model, inputs), run_torch(torch_model, inputs), TOL, "after deleting b")
+
+    # unload: the base model, by names, values and output
+    model.unload_lora()
+    assert not hasattr(model, "peft_config") and not model._hf_peft_config_loaded
+    assert not any(True for _ in mp.iter_tuner_layers(model))
+    assert sorted(name for name, _ in model.parameters_and_names()) == sorted(base_params)
+    _assert_base_params_equal(model, base_params)
+    np.testing.assert_array_equal(run_ms(model, inputs), base)
+
+
+def test_load_without_metadata_and_from_a_dict(tmp_path):
+    """No metadata: ranks from the shapes, alpha = rank (diffusers' convention); a state dict in memory works the
+    same and is not modified; default adapter names `default_<n>`."""
+    torch_model, model = make_twins()
+    inputs = make_inputs()
+    add_torch_lora(torch_model, "a", seed=3, r=4, lora_alpha=4, rank_pattern={"to_k": 2, "linear_2": 3})
+    directory = str(tmp_path / "a")
+    path = save_torch_lora(torch_model, "a", directory, with_metadata=False)
+    assert load_metadata(path) == {"format": "pt"}
+    model.load_lora_adapter(directory)
+    assert list(model.peft_config) == ["default_0"]
+    config = model.peft_config["default_0"]
+    assert config.r == 4 and config.lora_alpha == 4
+    assert config.rank_pattern == config.alpha_pattern and len(config.rank_pattern) > 0
+    reference, _ = make_twins()
+    reference.load_lora_adapter(directory, weight_name=WEIGHT_NAME)  # diffusers reads the file the same way
+    expected = run_torch(reference, inputs)
+    assert rel_l2(expected, run_torch(torch_model, inputs)) > 1e-2  # alpha = rank differs from the trained alphas
+    assert_close(run_ms(model, inputs), expected, TOL, "no metadata")
+
+    state_dict = load_file(path)
+    keys = list(state_dict)
+    model.load_lora_adapter(state_dict, adapter_name="again")
+    assert list(state_dict) == keys
+    model.set_adapters("again")
+    assert_close(run_ms(model, inputs), expected, TOL, "from a dict")
+    model.load_lora_adapter({k: v.asnumpy() for k, v in state_dict.items()})  # NumPy values, default name
+    assert list(model.peft_config) == ["default_0", "again", "default_2"]
+
+
+def test_lora_saved_by_us_loads_in_diffusers(tmp_path):
+    torch_model, model = make_twins()
+    inputs = make_inputs()
+    # a LoRA created on our side (random A and B), saved with our save_lora_weights
+    ms.set_seed(0)
+    model.add_adapter(mp.LoraConfig(r=3, lora_alpha=6, target_modules=ATTN_TARGETS, init_lora_weights=False), "ours")
+    ours = run_ms(model, inputs)
+    state_dict = mp.get_peft_model_state_dict(model, adapter_name="ours")
+    Lumina2Pipeline.save_lora_weights(
+        str(tmp_path / "pipe"),
+        transformer_lora_layers=state_dict,
+        transformer_lora_adapter_metadata=model.peft_config["ours"].to_dict(),
+    )
+    metadata = json.loads(load_metadata(str(tmp_path / "pipe" / "pytorch_lora_weights.safetensors"))[
+        LORA_ADAPTER_METADATA_KEY
+    ])  # fmt: skip
+    assert metadata["transformer.r"] == 3 and metadata["transformer.lora_alpha"] == 6
+    torch_model.load_lora_adapter(str(tmp_path / "pipe"), adapter_name="ours", weight_name=WEIGHT_NAME)
+    assert_close(ours, run_torch(torch_model, inputs), TOL, "diffusers with our LoRA")
+    assert torch_model.peft_config["ours"].lora_alpha == 6
+
+    # the model-level writer (no prefix), read by diffusers' load_lora_adapter(prefix=None)
+    model.save_lora_adapter(str(tmp_path / "model"), adapter_name="ours", weight_name="ours.safetensors")
+    other, _ = make_twins()
+    other.load_lora_adapter(str(tmp_path / "model"), prefix=None, weight_name="ours.safetensors", adapter_name="ours")
+    assert_close(ours, run_torch(other, inputs), TOL, "diffusers with our save_lora_adapter file")
+    # and back into a fresh model of ours
+    _, again = make_twins()
+    again.load_lora_adapter(str(tmp_path / "model"), prefix=None, weight_name="ours.safetensors", adapter_name="x")
+    np.testing.assert_array_equal(run_ms(again, inputs), ours)
+
+
+def test_fuse_with_nan_lora(tmp_path):
+    torch_model, model = make_twins()
+    inputs = make_inputs()
+    model.load_lora_adapter(make_lora_dir(tmp_path, "a", seed=1), adapter_name="a")
+    model.layers[0].attn.to_q.lora_A["a"].weight.set_data(
+        ms.Tensor(np.full((4, TINY["hidden_size"]), np.nan, np.float32))
+    )
+    snapshot, scalings = param_snapshot(model), lora_scalings(model)
+    with pytest.raises(ValueError, match="NaN"):
+        model.fuse_lora(lora_scale=0.5, safe_fusing=True)
+    # nothing fused, nothing rescaled
+    assert_same_params(model, snapshot)
+    assert lora_scalings(model) == scalings
+    assert not any(layer.merged for _, layer in mp.iter_tuner_layers(model))
+    # without safe fusing the NaN goes in (as upstream): every output is NaN
+    model.fuse_lora(safe_fusing=False)
+    assert np.isnan(run_ms(model, inputs)).all()
+    model.unfuse_lora()
+    model.disable_lora()
+    assert_close(run_ms(model, inputs), run_torch(torch_model, inputs), TOL, "base after unfuse")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# bad input: clear errors, the model left exactly as it was
+
+
+def _check_unchanged(model, snapshot, configs, inputs, expected):
+    assert_same_params(model, snapshot)
+    assert list(getattr(model, "peft_config", {})) == configs
+    np.testing.assert_array_equal(run_ms(model, inputs), expected)
+
+
+@pytest.fixture
+def loaded(tmp_path):
+    """Our transformer with adapter "a" loaded, and the state dict of that LoRA (diffusers format)."""
+    _, model = make_twins()
+    directory = make_lora_dir(tmp_path, "a", seed=1)
+    model.load_lora_adapter(directory, adapter_name="a")
+    return model, load_file(os.path.join(directory, "pytorch_lora_weights.safetensors"))
+
+
+def test_bad_keys_and_shapes_leave_the_model_unchanged(loaded):
+    model, state_dict = loaded
+    inputs = make_inputs()
+    expected, snapshot = run_ms(model, inputs), param_snapshot(model)
+
+    only_unknown = {
+        "transformer.nowhere.proj.lora_A.weight": state_dict["transformer.layers.0.attn.to_q.lora_A.weight"]
+    }
+    only_unknown["transformer.nowhere.proj.lora_B.weight"] = state_dict["transformer.layers.0.attn.to_q.lora_B.weight"]
+    with pytest.raises(ValueError, match="not found in the base model"):
+        model.load_lora_adapter(only_unknown, adapter_name="b")
+    _check_unchanged(model, snapshot, ["a"], inputs, expected)
+
+    some_unknown = dict(state_dict, **only_unknown)
+    with pytest.raises(ValueError, match="match no weight") as err:
+        model.load_lora_adapter(some_unknown, adapter_name="b")
+    assert "nowhere.proj.lora_A.weight" in str(err.value)
+    _check_unchanged(model, snapshot, ["a"], inputs, expected)
+
+    wrong_shape = dict(state_dict)
+    key = "transformer.layers.1.feed_forward.linear_2.lora_B.weight"
+    wrong_shape[key] = ms.Tensor(np.ones((TINY["hidden_size"] + 1, 4), np.float32))
+    with pytest.raises(ValueError, match=r"feed_forward\.linear_2\.lora_B\.weight: shape \(9, 4\)"):
+        model.load_lora_adapter(wrong_shape, adapter_name="b")
+    _check_unchanged(model, snapshot, ["a"], inputs, expected)
+
+    missing_b = {k: v for k, v in state_dict.items() if k != "transformer.layers.0.attn.to_k.lora_B.weight"}
+    with pytest.raises(ValueError, match="missing from the state dict"):
+        model.load_lora_adapter(missing_b, adapter_name="b")
+    _check_unchanged(model, snapshot, ["a"], inputs, expected)
+
+    with pytest.raises(ValueError, match="Adapter name a already in use in the model"):
+        model.load_lora_adapter(state_dict, adapter_name="a")
+    _check_unchanged(model, snapshot, ["a"], inputs, expected)
+
+    with pytest.raises(ValueError, match="not supported"):  # DoRA (PEFT's magnitude vectors)
+        model.load_lora_adapter(
+            dict(state_dict, **{"transformer.layers.0.attn.to_q.lora_magnitude_vector": ms.Tensor(np.ones(8))}),
+            adapter_name="b",
+        )
+    _check_unchanged(model, snapshot, ["a"], inputs, expected)
+
+    # a first adapter failing on a fresh model leaves no LoRA layer behind
+    _, fresh = make_twins()
+    fresh_expected, fresh_snapshot = run_ms(fresh, inputs), param_snapshot(fresh)
+    with pytest.raises(ValueError):
+        fresh.load_lora_adapter(wrong_shape, adapter_name="a")
+    _check_unchanged(fresh, fresh_snapshot, [], inputs, fresh_expected)
+    assert not any(True for _ in mp.iter_tuner_layers(fresh))
+
+
+def test_bad_arguments(loaded, tmp_path):
+    model, state_dict = loaded
+    inputs = make_inputs()
+    expected, snapshot = run_ms(model, inputs), param_snapshot(model)
+    with pytest.raises(ValueError, match="could not be found: zz"):
+        model.set_adapters(["a", "zz"])
+    with pytest.raises(ValueError, match="Length of adapter names 1 is not equal to the length of their weights 2"):
+        model.set_adapters("a", weights=[1.0, 2.0])
+    with pytest.raises(ValueError, match="could not be found: zz"):
+        model.set_adapter("zz")
+    with pytest.raises(ValueError, match="could not be found: zz"):
+        model.delete_adapters(["a", "zz"])
+    with pytest.raises(ValueError, match="could not be found: zz"):
+        model.fuse_lora(adapter_names=["zz"])
+    with pytest.raises(TypeError, match="weight_nam"):
+        model.load_lora_adapter(state_dict, adapter_name="b", weight_nam="x.safetensors")
+    with pytest.raises(ValueError, match="Adapter name zz not found in the model"):
+        model.save_lora_adapter(str(tmp_path / "x"), adapter_name="zz")
+    with pytest.raises(ValueError, match="adapter_config should be an instance of PeftConfig"):
+        model.add_adapter({"r": 4}, adapter_name="b")
+    with pytest.raises(ValueError, match="Adapter with name a already exists"):
+        model.add_adapter(mp.LoraConfig(target_modules=["to_q"]), adapter_name="a")
+    _check_unchanged(model, snapshot, ["a"], inputs, expected)
+
+    model.fuse_lora()
+    with pytest.raises(ValueError, match="while they are merged"):
+        model.delete_adapters("a")
+    model.unfuse_lora()
+    _check_unchanged(model, snapshot, ["a"], inputs, expected)
+
+    _, fresh = make_twins()
+    with pytest.raises(ValueError, match="No adapter loaded"):
+        fresh.set_adapter("a")
+    with pytest.raises(ValueError, match="No adapter loaded"):
+        fresh.disable_adapters()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# hotswap
+
+
+@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE], ids=["pynative", "graph"])
+def test_hotswap(tmp_path, mode):
+    inputs = make_inputs()
+    dir_r4 = make_lora_dir(tmp_path, "r4", seed=1, r=4, lora_alpha=8)
+    dir_r8 = make_lora_dir(tmp_path, "r8", seed=2, r=8, lora_alpha=4)
+    dir_r2 = make_lora_dir(tmp_path, "r2", seed=3, r=2, lora_alpha=2)
+    dir_dropout = make_lora_dir(tmp_path, "dropout", seed=4, r=4, lora_alpha=8, lora_dropout=0.1)
+
+    def expected(directory):
+        torch_model, _ = make_twins()
+        torch_model.load_lora_adapter(directory, adapter_name="x", weight_name=WEIGHT_NAME)
+        return run_torch(torch_model, inputs)
+
+    ms.set_context(mode=mode)
+    # without enable_lora_hotswap: a larger rank is refused, the model unchanged
+    _, model = make_twins()
+    model.load_lora_adapter(dir_r4, adapter_name="a")
+    out_r4, snapshot = run_ms(model, inputs), param_snapshot(model)
+    assert_close(out_r4, expected(dir_r4), TOL, "r4")
+    with pytest.raises(ValueError, match="larger rank"):
+        model.load_lora_adapter(dir_r8, adapter_name="a", hotswap=True)
+    _check_unchanged(model, snapshot, ["a"], inputs, out_r4)
+    with pytest.raises(ValueError, match="Configs are incompatible: for lora_dropout"):
+        model.load_lora_adapter(dir_dropout, adapter_name="a", hotswap=True)
+    _check_unchanged(model, snapshot, ["a"], inputs, out_r4)
+    with pytest.raises(ValueError, match="there is no existing adapter by that name"):
+        model.load_lora_adapter(dir_r2, adapter_name="zz", hotswap=True)
+    _check_unchanged(model, snapshot, ["a"], inputs, out_r4)
+    # a smaller rank swaps in place
+    phases = set(model.compile_cache)
+    model.load_lora_adapter(dir_r2, adapter_name="a", hotswap=True)
+    assert_close(run_ms(model, inputs), expected(dir_r2), TOL, "hotswapped r2 into r4")
+    assert set(model.compile_cache) == phases  # no recompilation
+
+    # with enable_lora_hotswap(target_rank=8): r4 first, then r8 and r2 swapped in without recompiling
+    _, model = make_twins()
+    model.enable_lora_hotswap(target_rank=8)
+    model.load_lora_adapter(dir_r4, adapter_name="a")
+    assert_close(run_ms(model, inputs), expected(dir_r4), TOL, "r4 padded to 8")
+    assert model.layers[0].attn.to_q.lora_A["a"].weight.shape == (8, TINY["hidden_size"])
+    phases = set(model.compile_cache)
+    for directory in (dir_r8, dir_r2):
+        model.load_lora_adapter(directory, adapter_name="a", hotswap=True)
+        assert_close(run_ms(model, inputs), expected(directory), TOL, f"hotswapped {os.path.basename(directory)}")
+    assert set(model.compile_cache) == phases
+    with pytest.raises(RuntimeError, match="before loading the first adapter"):
+        model.enable_lora_hotswap(target_rank=16)
