@@ -29,8 +29,15 @@ setup(
             "peft>=0.17",
             "accelerate",
             "sentencepiece",
+            # the docs tests (tests/docs): build the site, execute the notebooks
+            "mkdocs",
+            "mkdocs-material",
+            "mkdocstrings[python]",
+            "nbclient",
+            "nbformat",
+            "ipykernel",
         ],
-        "docs": ["mkdocs", "mkdocs-material", "mkdocstrings[python]", "nbconvert", "nbclient", "ipykernel"],
+        "docs": ["mkdocs", "mkdocs-material", "mkdocstrings[python]", "nbclient", "nbformat", "ipykernel"],
     },
     entry_points={"console_scripts": ["mindone-lumina2=mindone.diffusers.pipelines.lumina2.demo:main"]},
 )
