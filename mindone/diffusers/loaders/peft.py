@@ -283,8 +283,8 @@ class PeftAdapterMixin:
                 same meaning as the `--network_alpha` option in the kohya-ss trainer script.
             low_cpu_mem_usage (`bool`, *optional*):
                 Accepted for compatibility (adapter weights are small and always allocated).
-            hotswap : (`bool`, *optional*)
-                Defaults to `False`. Whether to substitute an existing (LoRA) adapter with the newly loaded adapter
+            hotswap (`bool`, *optional*, defaults to `False`):
+                Whether to substitute an existing (LoRA) adapter with the newly loaded adapter
                 in-place: the weights of the loaded adapter `adapter_name` are overwritten, so a model running in
                 GRAPH_MODE keeps its compiled graph. If the new adapter has a larger rank than the loaded one, call
                 `enable_lora_hotswap(target_rank=max_rank)` before loading the first adapter.
@@ -294,7 +294,7 @@ class PeftAdapterMixin:
 
         Raises:
             `ValueError` (the model is left exactly as it was): the adapter name is in use (or missing, with
-            `hotswap=True`), keys that match no module, missing LoRA weights, wrong shapes, an incompatible hotswap.
+                `hotswap=True`), keys that match no module, missing LoRA weights, wrong shapes, an incompatible hotswap.
         """
         cache_dir = kwargs.pop("cache_dir", None)
         force_download = kwargs.pop("force_download", False)
@@ -475,13 +475,13 @@ class PeftAdapterMixin:
         Arguments:
             save_directory (`str` or `os.PathLike`):
                 Directory to save LoRA parameters to. Will be created if it doesn't exist.
-            adapter_name: (`str`, defaults to "default"): The name of the adapter to serialize. Useful when the
+            adapter_name (`str`, defaults to `"default"`): The name of the adapter to serialize. Useful when the
                 underlying model has multiple adapters loaded.
             upcast_before_saving (`bool`, defaults to `False`):
                 Whether to save the weights in `ms.float32`.
             safe_serialization (`bool`, *optional*, defaults to `True`):
                 Must be `True`: only safetensors are written.
-            weight_name: (`str`, *optional*, defaults to `None`): Name of the file to serialize the state dict with.
+            weight_name (`str`, *optional*, defaults to `None`): Name of the file to serialize the state dict with.
         """
         from .lora_base import LORA_ADAPTER_METADATA_KEY, LORA_WEIGHT_NAME_SAFE
 
@@ -574,7 +574,7 @@ class PeftAdapterMixin:
         to the adapter to follow the convention of the PEFT library.
 
         Args:
-            adapter_config (`[~mindone.peft.PeftConfig]`):
+            adapter_config ([`~mindone.peft.PeftConfig`]):
                 The configuration of the adapter to add (a `mindone.peft.LoraConfig`).
             adapter_name (`str`, *optional*, defaults to `"default"`):
                 The name of the adapter to add. If no name is passed, a default name is assigned to the adapter.
@@ -599,7 +599,7 @@ class PeftAdapterMixin:
         Sets a specific adapter by forcing the model to only use that adapter and disables the other adapters.
 
         Args:
-            adapter_name (str | list[str])):
+            adapter_name (`str` or `list[str]`):
                 The list of adapters to set or the adapter name in the case of a single adapter.
         """
         if not self._hf_peft_config_loaded:
