@@ -157,6 +157,11 @@ def test_load_without_metadata_and_from_a_dict(tmp_path):
     assert_close(run_ms(model, inputs), expected, TOL, "from a dict")
     model.load_lora_adapter({k: v.asnumpy() for k, v in state_dict.items()})  # NumPy values, default name
     assert list(model.peft_config) == ["default_0", "again", "default_2"]
+    # the old diffusers key layout (`lora.down` / `lora.up`) is converted to PEFT's
+    old_layout = {k.replace("lora_A", "lora.down").replace("lora_B", "lora.up"): v for k, v in state_dict.items()}
+    model.load_lora_adapter(old_layout, adapter_name="old")
+    model.set_adapters("old")
+    assert_close(run_ms(model, inputs), expected, TOL, "old diffusers key layout")
 
 
 def test_lora_saved_by_us_loads_in_diffusers(tmp_path):
