@@ -286,6 +286,12 @@ def test_bad_keys_and_shapes_leave_the_model_unchanged(loaded):
         fresh.load_lora_adapter(wrong_shape, adapter_name="a")
     _check_unchanged(fresh, fresh_snapshot, [], inputs, fresh_expected)
     assert not any(True for _ in mp.iter_tuner_layers(fresh))
+    # the padding of enable_lora_hotswap fails after the injection: the injection is undone
+    fresh.enable_lora_hotswap(target_rank=2)
+    with pytest.raises(ValueError, match="target rank 2, but the original rank is larger"):
+        fresh.load_lora_adapter(state_dict, adapter_name="a")
+    _check_unchanged(fresh, fresh_snapshot, [], inputs, fresh_expected)
+    assert not any(True for _ in mp.iter_tuner_layers(fresh))
 
 
 def test_bad_arguments(loaded, tmp_path):
