@@ -124,6 +124,19 @@ class Lumina2LoraLoaderMixin(LoraBaseMixin):
         Load the LoRA weights into `self.transformer` as the adapter `adapter_name` (see `lora_state_dict` for the
         sources and `PeftAdapterMixin.load_lora_adapter` for `hotswap`). A dict passed in is not modified.
 
+        Args:
+            pretrained_model_name_or_path_or_dict (`str` or `os.PathLike` or `dict`):
+                A Hub repo id, a folder, a `.safetensors` file or a state dict, in diffusers / PEFT format or in the
+                original Lumina-Image-2.0 / ComfyUI format (see `lora_state_dict`).
+            adapter_name (`str`, *optional*):
+                The name of the adapter, for `set_adapters`, `delete_adapters`, ... (default: `default_<i>`, `i` the
+                number of adapters already loaded).
+            hotswap (`bool`, *optional*, defaults to `False`):
+                Replace the weights of the loaded adapter `adapter_name` in place instead of adding an adapter, so a
+                compiled (GRAPH_MODE) model keeps its graph.
+            kwargs (*optional*):
+                The source options of `lora_state_dict` (`weight_name`, `subfolder`, `cache_dir`, `revision`, ...).
+
         Raises:
             `ValueError` (the pipeline is left as it was): keys without `lora`, an adapter name in use, keys that match
                 no module of the transformer, wrong shapes, an incompatible hotswap.
