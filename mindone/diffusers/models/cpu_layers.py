@@ -1,0 +1,168 @@
+# Copyright 2025 The HuggingFace Inc. team.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Convolution, group norm and zero padding with fast CPU paths (MindSpore 2.10 CPU workarounds, one place).
+
+`Conv2d` and `GroupNorm` keep torch's parameter names and shapes (`weight`, `bias`), so checkpoints load unchanged. On
+other devices they run MindSpore's kernels; on CPU (decided at construction: the device cannot be read in a graph):
+
+- Conv2D, CPU: MindSpore hands oneDNN plain NCHW layouts and gets its reference path (`jit_uni_ncsp:conv+ref`), ~100x
+  slower than a GEMM for kernels larger than 1x1 -> im2col (`ops.unfold`) + `mint.matmul`, in row strips so the column
+  buffer stays bounded (1x1 kernels keep the native kernel, which is fast).
+- GroupNorm, CPU: on large inputs the kernel is ~5-10x slower than torch's -> group statistics with GEMV reductions (two passes, accurate
+  like torch's) and the normalisation + affine as one inference `ops.batch_norm` with per-channel statistics.
+- PadV3 (`ops.pad`), CPU: ~10x slower than copying -> zero padding by concatenation.
+- PyNative runs these composites several times slower than a compiled graph on CPU (per-op overhead; slicing and
+  concatenation ~10-20x slower), so they are `ms.jit` functions (compiled once per shape, ~0.5 s; inlined when the
+  caller is itself compiled).
+"""
+
+from typing import Optional, Tuple
+
+import mindspore as ms
+from mindspore import mint, nn, ops
+
+# floats in one im2col strip (256 MiB in float32)
+IM2COL_BUFFER_ELEMENTS = 1 << 26
+# below this size (im2col elements of a convolution, input elements of a group norm) the CPU paths run op by op and
+# group norm keeps its native kernel: compiling a graph per shape (~0.5 s) would cost more than it saves
+SMALL_ELEMENTS = 1 << 20
+
+
+def _on_cpu() -> bool:
+    return ms.get_context("device_target") == "CPU"
+
+
+def zero_pad_nchw(x: ms.Tensor, left: int, right: int, top: int, bottom: int) -> ms.Tensor:
+    """Zero-pad the last two axes of an NCHW tensor by concatenation (PadV3 is slow on CPU)."""
+    b, c, h, w = x.shape
+    if left or right:
+        parts = [x]
+        if left:
+            parts = [mint.zeros((b, c, h, left), dtype=x.dtype)] + parts
+        if right:
+            parts = parts + [mint.zeros((b, c, h, right), dtype=x.dtype)]
+        x = mint.cat(parts, dim=3)
+        w = w + left + right
+    if top or bottom:
+        parts = [x]
+        if top:
+            parts = [mint.zeros((b, c, top, w), dtype=x.dtype)] + parts
+        if bottom:
+            parts = parts + [mint.zeros((b, c, bottom, w), dtype=x.dtype)]
+        x = mint.cat(parts, dim=2)
+    return x
+
+
+def conv2d_im2col(x: ms.Tensor, weight: ms.Tensor, bias: Optional[ms.Tensor], stride: int, padding: int) -> ms.Tensor:
+    """`torch.nn.functional.conv2d` (groups 1, dilation 1) as im2col + GEMM, in strips of output rows."""
+    b, c, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    h_out = (h + 2 * padding - kh) // stride + 1
+    w_out = (w + 2 * padding - kw) // stride + 1
+    w2d = weight.reshape(o, c * kh * kw)
+    rows_per_strip = max(1, IM2COL_BUFFER_ELEMENTS // (b * c * kh * kw * w_out))
+    if rows_per_strip >= h_out:
+        out = mint.matmul(w2d, ops.unfold(x, (kh, kw), padding=padding, stride=stride))
+    else:
+        if padding:
+            x = zero_pad_nchw(x, padding, padding, padding, padding)
+        strips = []
+        for r0 in range(0, h_out, rows_per_strip):
+            r1 = min(r0 + rows_per_strip, h_out)
+            rows = x[:, :, r0 * stride : (r1 - 1) * stride + kh, :]
+            strips.append(mint.matmul(w2d, ops.unfold(rows, (kh, kw), stride=stride)))
+        out = mint.cat(strips, dim=2)
+    out = out.reshape(b, o, h_out, w_out)
+    if bias is not None:
+        out = ops.bias_add(out, bias)
+    return out
+
+
+_conv2d_im2col_jit = ms.jit(conv2d_im2col)
+
+
+class Conv2d(nn.Conv2d):
+    r"""`torch.nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias)` (square kernel, zero
+    padding, no groups / dilation): legacy `nn.Conv2d(pad_mode="pad")` (`mint.nn.Conv2d` has no CPU kernel), computed as
+    im2col + GEMM on CPU for kernels larger than 1x1."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0, bias=True
+    ):
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            pad_mode="pad",
+            padding=padding,
+            has_bias=bias,
+        )
+        self.conv_stride = stride
+        self.conv_padding = padding
+        self.conv_kernel = kernel_size
+        self.use_im2col = _on_cpu() and kernel_size > 1
+
+    def construct(self, x: ms.Tensor) -> ms.Tensor:
+        if self.use_im2col:
+            if x.size * self.conv_kernel * self.conv_kernel < SMALL_ELEMENTS * self.conv_stride * self.conv_stride:
+                return conv2d_im2col(x, self.weight, self.bias, self.conv_stride, self.conv_padding)
+            return _conv2d_im2col_jit(x, self.weight, self.bias, self.conv_stride, self.conv_padding)
+        return super().construct(x)
+
+
+def group_norm_cpu(x: ms.Tensor, num_groups: int, weight: Optional[ms.Tensor], bias: Optional[ms.Tensor], eps: float):
+    """`torch.nn.functional.group_norm` from GEMV reductions and one inference batch norm (fast MindSpore CPU kernels)."""
+    shape = x.shape
+    b, c = shape[0], shape[1]
+    groups = b * num_groups
+    n = x.size // groups
+    ones = mint.ones((n, 1), dtype=x.dtype)
+    xg = x.reshape(groups, n)
+    mean = mint.matmul(xg, ones).reshape(groups) / n
+    centered = ops.bias_add(xg.reshape(1, groups, n), -mean)
+    var = mint.matmul(mint.square(centered).reshape(groups, n), ones).reshape(groups) / n
+    # per-channel statistics of the (1, b * c, -1, 1) view: each group's mean / var repeated over its channels
+    per_group = c // num_groups
+    mean_c = mean.reshape(groups, 1).broadcast_to((groups, per_group)).reshape(b * c)
+    var_c = var.reshape(groups, 1).broadcast_to((groups, per_group)).reshape(b * c)
+    gamma = (
+        mint.ones((b * c,), dtype=x.dtype) if weight is None else weight.reshape(1, c).broadcast_to((b, c)).reshape(-1)
+    )
+    beta = mint.zeros((b * c,), dtype=x.dtype) if bias is None else bias.reshape(1, c).broadcast_to((b, c)).reshape(-1)
+    out = ops.batch_norm(x.reshape(1, b * c, n // per_group, 1), mean_c, var_c, gamma, beta, training=False, eps=eps)
+    return out.reshape(shape)
+
+
+_group_norm_cpu_jit = ms.jit(group_norm_cpu)
+
+
+class GroupNorm(mint.nn.GroupNorm):
+    r"""`mint.nn.GroupNorm` (params `weight`, `bias`), with the composite above for large inputs on CPU."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True, dtype=None):
+        super().__init__(num_groups, num_channels, eps=eps, affine=affine, dtype=dtype)
+        self.use_composite = _on_cpu()
+
+    def construct(self, x: ms.Tensor) -> ms.Tensor:
+        if self.use_composite and x.size >= SMALL_ELEMENTS:
+            return _group_norm_cpu_jit(x, self.num_groups, self.weight, self.bias, self.eps)
+        return super().construct(x)
+
+
+def pad_nchw(x: ms.Tensor, pad: Tuple[int, int, int, int], on_cpu: bool) -> ms.Tensor:
+    """Zero padding `(left, right, top, bottom)` of an NCHW tensor: by concatenation on CPU, `ops.pad` elsewhere."""
+    if on_cpu:
+        return zero_pad_nchw(x, *pad)
+    return ops.pad(x, pad, mode="constant", value=0)

@@ -1,0 +1,574 @@
+"""AutoencoderKL (the FLUX VAE) against diffusers 0.42.1: same weights, same inputs, same noise.
+
+Configs: diffusers' tiny test config (`block_out_channels` (2, 4), 2 groups), the (32, 64) config of its slicing / tiling
+tests, and the FLUX widths (128/256/512/512, 16 latent channels, 2 layers per block, no quant convs) at a small size.
+"""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoencoderKL as TorchAutoencoderKL
+
+import mindspore as ms
+from mindspore.nn.utils import no_init_parameters
+
+from mindone.diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+from mindone.diffusers.models.autoencoders.vae import Decoder, DecoderOutput, DiagonalGaussianDistribution
+from mindone.diffusers.models.modeling_outputs import AutoencoderKLOutput
+from tests.testing_utils import assert_close, load_torch_weights, to_numpy
+
+TOL = 1e-5
+
+TINY = {  # diffusers' AutoencoderKLTesterConfig.get_init_dict()
+    "block_out_channels": [2, 4],
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 2,
+    "up_block_types": ["UpDecoderBlock2D"] * 2,
+    "latent_channels": 4,
+    "norm_num_groups": 2,
+}
+TINY_32_64 = {**TINY, "block_out_channels": [32, 64], "norm_num_groups": 32}
+FLUX = {  # black-forest-labs/FLUX.1-dev vae/config.json
+    "block_out_channels": [128, 256, 512, 512],
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "latent_channels": 16,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "sample_size": 1024,
+    "scaling_factor": 0.3611,
+    "shift_factor": 0.1159,
+    "use_quant_conv": False,
+    "use_post_quant_conv": False,
+}
+
+
+def make_twins(config, seed=0):
+    """A diffusers AutoencoderKL with random weights (norm affines included) and our copy of it."""
+    torch.manual_seed(seed)
+    torch_model = TorchAutoencoderKL(**config).eval()
+    with torch.no_grad():
+        for name, param in torch_model.named_parameters():
+            if "norm" in name:  # GroupNorm starts at weight 1 / bias 0: make the affine part count
+                param.add_(0.1 * torch.randn_like(param))
+    with no_init_parameters():
+        ms_model = AutoencoderKL(**config)
+    load_torch_weights(ms_model, torch_model)
+    return torch_model, ms_model
+
+
+def randn(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def numpy_noise(shape, seed):
+    """The noise `randn_tensor` draws from `np.random.default_rng(seed)`."""
+    return torch.from_numpy(np.random.default_rng(seed).standard_normal(shape, dtype=np.float32))
+
+
+def check_encode_decode(torch_model, ms_model, image, latents):
+    """encode (mode, std, a seeded sample), decode, and the forward pass with and without posterior sampling."""
+    with torch.no_grad():
+        t_post = torch_model.encode(torch.from_numpy(image)).latent_dist
+        t_dec = torch_model.decode(torch.from_numpy(latents)).sample
+        t_fwd = torch_model(torch.from_numpy(image)).sample
+    post = ms_model.encode(ms.Tensor(image))[0]
+    assert isinstance(post, DiagonalGaussianDistribution)
+    assert_close(post.mode(), t_post.mode(), TOL, "posterior mode")
+    assert_close(post.std, t_post.std, TOL, "posterior std")
+    assert_close(post.logvar, t_post.logvar, TOL, "posterior logvar")
+
+    # seeded sample: our numpy generator draws the noise, torch gets the same noise
+    sample = post.sample(generator=np.random.default_rng(7))
+    noise = numpy_noise(tuple(t_post.mean.shape), seed=7)
+    assert_close(sample, t_post.mean + t_post.std * noise, TOL, "posterior sample")
+
+    assert_close(ms_model.decode(ms.Tensor(latents))[0], t_dec, TOL, "decode")
+    assert_close(ms_model(ms.Tensor(image))[0], t_fwd, TOL, "forward (mode)")
+
+    out = ms_model(ms.Tensor(image), sample_posterior=True, generator=np.random.default_rng(7))[0]
+    with torch.no_grad():
+        t_out = torch_model.decode(t_post.mean + t_post.std * noise).sample
+    assert_close(out, t_out, TOL, "forward (sampled posterior)")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        TINY,
+        {**TINY, "use_quant_conv": False, "use_post_quant_conv": False},
+        {**TINY, "use_quant_conv": True, "use_post_quant_conv": False},
+        {**TINY, "mid_block_add_attention": False, "layers_per_block": 2},
+        TINY_32_64,
+    ],
+    ids=["tiny", "no-quant-convs", "quant-conv-only", "no-mid-attention", "tiny-32-64"],
+)
+def test_encode_decode_parity(config):
+    torch_model, ms_model = make_twins(config)
+    assert (ms_model.quant_conv is None) == (not config.get("use_quant_conv", True))
+    assert (ms_model.post_quant_conv is None) == (not config.get("use_post_quant_conv", True))
+    image = randn((4, 3, 32, 32))  # upstream's dummy input: batch 4, 32x32
+    latents = randn((2, 4, 5, 7), seed=1)  # odd latent size
+    check_encode_decode(torch_model, ms_model, image, latents)
+
+
+@pytest.mark.slow
+def test_flux_widths_parity():
+    torch_model, ms_model = make_twins(FLUX)
+    assert len(ms_model.state_dict()) == len(torch_model.state_dict())
+    image = randn((1, 3, 48, 32))  # non-square, 6x4 latent
+    latents = randn((1, 16, 4, 6), seed=1)
+    with torch.no_grad():
+        t_post = torch_model.encode(torch.from_numpy(image)).latent_dist
+        t_dec = torch_model.decode(torch.from_numpy(latents)).sample
+    post = ms_model.encode(ms.Tensor(image))[0]
+    assert post.mean.shape == (1, 16, 6, 4)
+    assert_close(post.mode(), t_post.mode(), TOL, "FLUX posterior mode")
+    assert_close(post.std, t_post.std, TOL, "FLUX posterior std")
+    sample = post.sample(generator=np.random.default_rng(3))
+    noise = numpy_noise((1, 16, 6, 4), seed=3)
+    assert_close(sample, t_post.mean + t_post.std * noise, TOL, "FLUX posterior sample")
+    assert_close(ms_model.decode(ms.Tensor(latents))[0], t_dec, TOL, "FLUX decode")
+
+
+def test_compiled_cpu_paths_parity(monkeypatch):
+    # every convolution and group norm on its compiled large-input path (what 512x512 images take)
+    from mindone.diffusers.models import cpu_layers
+
+    monkeypatch.setattr(cpu_layers, "SMALL_ELEMENTS", 1)
+    monkeypatch.setattr(cpu_layers, "IM2COL_BUFFER_ELEMENTS", 1 << 14)
+    torch_model, ms_model = make_twins(TINY_32_64, seed=1)
+    image, latents = randn((1, 3, 24, 16)), randn((1, 4, 6, 5), seed=1)
+    with torch.no_grad():
+        t_post = torch_model.encode(torch.from_numpy(image)).latent_dist
+        t_dec = torch_model.decode(torch.from_numpy(latents)).sample
+    assert_close(ms_model.encode(ms.Tensor(image))[0].mode(), t_post.mode(), TOL, "encode, compiled CPU paths")
+    assert_close(ms_model.decode(ms.Tensor(latents))[0], t_dec, TOL, "decode, compiled CPU paths")
+
+
+def test_return_types():
+    _, ms_model = make_twins(TINY)
+    image = ms.Tensor(randn((1, 3, 16, 16)))
+    out = ms_model.encode(image, return_dict=True)
+    assert isinstance(out, AutoencoderKLOutput) and isinstance(out.latent_dist, DiagonalGaussianDistribution)
+    latents = out.latent_dist.mode()
+    assert latents.shape == (1, 4, 8, 8)
+    dec = ms_model.decode(latents, return_dict=True)
+    assert isinstance(dec, DecoderOutput) and dec.sample.shape == (1, 3, 16, 16)
+    assert isinstance(ms_model.decode(latents), tuple)
+    fwd = ms_model(image, return_dict=True)
+    assert isinstance(fwd, DecoderOutput)
+    np.testing.assert_array_equal(to_numpy(fwd.sample), to_numpy(ms_model(image)[0]))
+    assert ms_model.config.scaling_factor == 0.18215 and ms_model.config.shift_factor is None
+
+
+def test_posterior_kl_nll_deterministic():
+    torch_model, ms_model = make_twins(TINY)
+    image = randn((2, 3, 16, 16))
+    other_image = randn((2, 3, 16, 16), seed=5)
+    with torch.no_grad():
+        t_post = torch_model.encode(torch.from_numpy(image)).latent_dist
+        t_other = torch_model.encode(torch.from_numpy(other_image)).latent_dist
+    post = ms_model.encode(ms.Tensor(image))[0]
+    other = ms_model.encode(ms.Tensor(other_image))[0]
+    assert_close(post.kl(), t_post.kl(), TOL, "kl")
+    assert_close(post.kl(other), t_post.kl(t_other), TOL, "kl(other)")
+    x = randn(tuple(t_post.mean.shape), seed=2)
+    assert_close(post.nll(ms.Tensor(x)), t_post.nll(torch.from_numpy(x)), TOL, "nll")
+    assert_close(post.nll(ms.Tensor(x), dims=[1, 2]), t_post.nll(torch.from_numpy(x), dims=[1, 2]), TOL, "nll dims")
+
+    moments = post.parameters
+    det = DiagonalGaussianDistribution(moments, deterministic=True)
+    np.testing.assert_array_equal(to_numpy(det.std), np.zeros(tuple(det.mean.shape), np.float32))
+    np.testing.assert_array_equal(to_numpy(det.sample(np.random.default_rng(0))), to_numpy(det.mean))
+    assert float(to_numpy(det.kl())[0]) == 0.0 and float(to_numpy(det.nll(ms.Tensor(x)))[0]) == 0.0
+
+    # a list of generators draws one batch element from each, like randn_tensor
+    gens = [np.random.default_rng(10), np.random.default_rng(11)]
+    noise = np.stack([np.random.default_rng(s).standard_normal((1, 4, 8, 8), dtype=np.float32)[0] for s in (10, 11)])
+    expected = t_post.mean + t_post.std * torch.from_numpy(noise)
+    assert_close(post.sample(generator=gens), expected, TOL, "sample with a generator list")
+
+
+def tiled_twins(config, sample_size):
+    torch_model, ms_model = make_twins({**config, "sample_size": sample_size})
+    torch_model.enable_tiling()
+    ms_model.enable_tiling()
+    assert ms_model.tile_sample_min_size == sample_size
+    assert ms_model.tile_latent_min_size == torch_model.tile_latent_min_size
+    return torch_model, ms_model
+
+
+@pytest.mark.parametrize("config", [TINY_32_64, {**TINY_32_64, "use_quant_conv": False, "use_post_quant_conv": False}])
+def test_tiled_encode_decode_parity(config):
+    # tiles of 16 pixels / 8 latents, overlap 0.25: edge tiles are partial, several blends per row and column
+    torch_model, ms_model = tiled_twins(config, sample_size=16)
+    image = randn((2, 3, 40, 28))
+    latents = randn((1, 4, 19, 13), seed=1)
+    with torch.no_grad():
+        t_post = torch_model.encode(torch.from_numpy(image)).latent_dist
+        t_dec = torch_model.decode(torch.from_numpy(latents)).sample
+        t_untiled = torch_model._decode(torch.from_numpy(latents[:, :, :8, :8])).sample
+    post = ms_model.encode(ms.Tensor(image))[0]
+    assert_close(post.mode(), t_post.mode(), TOL, "tiled encode mean")
+    assert_close(post.std, t_post.std, TOL, "tiled encode std")
+    dec = ms_model.decode(ms.Tensor(latents))[0]
+    assert dec.shape == (1, 3, 38, 26)
+    assert_close(dec, t_dec, TOL, "tiled decode")
+    # at the tile size itself no tiling happens
+    assert_close(ms_model.decode(ms.Tensor(latents[:, :, :8, :8]))[0], t_untiled, TOL, "decode at tile size")
+
+    with pytest.warns(FutureWarning):
+        (legacy,) = ms_model.tiled_encode(ms.Tensor(image))
+    assert_close(legacy.mode(), t_post.mode(), TOL, "tiled_encode (deprecated API)")
+    assert_close(ms_model.tiled_decode(ms.Tensor(latents))[0], t_dec, TOL, "tiled_decode")
+
+    ms_model.disable_tiling()
+    torch_model.disable_tiling()
+    with torch.no_grad():
+        t_plain = torch_model.decode(torch.from_numpy(latents)).sample
+    assert_close(ms_model.decode(ms.Tensor(latents))[0], t_plain, TOL, "decode after disable_tiling")
+
+
+def test_blend_matches_upstream():
+    _, ms_model = make_twins(TINY)
+    torch_model = TorchAutoencoderKL(**TINY)
+    for shape_a, shape_b, extent in [
+        ((1, 2, 6, 5), (1, 2, 4, 5), 3),
+        ((2, 1, 3, 7), (2, 1, 3, 2), 4),
+        ((1, 1, 4, 4), (1, 1, 4, 4), 0),
+    ]:
+        a, b = randn(shape_a), randn(shape_b, seed=1)
+        expected_v = torch_model.blend_v(torch.from_numpy(a[..., : shape_b[3]]), torch.from_numpy(b.copy()), extent)
+        got_v = ms_model.blend_v(ms.Tensor(a[..., : shape_b[3]]), ms.Tensor(b), extent)
+        np.testing.assert_array_equal(to_numpy(got_v), to_numpy(expected_v))
+        a_h, b_h = a[:, :, : shape_b[2]], b
+        expected_h = torch_model.blend_h(torch.from_numpy(a_h), torch.from_numpy(b_h.copy()), extent)
+        got_h = ms_model.blend_h(ms.Tensor(a_h), ms.Tensor(b_h), extent)
+        np.testing.assert_array_equal(to_numpy(got_h), to_numpy(expected_h))
+
+
+def test_sliced_encode_decode_parity():
+    torch_model, ms_model = make_twins(TINY_32_64)
+    torch_model.enable_slicing()
+    ms_model.enable_slicing()
+    image = randn((3, 3, 16, 24))
+    latents = randn((3, 4, 6, 5), seed=1)
+    with torch.no_grad():
+        t_post = torch_model.encode(torch.from_numpy(image)).latent_dist
+        t_dec = torch_model.decode(torch.from_numpy(latents)).sample
+    assert_close(ms_model.encode(ms.Tensor(image))[0].mode(), t_post.mode(), TOL, "sliced encode")
+    sliced = ms_model.decode(ms.Tensor(latents))[0]
+    assert_close(sliced, t_dec, TOL, "sliced decode")
+    ms_model.disable_slicing()
+    assert_close(ms_model.decode(ms.Tensor(latents))[0], sliced, TOL, "unsliced vs sliced decode")
+
+
+def test_graph_mode_equals_pynative():
+    _, ms_model = make_twins({**TINY_32_64, "sample_size": 16})
+    image = ms.Tensor(randn((2, 3, 24, 16)))
+    latents = ms.Tensor(randn((2, 4, 10, 9), seed=1))
+    pynative = {
+        "mode": ms_model.encode(image)[0].mode(),
+        "decode": ms_model.decode(latents)[0],
+        "sampled": ms_model(image, sample_posterior=True, generator=np.random.default_rng(1))[0],
+    }
+    ms_model.enable_tiling()
+    pynative["tiled_mode"] = ms_model.encode(image)[0].mode()
+    pynative["tiled_decode"] = ms_model.decode(latents)[0]
+    ms_model.disable_tiling()
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        graph = {
+            "mode": ms_model.encode(image)[0].mode(),
+            "decode": ms_model.decode(latents)[0],
+            "sampled": ms_model(image, sample_posterior=True, generator=np.random.default_rng(1))[0],
+        }
+        ms_model.enable_tiling()
+        graph["tiled_mode"] = ms_model.encode(image)[0].mode()
+        graph["tiled_decode"] = ms_model.decode(latents)[0]
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+    for key in pynative:
+        assert_close(graph[key], pynative[key], 1e-6, f"GRAPH_MODE vs PyNative: {key}")
+
+
+def test_load_diffusers_folder(tmp_path):
+    torch_model, _ = make_twins({**TINY, "scaling_factor": 0.3611, "shift_factor": 0.1159})
+    torch_model.save_pretrained(tmp_path / "vae")
+    ms_model = AutoencoderKL.from_pretrained(str(tmp_path), subfolder="vae")
+    assert ms_model.config.shift_factor == 0.1159 and ms_model.config.scaling_factor == 0.3611
+    latents = randn((1, 4, 6, 6))
+    with torch.no_grad():
+        expected = torch_model.decode(torch.from_numpy(latents)).sample
+    assert_close(ms_model.decode(ms.Tensor(latents))[0], expected, TOL, "decode after from_pretrained")
+
+    # and back: our folder loads in diffusers with the same weights
+    ms_model.save_pretrained(tmp_path / "ours")
+    reloaded = TorchAutoencoderKL.from_pretrained(tmp_path / "ours").eval()
+    for key, value in torch_model.state_dict().items():
+        torch.testing.assert_close(reloaded.state_dict()[key], value, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# building blocks, options the FLUX VAE does not use, CPU composites
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def block_twins(torch_cls, ms_cls, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    torch_block = torch_cls(**kwargs).eval()
+    with torch.no_grad():
+        for name, param in torch_block.named_parameters():
+            if "norm" in name:
+                param.add_(0.1 * torch.randn_like(param))
+    ms_block = ms_cls(**kwargs)
+    load_torch_weights(ms_block, torch_block)
+    return torch_block, ms_block
+
+
+@pytest.mark.parametrize(
+    "kwargs, with_temb",
+    [
+        ({"in_channels": 8, "out_channels": 16, "temb_channels": None, "groups": 4}, False),
+        ({"in_channels": 8, "temb_channels": 6, "groups": 4, "output_scale_factor": 2.0}, True),
+        ({"in_channels": 8, "temb_channels": 6, "groups": 4, "time_embedding_norm": "scale_shift"}, True),
+        ({"in_channels": 8, "temb_channels": 6, "groups": 4, "skip_time_act": True, "groups_out": 2}, True),
+        ({"in_channels": 8, "temb_channels": None, "groups": 4, "up": True}, False),
+        ({"in_channels": 8, "temb_channels": None, "groups": 4, "down": True, "conv_shortcut_bias": False}, False),
+        (
+            {"in_channels": 8, "temb_channels": None, "groups": 4, "use_in_shortcut": True, "conv_2d_out_channels": 4},
+            False,
+        ),
+        ({"in_channels": 8, "temb_channels": None, "groups": 4, "non_linearity": "mish"}, False),
+        ({"in_channels": 8, "temb_channels": None, "groups": 4, "non_linearity": "gelu"}, False),
+    ],
+)
+def test_resnet_block_options(kwargs, with_temb):
+    from diffusers.models.resnet import ResnetBlock2D as TorchResnetBlock2D
+
+    from mindone.diffusers.models.resnet import ResnetBlock2D
+
+    torch_block, ms_block = block_twins(TorchResnetBlock2D, ResnetBlock2D, **kwargs)
+    x = randn((2, 8, 7, 10))
+    temb = randn((2, 6), seed=1) if with_temb else None
+    with torch.no_grad():
+        expected = torch_block(torch.from_numpy(x), None if temb is None else torch.from_numpy(temb))
+    got = ms_block(ms.Tensor(x), None if temb is None else ms.Tensor(temb))
+    assert_close(got, expected, TOL, f"ResnetBlock2D {kwargs}")
+
+
+@pytest.mark.parametrize(
+    "kwargs, output_size",
+    [
+        ({"channels": 4, "use_conv": True, "out_channels": 6}, None),
+        ({"channels": 4, "use_conv": True, "name": "Conv2d_0", "kernel_size": 1, "padding": 0}, None),
+        ({"channels": 4, "use_conv": False}, None),
+        ({"channels": 4, "use_conv": True, "interpolate": False}, None),
+        ({"channels": 4, "use_conv": True}, (11, 15)),
+    ],
+)
+def test_upsample_options(kwargs, output_size):
+    from diffusers.models.upsampling import Upsample2D as TorchUpsample2D
+
+    from mindone.diffusers.models.upsampling import Upsample2D
+
+    torch_block, ms_block = block_twins(TorchUpsample2D, Upsample2D, **kwargs)
+    x = randn((2, 4, 5, 7))
+    with torch.no_grad():
+        expected = torch_block(torch.from_numpy(x), output_size=output_size)
+    assert_close(ms_block(ms.Tensor(x), output_size), expected, TOL, f"Upsample2D {kwargs}")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"channels": 4, "use_conv": True, "padding": 0, "name": "op"},
+        {"channels": 4, "use_conv": True, "padding": 1, "name": "op", "out_channels": 6},
+        {"channels": 4, "use_conv": True, "padding": 0, "name": "Conv2d_0", "bias": False},
+        {"channels": 4, "use_conv": False, "name": "op"},
+    ],
+)
+def test_downsample_options(kwargs):
+    from diffusers.models.downsampling import Downsample2D as TorchDownsample2D
+
+    from mindone.diffusers.models.downsampling import Downsample2D
+
+    torch_block, ms_block = block_twins(TorchDownsample2D, Downsample2D, **kwargs)
+    x = randn((2, 4, 9, 6))
+    with torch.no_grad():
+        expected = torch_block(torch.from_numpy(x))
+    assert_close(ms_block(ms.Tensor(x)), expected, TOL, f"Downsample2D {kwargs}")
+
+
+@pytest.mark.parametrize(
+    "kwargs, with_temb",
+    [
+        (
+            {"in_channels": 8, "temb_channels": None, "resnet_groups": 4, "attention_head_dim": 4, "num_layers": 2},
+            False,
+        ),
+        (
+            {
+                "in_channels": 8,
+                "temb_channels": 5,
+                "resnet_groups": 2,
+                "attention_head_dim": 8,
+                "output_scale_factor": 2.0,
+            },
+            True,
+        ),
+        (
+            {"in_channels": 8, "temb_channels": None, "resnet_groups": 4, "add_attention": False, "num_layers": 2},
+            False,
+        ),
+        (
+            {
+                "in_channels": 8,
+                "temb_channels": None,
+                "resnet_groups": None,
+                "attn_groups": 2,
+                "attention_head_dim": 8,
+            },
+            False,
+        ),
+    ],
+)
+def test_mid_block_options(kwargs, with_temb):
+    from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D as TorchUNetMidBlock2D
+
+    from mindone.diffusers.models.unets import UNetMidBlock2D
+
+    torch_block, ms_block = block_twins(TorchUNetMidBlock2D, UNetMidBlock2D, **kwargs)
+    x = randn((2, 8, 5, 6))
+    temb = randn((2, 5), seed=1) if with_temb else None
+    with torch.no_grad():
+        expected = torch_block(torch.from_numpy(x), None if temb is None else torch.from_numpy(temb))
+    got = ms_block(ms.Tensor(x), None if temb is None else ms.Tensor(temb))
+    assert_close(got, expected, TOL, f"UNetMidBlock2D {kwargs}")
+
+
+def test_encoder_decoder_blocks_via_factories():
+    from diffusers.models.unets.unet_2d_blocks import get_down_block as torch_get_down_block
+    from diffusers.models.unets.unet_2d_blocks import get_up_block as torch_get_up_block
+
+    from mindone.diffusers.models.unets import get_down_block, get_up_block
+
+    down = dict(
+        num_layers=2,
+        in_channels=4,
+        out_channels=8,
+        temb_channels=None,
+        add_downsample=True,
+        resnet_eps=1e-6,
+        resnet_act_fn="silu",
+        resnet_groups=2,
+        downsample_padding=1,
+        attention_head_dim=8,
+    )
+    up = dict(
+        num_layers=3,
+        in_channels=8,
+        out_channels=4,
+        prev_output_channel=8,
+        temb_channels=None,
+        add_upsample=True,
+        resnet_eps=1e-6,
+        resnet_act_fn="silu",
+        resnet_groups=2,
+        attention_head_dim=4,
+    )
+    for name, torch_factory, factory, kwargs, shape in [
+        ("UNetResDownEncoderBlock2D", torch_get_down_block, get_down_block, down, (1, 4, 7, 9)),
+        ("UpDecoderBlock2D", torch_get_up_block, get_up_block, up, (1, 8, 3, 5)),
+    ]:
+        torch.manual_seed(0)
+        torch_block = torch_factory(name, **kwargs).eval()
+        ms_block = factory(name, **kwargs)
+        load_torch_weights(ms_block, torch_block)
+        x = randn(shape)
+        with torch.no_grad():
+            expected = torch_block(torch.from_numpy(x))
+        assert_close(ms_block(ms.Tensor(x)), expected, TOL, name)
+
+
+def test_unsupported_options_raise():
+    from mindone.diffusers.models.downsampling import Downsample2D
+    from mindone.diffusers.models.resnet import ResnetBlock2D
+    from mindone.diffusers.models.unets import UNetMidBlock2D, get_down_block, get_up_block
+    from mindone.diffusers.models.upsampling import Upsample2D
+
+    with pytest.raises(ValueError, match="DownBlock2D"):
+        get_down_block("DownBlock2D", 1, 4, 4, None, True, 1e-6, "silu", attention_head_dim=4)
+    with pytest.raises(ValueError, match="AttnUpDecoderBlock2D"):
+        get_up_block("AttnUpDecoderBlock2D", 1, 4, 4, 4, None, True, 1e-6, "silu", attention_head_dim=4)
+    with pytest.raises(ValueError, match="spatial"):
+        UNetMidBlock2D(8, 4, resnet_time_scale_shift="spatial", resnet_groups=4, attention_head_dim=8)
+    with pytest.raises(ValueError, match="kernel"):
+        ResnetBlock2D(in_channels=4, groups=2, temb_channels=None, up=True, kernel="fir")
+    with pytest.raises(ValueError, match="ResnetBlockCondNorm2D"):
+        ResnetBlock2D(in_channels=4, groups=2, temb_channels=None, time_embedding_norm="ada_group")
+    with pytest.raises(ValueError, match="use_conv_transpose"):
+        Upsample2D(4, use_conv_transpose=True)
+    with pytest.raises(ValueError, match="norm_type"):
+        Downsample2D(4, use_conv=True, name="op", norm_type="rms_norm")
+    with pytest.raises(ValueError, match="Conv2d_0"):
+        Downsample2D(4, use_conv=True, name="conv")
+    with pytest.raises(ValueError, match="norm_type"):
+        Decoder(norm_type="spatial")
+    with pytest.raises(ValueError, match="activation function"):
+        ResnetBlock2D(in_channels=4, groups=2, temb_channels=None, non_linearity="tanh")
+
+
+@pytest.mark.parametrize(
+    "buffer, compiled", [(None, False), (300, False), (None, True)], ids=["eager", "strips", "jit"]
+)
+@pytest.mark.parametrize("kernel, stride, padding", [(3, 1, 1), (3, 2, 0), (3, 2, 1), (1, 1, 0), (2, 1, 0)])
+def test_cpu_conv2d(monkeypatch, buffer, compiled, kernel, stride, padding):
+    from mindone.diffusers.models import cpu_layers
+
+    if buffer is not None:  # tiny im2col buffer: the convolution runs in many row strips
+        monkeypatch.setattr(cpu_layers, "IM2COL_BUFFER_ELEMENTS", buffer)
+    if compiled:  # the Conv2d cell takes its compiled (large input) path
+        monkeypatch.setattr(cpu_layers, "SMALL_ELEMENTS", 1)
+    x = randn((2, 5, 11, 8))
+    weight, bias = randn((6, 5, kernel, kernel), seed=1), randn((6,), seed=2)
+    expected = torch.nn.functional.conv2d(
+        torch.from_numpy(x), torch.from_numpy(weight), torch.from_numpy(bias), stride=stride, padding=padding
+    )
+    got = cpu_layers.conv2d_im2col(ms.Tensor(x), ms.Tensor(weight), ms.Tensor(bias), stride, padding)
+    assert_close(got, expected, TOL, "conv2d_im2col")
+    conv = cpu_layers.Conv2d(5, 6, kernel, stride=stride, padding=padding, bias=False)
+    conv.weight.set_data(ms.Tensor(weight))
+    expected = torch.nn.functional.conv2d(
+        torch.from_numpy(x), torch.from_numpy(weight), stride=stride, padding=padding
+    )
+    assert_close(conv(ms.Tensor(x)), expected, TOL, "Conv2d cell")
+    assert [name for name, _ in conv.parameters_and_names()] == ["weight"]
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["native", "composite"])
+@pytest.mark.parametrize("shape, groups", [((2, 8, 5, 3), 4), ((1, 64, 9, 9), 32), ((3, 6, 1, 1), 3)])
+def test_cpu_group_norm(monkeypatch, compiled, shape, groups):
+    from mindone.diffusers.models import cpu_layers
+    from mindone.diffusers.models.cpu_layers import GroupNorm
+
+    if compiled:  # the composite (large input) path
+        monkeypatch.setattr(cpu_layers, "SMALL_ELEMENTS", 1)
+        x = randn(shape) * 3 + 2
+        ref = torch.nn.functional.group_norm(torch.from_numpy(x), groups, eps=1e-6)
+        assert_close(cpu_layers.group_norm_cpu(ms.Tensor(x), groups, None, None, 1e-6), ref, TOL, "no affine")
+
+    x = randn(shape) * 3 + 2  # an offset mean: the statistics are two-pass like torch's
+    torch_norm = torch.nn.GroupNorm(groups, shape[1], eps=1e-6)
+    with torch.no_grad():
+        torch_norm.weight.normal_()
+        torch_norm.bias.normal_()
+        expected = torch_norm(torch.from_numpy(x))
+    norm = GroupNorm(groups, shape[1], eps=1e-6)
+    load_torch_weights(norm, torch_norm)
+    assert_close(norm(ms.Tensor(x)), expected, TOL, "GroupNorm")
