@@ -30,6 +30,7 @@ import mindspore as ms
 from mindspore import mint
 
 from ...configuration_utils import ConfigMixin, register_to_config
+from ...loaders.single_file_model import FromOriginalModelMixin
 from ..cpu_layers import Conv2d
 from ..modeling_outputs import AutoencoderKLOutput
 from ..modeling_utils import ModelMixin
@@ -43,7 +44,7 @@ def _blend_weights(blend_extent: int) -> Tuple[ms.Tensor, ms.Tensor]:
     return ms.Tensor((1 - ramp).astype(np.float32)), ms.Tensor(ramp.astype(np.float32))
 
 
-class AutoencoderKL(ModelMixin, AutoencoderMixin, ConfigMixin):
+class AutoencoderKL(ModelMixin, AutoencoderMixin, ConfigMixin, FromOriginalModelMixin):
     r"""
     A VAE model with KL loss for encoding images into latents and decoding latent representations into images.
 
