@@ -363,3 +363,26 @@ def test_writer_errors_leave_no_file(tiny, tmp_path):
     with pytest.raises(ValueError, match="`metadata` must be a dict of str"):
         ours.save_single_file(tmp_path / "x.safetensors", metadata={"step": 3})
     assert os.listdir(tmp_path) == []
+
+
+def test_lora_must_be_fused_and_unloaded_before_writing(tiny, tmp_path):
+    import mindone.peft as mp
+
+    _, d = tiny
+    ours = Lumina2Transformer2DModel.from_single_file(d / "lumina2.safetensors", config=TINY)
+    lora = mp.LoraConfig(r=2, lora_alpha=4, target_modules=["to_q", "to_v"], init_lora_weights=False)
+    ours.add_adapter(lora, "style")
+    with pytest.raises(SingleFileComponentError, match=r"(?s)lora_A.style.*fuse and unload them first"):
+        ours.save_single_file(tmp_path / "x.safetensors")
+    assert not (tmp_path / "x.safetensors").exists()
+    ours.fuse_lora()
+    ours.unload_lora()
+    merged = _params(ours)
+    assert not np.array_equal(
+        merged["layers.0.attn.to_q.weight"],
+        _params(Lumina2Transformer2DModel.from_single_file(d / "lumina2.safetensors", config=TINY))[
+            "layers.0.attn.to_q.weight"
+        ],
+    )
+    again = Lumina2Transformer2DModel.from_single_file(ours.save_single_file(tmp_path / "x.safetensors"), config=TINY)
+    _assert_params_equal(again, merged)

@@ -527,12 +527,12 @@ def convert_lumina2_diffusers_to_original_plan(keys: Iterable[str]) -> Dict[str,
             unknown.append(key)
             continue
         plan[block + inverse[rest]] = TensorTarget((key,))
+    if unknown:
+        raise _unknown_keys_error("diffusers Lumina2Transformer2DModel", "state dict", unknown)
     for block, parts in qkv_blocks.items():
         if len(parts) != 3:
             raise SingleFileComponentError(f"`{block}attn` lacks some of to_q/to_k/to_v: cannot fuse its qkv.")
         plan[block + _LUMINA2_QKV[0]] = TensorTarget(tuple(block + p for p in _LUMINA2_QKV[1]))
-    if unknown:
-        raise _unknown_keys_error("diffusers Lumina2Transformer2DModel", "state dict", unknown)
     return plan
 
 
