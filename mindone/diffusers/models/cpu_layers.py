@@ -18,9 +18,13 @@ other devices they run MindSpore's kernels; on CPU (decided at construction: the
 
 - Conv2D, CPU: MindSpore hands oneDNN plain NCHW layouts and gets its reference path (`jit_uni_ncsp:conv+ref`), ~100x
   slower than a GEMM for kernels larger than 1x1 -> im2col (`ops.unfold`) + `mint.matmul`, in row strips so the column
-  buffer stays bounded (1x1 kernels keep the native kernel, which is fast).
+  buffer stays bounded, or a tap-wise GEMM + shifted sum when the output has few channels (1x1 kernels keep the native
+  kernel, which is fast). `mint.matmul` of a 2-D weight with a 3-D (batched) right operand: the 2-D x 2-D MatMul
+  kernel is ~4x slower on CPU.
 - GroupNorm, CPU: on large inputs the kernel is ~5-10x slower than torch's -> group statistics with GEMV reductions (two passes, accurate
   like torch's) and the normalisation + affine as one inference `ops.batch_norm` with per-channel statistics.
+- Nearest 2x upsampling followed by a 3x3 convolution (the decoder's upsamplers), CPU: computed as four 2x2
+  convolutions of the low-resolution input, one per output phase (4/9 of the multiplies, no upsampled copy).
 - PadV3 (`ops.pad`), CPU: ~10x slower than copying -> zero padding by concatenation.
 - PyNative runs these composites several times slower than a compiled graph on CPU (per-op overhead; slicing and
   concatenation ~10-20x slower), so they are `ms.jit` functions (compiled once per shape, ~0.5 s; inlined when the
@@ -89,7 +93,38 @@ def conv2d_im2col(x: ms.Tensor, weight: ms.Tensor, bias: Optional[ms.Tensor], st
     return out
 
 
-_conv2d_im2col_jit = ms.jit(conv2d_im2col)
+def conv2d_shift_sum(x: ms.Tensor, weight: ms.Tensor, bias: Optional[ms.Tensor], padding: int) -> ms.Tensor:
+    """Stride-1 `torch.nn.functional.conv2d` as one GEMM of all kernel taps against the padded input, the taps' outputs
+    then added at their offsets (in the flattened padded image, so every offset is a contiguous range; the columns
+    past the output width are cropped). Cheaper than im2col when `out_channels * kh * kw <= in_channels`."""
+    b, c, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    hp, wp = h + 2 * padding, w + 2 * padding
+    h_out, w_out = hp - kh + 1, wp - kw + 1
+    # one extra zero row keeps the last taps' ranges inside the buffer
+    xp = zero_pad_nchw(x, padding, padding, padding, padding + 1).reshape(b, c, (hp + 1) * wp)
+    taps = weight.transpose(2, 3, 0, 1).reshape(kh * kw * o, c)
+    y = mint.matmul(taps, xp).reshape(b, kh * kw, o, (hp + 1) * wp)
+    out = None
+    for k in range(kh * kw):
+        offset = (k // kw) * wp + k % kw
+        part = y[:, k, :, offset : offset + h_out * wp]
+        out = part if out is None else out + part
+    out = out.reshape(b, o, h_out, wp)[:, :, :, :w_out]
+    if bias is not None:
+        out = ops.bias_add(out, bias)
+    return out
+
+
+def conv2d_cpu(x: ms.Tensor, weight: ms.Tensor, bias: Optional[ms.Tensor], stride: int, padding: int) -> ms.Tensor:
+    """`torch.nn.functional.conv2d` (groups 1, dilation 1) by the cheaper of the two GEMM formulations above."""
+    o, c, kh, kw = weight.shape
+    if stride == 1 and o * kh * kw <= c:
+        return conv2d_shift_sum(x, weight, bias, padding)
+    return conv2d_im2col(x, weight, bias, stride, padding)
+
+
+_conv2d_cpu_jit = ms.jit(conv2d_cpu)
 
 
 class Conv2d(nn.Conv2d):
@@ -117,9 +152,51 @@ class Conv2d(nn.Conv2d):
     def construct(self, x: ms.Tensor) -> ms.Tensor:
         if self.use_im2col:
             if x.size * self.conv_kernel * self.conv_kernel < SMALL_ELEMENTS * self.conv_stride * self.conv_stride:
-                return conv2d_im2col(x, self.weight, self.bias, self.conv_stride, self.conv_padding)
-            return _conv2d_im2col_jit(x, self.weight, self.bias, self.conv_stride, self.conv_padding)
+                return conv2d_cpu(x, self.weight, self.bias, self.conv_stride, self.conv_padding)
+            return _conv2d_cpu_jit(x, self.weight, self.bias, self.conv_stride, self.conv_padding)
         return super().construct(x)
+
+
+# rows of the 2x2 phase kernels of a 3x3 kernel after nearest 2x upsampling: phase 0 sees input offsets (-1, 0) with
+# kernel rows (0, 1 + 2), phase 1 sees offsets (0, +1) with kernel rows (0 + 1, 2)
+_PHASE_ROWS = ((1.0, 0.0, 0.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+
+
+def upsample_nearest2x_conv2d(x: ms.Tensor, weight: ms.Tensor, bias: Optional[ms.Tensor]) -> ms.Tensor:
+    """`conv2d(interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=1)` for a 3x3 `weight`, as four
+    2x2 convolutions of `x` (im2col + one GEMM for all phases), in strips of rows."""
+    b, c, h, w = x.shape
+    o = weight.shape[0]
+    rows = ms.Tensor(_PHASE_ROWS, dtype=weight.dtype)  # (4, 3): [phase 0 row 0, phase 0 row 1, phase 1 row 0, ...]
+    phase = mint.matmul(mint.matmul(rows, weight), rows.T)  # (o, c, 4, 4): [2 * a + i, 2 * b + j]
+    phase = phase.reshape(o, c, 2, 2, 2, 2).transpose(2, 4, 0, 1, 3, 5).reshape(4 * o, c * 4)
+    # 2x2 windows of the zero-padded input: (h + 1) x (w + 1) positions; phase (a, b) uses positions (y + a, x + b)
+    xp = zero_pad_nchw(x, 1, 1, 1, 1)
+    rows_per_strip = max(1, IM2COL_BUFFER_ELEMENTS // (b * c * 4 * (w + 1)))
+    if rows_per_strip >= h + 1:
+        out = mint.matmul(phase, ops.unfold(xp, 2))
+    else:
+        strips = []
+        for r0 in range(0, h + 1, rows_per_strip):
+            r1 = min(r0 + rows_per_strip, h + 1)
+            strips.append(mint.matmul(phase, ops.unfold(xp[:, :, r0 : r1 + 1, :], 2)))
+        out = mint.cat(strips, dim=2)
+    out = out.reshape(b, 2, 2, o, h + 1, w + 1)
+    phases = [out[:, i // 2, i % 2, :, i // 2 : i // 2 + h, i % 2 : i % 2 + w] for i in range(4)]
+    out = ops.stack(phases).reshape(2, 2, b, o, h, w).transpose(2, 3, 4, 0, 5, 1).reshape(b, o, 2 * h, 2 * w)
+    if bias is not None:
+        out = ops.bias_add(out, bias)
+    return out
+
+
+_upsample_nearest2x_conv2d_jit = ms.jit(upsample_nearest2x_conv2d)
+
+
+def upsample_conv_cpu(x: ms.Tensor, conv: Conv2d) -> ms.Tensor:
+    """Nearest 2x upsampling then `conv` (3x3, stride 1, padding 1) by `upsample_nearest2x_conv2d` (compiled if large)."""
+    if x.size * 16 < SMALL_ELEMENTS:
+        return upsample_nearest2x_conv2d(x, conv.weight, conv.bias)
+    return _upsample_nearest2x_conv2d_jit(x, conv.weight, conv.bias)
 
 
 def group_norm_cpu(x: ms.Tensor, num_groups: int, weight: Optional[ms.Tensor], bias: Optional[ms.Tensor], eps: float):

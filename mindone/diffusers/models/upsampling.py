@@ -15,7 +15,7 @@
 
 Adapted from diffusers v0.42.1 `models/upsampling.py`; MindSpore changes: only `Upsample2D` with nearest interpolation
 and an optional convolution (no transposed convolution, no norm layers); the convolution is `cpu_layers.Conv2d` (torch's
-parameter names, fast CPU path).
+parameter names, fast CPU path), and on CPU upsampling + 3x3 convolution run fused (`cpu_layers.upsample_conv_cpu`).
 """
 
 from typing import Optional, Tuple
@@ -23,7 +23,7 @@ from typing import Optional, Tuple
 import mindspore as ms
 from mindspore import mint, nn
 
-from .cpu_layers import Conv2d
+from .cpu_layers import Conv2d, _on_cpu, upsample_conv_cpu
 
 
 class Upsample2D(nn.Cell):
@@ -97,7 +97,13 @@ class Upsample2D(nn.Cell):
         else:
             self.Conv2d_0 = conv
 
+        # on CPU, nearest 2x upsampling + 3x3 convolution runs as one phase-decomposed convolution (`cpu_layers`)
+        self.fused_cpu = _on_cpu() and use_conv and interpolate and kernel_size == 3 and padding == 1
+
     def construct(self, hidden_states: ms.Tensor, output_size: Optional[Tuple[int, int]] = None) -> ms.Tensor:
+        if self.fused_cpu and output_size is None:
+            return upsample_conv_cpu(hidden_states, self.conv if self.name == "conv" else self.Conv2d_0)
+
         # if `output_size` is passed we force the interpolation output size and do not make use of `scale_factor=2`
         if self.interpolate:
             if output_size is None:

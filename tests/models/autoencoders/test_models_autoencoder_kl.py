@@ -384,6 +384,23 @@ def test_upsample_options(kwargs, output_size):
     assert_close(ms_block(ms.Tensor(x), output_size), expected, TOL, f"Upsample2D {kwargs}")
 
 
+@pytest.mark.parametrize("buffer, compiled", [(None, False), (40, False), (None, True)], ids=["eager", "strips", "jit"])
+def test_cpu_upsample_conv(monkeypatch, buffer, compiled):
+    from mindone.diffusers.models import cpu_layers
+
+    if buffer is not None:
+        monkeypatch.setattr(cpu_layers, "IM2COL_BUFFER_ELEMENTS", buffer)
+    if compiled:
+        monkeypatch.setattr(cpu_layers, "SMALL_ELEMENTS", 1)
+    x, weight, bias = randn((2, 3, 5, 4)), randn((4, 3, 3, 3), seed=1), randn((4,), seed=2)
+    upsampled = torch.nn.functional.interpolate(torch.from_numpy(x), scale_factor=2.0, mode="nearest")
+    expected = torch.nn.functional.conv2d(upsampled, torch.from_numpy(weight), torch.from_numpy(bias), padding=1)
+    conv = cpu_layers.Conv2d(3, 4, 3, padding=1)
+    conv.weight.set_data(ms.Tensor(weight))
+    conv.bias.set_data(ms.Tensor(bias))
+    assert_close(cpu_layers.upsample_conv_cpu(ms.Tensor(x), conv), expected, TOL, "upsample + conv")
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -542,6 +559,9 @@ def test_cpu_conv2d(monkeypatch, buffer, compiled, kernel, stride, padding):
     )
     got = cpu_layers.conv2d_im2col(ms.Tensor(x), ms.Tensor(weight), ms.Tensor(bias), stride, padding)
     assert_close(got, expected, TOL, "conv2d_im2col")
+    if stride == 1:
+        got = cpu_layers.conv2d_shift_sum(ms.Tensor(x), ms.Tensor(weight), ms.Tensor(bias), padding)
+        assert_close(got, expected, TOL, "conv2d_shift_sum")
     conv = cpu_layers.Conv2d(5, 6, kernel, stride=stride, padding=padding, bias=False)
     conv.weight.set_data(ms.Tensor(weight))
     expected = torch.nn.functional.conv2d(
