@@ -14,8 +14,9 @@
 """Normalization layers of the Lumina2 closure.
 
 Adapted from diffusers v0.42.1 `models/normalization.py`; MindSpore changes: RMSNorm is written out (no `mint.nn.RMSNorm`
-in MindSpore 2.10 and `ops.rms_norm` has no CPU kernel), with upstream's fp32 variance and dtype rules; `LayerNorm` stands
-in for `torch.nn.LayerNorm` because `mint.nn.LayerNorm` (LayerNormExt) has no CPU kernel in MindSpore 2.10.
+in MindSpore 2.10 and `ops.rms_norm` has no CPU kernel), with upstream's fp32 variance and dtype rules, compiled with
+`ms.jit` for large inputs (fast in PyNative); `LayerNorm` stands in for `torch.nn.LayerNorm` because
+`mint.nn.LayerNorm` (LayerNormExt) has no CPU kernel in MindSpore 2.10.
 """
 
 import numbers
@@ -23,6 +24,8 @@ from typing import Optional
 
 import mindspore as ms
 from mindspore import Parameter, mint, nn, ops
+
+from ..utils.mindspore_utils import JIT_MIN_ELEMENTS
 
 
 class LayerNorm(nn.Cell):
@@ -58,6 +61,27 @@ class LayerNorm(nn.Cell):
         return self.layer_norm(x, weight.astype(x.dtype), bias.astype(x.dtype))[0]
 
 
+def _rms_norm(hidden_states: ms.Tensor, weight: Optional[ms.Tensor], bias: Optional[ms.Tensor], eps: float):
+    input_dtype = hidden_states.dtype
+    hidden_states = hidden_states.astype(ms.float32)
+    variance = mint.mean(mint.square(hidden_states), -1, keepdim=True)
+    hidden_states = hidden_states * mint.rsqrt(variance + eps)
+    if weight is not None:
+        # convert into half-precision if necessary (the weight's dtype decides, as upstream)
+        if weight.dtype in (ms.float16, ms.bfloat16):
+            hidden_states = hidden_states.astype(weight.dtype)
+        hidden_states = hidden_states * weight
+        if bias is not None:
+            hidden_states = hidden_states + bias
+    else:
+        hidden_states = hidden_states.astype(input_dtype)
+    return hidden_states
+
+
+# a compiled graph for large inputs (see `JIT_MIN_ELEMENTS`): on CPU, PyNative's broadcast multiplies and mean are slow
+_rms_norm_jit = ms.jit(_rms_norm)
+
+
 class RMSNorm(nn.Cell):
     r"""
     RMS Norm as introduced in https://huggingface.co/papers/1910.07467 by Zhang et al.
@@ -85,19 +109,9 @@ class RMSNorm(nn.Cell):
                 self.bias = Parameter(mint.zeros(self.dim, dtype=ms.float32), name="bias")
 
     def construct(self, hidden_states: ms.Tensor) -> ms.Tensor:
-        input_dtype = hidden_states.dtype
-        variance = hidden_states.astype(ms.float32).pow(2).mean(-1, keep_dims=True)
-        hidden_states = hidden_states.astype(ms.float32) * mint.rsqrt(variance + self.eps)
-        if self.weight is not None:
-            # convert into half-precision if necessary (the weight's dtype decides, as upstream)
-            if self.weight.dtype in (ms.float16, ms.bfloat16):
-                hidden_states = hidden_states.astype(self.weight.dtype)
-            hidden_states = hidden_states * self.weight
-            if self.bias is not None:
-                hidden_states = hidden_states + self.bias
-        else:
-            hidden_states = hidden_states.astype(input_dtype)
-        return hidden_states
+        if hidden_states.size >= JIT_MIN_ELEMENTS:
+            return _rms_norm_jit(hidden_states, self.weight, self.bias, self.eps)
+        return _rms_norm(hidden_states, self.weight, self.bias, self.eps)
 
 
 class LuminaRMSNormZero(nn.Cell):
