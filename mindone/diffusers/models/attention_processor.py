@@ -16,7 +16,8 @@
 Adapted from diffusers v0.42.1 `models/attention_processor.py`; MindSpore changes: only the options Lumina2 and the
 FLUX VAE use (others raise), processors are `ms.jit_class` objects so `Attention.construct` compiles in GRAPH_MODE, and
 `torch.nn.functional.scaled_dot_product_attention` is replaced by `scaled_dot_product_attention` below: a math path with
-fp32 softmax everywhere, plus Ascend's flash-attention kernel for fp16/bf16 inputs (untested on hardware).
+fp32 softmax everywhere (an `ms.jit` graph for large inputs), plus Ascend's flash-attention kernel for fp16/bf16 inputs
+(untested on hardware).
 """
 
 import math
@@ -26,6 +27,7 @@ import mindspore as ms
 from mindspore import mint, nn, ops
 
 from ..utils import is_ascend, logging
+from ..utils.mindspore_utils import JIT_MIN_ELEMENTS
 from .normalization import LayerNorm, RMSNorm
 
 logger = logging.get_logger(__name__)
@@ -61,15 +63,30 @@ def scaled_dot_product_attention(
     dtype = query.dtype
     if use_flash and dtype in (ms.float16, ms.bfloat16):
         return _flash_attention_ascend(query, key, value, attn_mask, scale)
-    scores = mint.matmul(query, key.swapaxes(-1, -2)).astype(ms.float32) * scale
+    if query.size >= JIT_MIN_ELEMENTS:
+        return _attention_math_jit(query, key, value, attn_mask, scale)
+    return _attention_math(query, key, value, attn_mask, scale)
+
+
+_batch_matmul_nt = ops.BatchMatMul(transpose_b=True)
+
+
+def _attention_math(query, key, value, attn_mask, scale):
+    dtype = query.dtype
+    # BatchMatMul with a transposed second operand reads `key` in place (no transposed copy)
+    scores = _batch_matmul_nt(query, key).astype(ms.float32) * scale
     if attn_mask is not None:
         if attn_mask.dtype == ms.bool_:
-            # a large finite negative instead of -inf: identical result for rows with at least one kept key
-            scores = mint.where(attn_mask, scores, ms.Tensor(-3.0e38, ms.float32))
-        else:
-            scores = scores + attn_mask.astype(ms.float32)
+            # as an additive mask: a large finite negative instead of -inf, identical result for rows with at least
+            # one kept key; adding the small (B, 1, L or 1, S) bias is ~2x faster than a `where` over the scores on CPU
+            attn_mask = mint.where(attn_mask, ms.Tensor(0.0, ms.float32), ms.Tensor(-3.0e38, ms.float32))
+        scores = scores + attn_mask.astype(ms.float32)
     probs = mint.softmax(scores, dim=-1).astype(value.dtype)
     return mint.matmul(probs, value).astype(dtype)
+
+
+# a compiled graph for large inputs (see `JIT_MIN_ELEMENTS`)
+_attention_math_jit = ms.jit(_attention_math)
 
 
 def _flash_attention_ascend(query, key, value, attn_mask, scale):

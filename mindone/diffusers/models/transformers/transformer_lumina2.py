@@ -17,8 +17,8 @@ Adapted from diffusers v0.42.1 `models/transformers/transformer_lumina2.py`; Min
 bookkeeping of upstream's forward (caption lengths via `.tolist()`, per-sample position ids, the joint-sequence layout,
 the attention masks) runs in NumPy in `Lumina2Transformer2DModel.__call__`, which then calls the pure-tensor,
 fixed-shape `construct` (so the model compiles in GRAPH_MODE and under `ms.jit`); RoPE is applied in real arithmetic
-on the real view `(cos, sin)` of `freqs_cis` (tables gathered by position id) instead of complex numbers; GQA expands k/v
-with `broadcast_to`.
+on the real view `(cos, sin)` of `freqs_cis` (tables gathered by position id) instead of complex numbers; GQA stacks the
+query heads of each k/v head along the sequence axis instead of repeating k/v.
 """
 
 import math
@@ -142,14 +142,14 @@ class Lumina2AttnProcessor2_0:
         key = key.swapaxes(1, 2)
         value = value.swapaxes(1, 2)
 
-        # perform Grouped-query Attention (GQA): (B, kv, S, D) -> (B, kv, n_rep, S, D) -> (B, heads, S, D)
+        # perform Grouped-query Attention (GQA). MindSpore change: instead of repeating each k/v head for its n_rep
+        # query heads (heads g * n_rep ... g * n_rep + n_rep - 1), those query heads are stacked along the sequence
+        # axis, (B, heads, L, D) -> (B, kv, n_rep * L, D): the same products without copying k/v, in fewer and larger
+        # matmuls
         n_rep = attn.heads // kv_heads
+        query_len = query.shape[2]
         if n_rep > 1:
-            kv_len = key.shape[2]
-            key = key.unsqueeze(2).broadcast_to((batch_size, kv_heads, n_rep, kv_len, head_dim))
-            key = key.reshape(batch_size, attn.heads, kv_len, head_dim)
-            value = value.unsqueeze(2).broadcast_to((batch_size, kv_heads, n_rep, kv_len, head_dim))
-            value = value.reshape(batch_size, attn.heads, kv_len, head_dim)
+            query = query.reshape(batch_size, kv_heads, n_rep * query_len, head_dim)
 
         # scaled_dot_product_attention expects attention_mask shape to be
         # (batch, heads, source_length, target_length)
@@ -159,6 +159,7 @@ class Lumina2AttnProcessor2_0:
         hidden_states = scaled_dot_product_attention(
             query, key, value, attn_mask=attention_mask, scale=softmax_scale, use_flash=attn.use_flash
         )
+        hidden_states = hidden_states.reshape(batch_size, attn.heads, query_len, head_dim)
         hidden_states = hidden_states.swapaxes(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
         hidden_states = hidden_states.astype(query.dtype)
 

@@ -1,0 +1,139 @@
+"""The `ms.jit` branches of the pure tensor helpers (RMSNorm, RoPE, attention), taken for inputs of at least
+`JIT_MIN_ELEMENTS` elements, against diffusers / torch on identical inputs (fp32, relative L2 <= 1e-5), in PyNative and
+GRAPH_MODE. The model tests use tiny sizes and so cover the eager branches; these use sizes just above the threshold."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention as TorchAttention
+from diffusers.models.embeddings import apply_rotary_emb as torch_apply_rotary_emb
+from diffusers.models.normalization import RMSNorm as TorchRMSNorm
+from diffusers.models.transformers.transformer_lumina2 import Lumina2AttnProcessor2_0 as TorchLumina2AttnProcessor
+
+import mindspore as ms
+
+from mindone.diffusers.models.attention_processor import Attention, scaled_dot_product_attention
+from mindone.diffusers.models.embeddings import apply_rotary_emb
+from mindone.diffusers.models.normalization import RMSNorm
+from mindone.diffusers.models.transformers.transformer_lumina2 import Lumina2AttnProcessor2_0
+from mindone.diffusers.utils.mindspore_utils import JIT_MIN_ELEMENTS
+from tests.testing_utils import assert_close, load_torch_weights
+
+MODES = ["pynative", "graph"]
+
+
+@pytest.fixture
+def mode_context(request):
+    if request.param == "graph":
+        ms.set_context(mode=ms.GRAPH_MODE)
+    yield request.param
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+@pytest.mark.parametrize("mode_context", MODES, indirect=True)
+def test_rms_norm_large(mode_context):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 150, 1024)).astype(np.float32) * 3
+    assert x.size >= JIT_MIN_ELEMENTS
+    torch_norm = TorchRMSNorm(1024, eps=1e-6)
+    with torch.no_grad():
+        torch_norm.weight.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, 1024).astype(np.float32)))
+    norm = RMSNorm(1024, eps=1e-6)
+    load_torch_weights(norm, torch_norm)
+    with torch.no_grad():
+        expected = torch_norm(torch.from_numpy(x))
+    assert_close(norm(ms.Tensor(x)), expected, 1e-6)
+    # without weight: the input dtype is kept
+    torch_plain, plain = TorchRMSNorm(1024, eps=1e-6, elementwise_affine=False), RMSNorm(1024, 1e-6, False)
+    with torch.no_grad():
+        assert_close(plain(ms.Tensor(x)), torch_plain(torch.from_numpy(x)), 1e-6)
+
+
+@pytest.mark.parametrize("mode_context", MODES, indirect=True)
+def test_rotary_large(mode_context):
+    rng = np.random.default_rng(1)
+    batch, seq, heads, dim = 2, 300, 8, 128
+    x = rng.standard_normal((batch, seq, heads, dim)).astype(np.float32)
+    assert x.size >= JIT_MIN_ELEMENTS
+    angles = rng.uniform(-30, 30, (batch, seq, dim // 2))
+    freqs = np.stack([np.cos(angles), np.sin(angles)], axis=-1).astype(np.float32)
+    torch_freqs = torch.polar(torch.ones(angles.shape, dtype=torch.float64), torch.from_numpy(angles))
+    expected = torch_apply_rotary_emb(torch.from_numpy(x), torch_freqs, use_real=False)
+    assert_close(apply_rotary_emb(ms.Tensor(x), ms.Tensor(freqs)), expected, 1e-6)
+    # a table shared by the batch, [S, D/2, 2] (diffusers takes it expanded to the batch)
+    expected = torch_apply_rotary_emb(torch.from_numpy(x), torch_freqs[:1].expand(batch, -1, -1), use_real=False)
+    assert_close(apply_rotary_emb(ms.Tensor(x), ms.Tensor(freqs[0])), expected, 1e-6)
+
+
+@pytest.mark.parametrize("mode_context", MODES, indirect=True)
+def test_attention_large(mode_context):
+    rng = np.random.default_rng(2)
+    batch, heads, q_len, kv_len, dim = 2, 8, 300, 280, 64
+    q = rng.standard_normal((batch, heads, q_len, dim)).astype(np.float32)
+    k = rng.standard_normal((batch, heads, kv_len, dim)).astype(np.float32)
+    v = rng.standard_normal((batch, heads, kv_len, dim)).astype(np.float32)
+    assert q.size >= JIT_MIN_ELEMENTS
+    keep = np.arange(kv_len)[None, :] < np.array([kv_len, 100])[:, None]
+    bool_mask = keep[:, None, None, :]
+    float_mask = rng.standard_normal((batch, 1, q_len, kv_len)).astype(np.float32)
+    tq, tk, tv = (torch.from_numpy(a) for a in (q, k, v))
+    cases = {
+        "no mask": (None, None),
+        "bool mask": (bool_mask, bool_mask),
+        "float mask": (float_mask, float_mask),
+    }
+    for name, (mask, torch_mask) in cases.items():
+        expected = F.scaled_dot_product_attention(
+            tq, tk, tv, attn_mask=None if torch_mask is None else torch.from_numpy(torch_mask), scale=0.1
+        )
+        out = scaled_dot_product_attention(
+            ms.Tensor(q), ms.Tensor(k), ms.Tensor(v), attn_mask=None if mask is None else ms.Tensor(mask), scale=0.1
+        )
+        assert_close(out, expected, 1e-5, what=name)
+
+
+@pytest.mark.parametrize("mode_context", MODES, indirect=True)
+def test_lumina2_attention_gqa_large(mode_context):
+    # the Lumina2 processor at 24/8 heads (GQA stacked along the sequence), RoPE, qk norms and a caption mask
+    torch.manual_seed(5)
+    dim, heads, kv_heads, batch, seq = 384, 24, 8, 2, 700
+    kwargs = dict(
+        query_dim=dim,
+        dim_head=dim // heads,
+        heads=heads,
+        kv_heads=kv_heads,
+        qk_norm="rms_norm",
+        eps=1e-5,
+        bias=False,
+        out_bias=False,
+    )
+    torch_attn = TorchAttention(**kwargs, processor=TorchLumina2AttnProcessor()).eval()
+    with torch.no_grad():
+        torch_attn.norm_q.weight.add_(torch.randn(dim // heads) * 0.2)
+        torch_attn.norm_k.weight.add_(torch.randn(dim // heads) * 0.2)
+    attn = Attention(**kwargs, processor=Lumina2AttnProcessor2_0())
+    load_torch_weights(attn, torch_attn)
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((batch, seq, dim)).astype(np.float32)
+    assert batch * heads * seq * (dim // heads) >= JIT_MIN_ELEMENTS
+    mask = np.arange(seq)[None, :] < np.array([seq, 77])[:, None]
+    angles = rng.uniform(-3, 3, (batch, seq, dim // heads // 2))
+    freqs_cis = np.stack([np.cos(angles), np.sin(angles)], axis=-1).astype(np.float32)
+    torch_freqs = torch.polar(torch.ones(angles.shape, dtype=torch.float64), torch.from_numpy(angles))
+    for attention_mask in (mask, None):
+        with torch.no_grad():
+            expected = torch_attn(
+                torch.from_numpy(x),
+                encoder_hidden_states=torch.from_numpy(x),
+                attention_mask=None if attention_mask is None else torch.from_numpy(attention_mask),
+                image_rotary_emb=torch_freqs,
+            )
+        out = attn(
+            ms.Tensor(x),
+            ms.Tensor(x),
+            None if attention_mask is None else ms.Tensor(attention_mask),
+            ms.Tensor(freqs_cis),
+        )
+        assert_close(out, expected, 1e-5, what=f"mask={attention_mask is not None}")
