@@ -11,24 +11,24 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Convolution, group norm and zero padding with fast CPU paths (MindSpore 2.10 CPU workarounds, one place).
+"""Convolution, group norm and zero padding with fast CPU paths: the MindSpore 2.10 CPU workarounds of the VAE, in one
+place (no diffusers counterpart).
 
 `Conv2d` and `GroupNorm` keep torch's parameter names and shapes (`weight`, `bias`), so checkpoints load unchanged. On
 other devices they run MindSpore's kernels; on CPU (decided at construction: the device cannot be read in a graph):
 
 - Conv2D, CPU: MindSpore hands oneDNN plain NCHW layouts and gets its reference path (`jit_uni_ncsp:conv+ref`), ~100x
-  slower than a GEMM for kernels larger than 1x1 -> im2col (`ops.unfold`) + `mint.matmul`, in row strips so the column
-  buffer stays bounded, or a tap-wise GEMM + shifted sum when the output has few channels (1x1 kernels keep the native
-  kernel, which is fast). `mint.matmul` of a 2-D weight with a 3-D (batched) right operand: the 2-D x 2-D MatMul
-  kernel is ~4x slower on CPU.
-- GroupNorm, CPU: on large inputs the kernel is ~5-10x slower than torch's -> group statistics with GEMV reductions (two passes, accurate
-  like torch's) and the normalisation + affine as one inference `ops.batch_norm` with per-channel statistics.
-- Nearest 2x upsampling followed by a 3x3 convolution (the decoder's upsamplers), CPU: computed as four 2x2
-  convolutions of the low-resolution input, one per output phase (4/9 of the multiplies, no upsampled copy).
+  slower than a GEMM for kernels larger than 1x1 -> im2col (`ops.unfold`) + `mint.matmul` in row strips (bounded
+  column buffer), or one GEMM of all kernel taps + shifted sums when the output has few channels. 1x1 kernels keep the
+  native kernel (fast). The weight is multiplied as 2-D x 3-D (BatchMatMul): 2-D x 2-D MatMul is ~4x slower on CPU.
+- Nearest 2x upsampling + 3x3 convolution (the decoder's upsamplers), CPU: four 2x2 convolutions of the
+  low-resolution input, one per output phase (4/9 of the multiplies, no upsampled copy).
+- GroupNorm, CPU: on large inputs the kernel is ~5x slower than torch's -> two-pass group statistics with GEMV
+  reductions (accurate like torch's) and normalisation + affine as one inference `ops.batch_norm`.
 - PadV3 (`ops.pad`), CPU: ~10x slower than copying -> zero padding by concatenation.
-- PyNative runs these composites several times slower than a compiled graph on CPU (per-op overhead; slicing and
-  concatenation ~10-20x slower), so they are `ms.jit` functions (compiled once per shape, ~0.5 s; inlined when the
-  caller is itself compiled).
+- PyNative runs these composites several times slower than a compiled graph (per-op overhead; slicing and
+  concatenation ~10-20x slower), so on large inputs they run as `ms.jit` functions (compiled once per shape, ~0.5 s;
+  inlined when the caller is itself compiled); small inputs run op by op (and group norm on its kernel).
 """
 
 from typing import Optional, Tuple
@@ -129,7 +129,7 @@ _conv2d_cpu_jit = ms.jit(conv2d_cpu)
 
 class Conv2d(nn.Conv2d):
     r"""`torch.nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias)` (square kernel, zero
-    padding, no groups / dilation): legacy `nn.Conv2d(pad_mode="pad")` (`mint.nn.Conv2d` has no CPU kernel), computed as
+    padding, no groups / dilation): legacy `nn.Conv2d(pad_mode="pad")` (`mint.nn.Conv2d` has no CPU kernel), computed by
     im2col + GEMM on CPU for kernels larger than 1x1."""
 
     def __init__(
@@ -193,14 +193,14 @@ _upsample_nearest2x_conv2d_jit = ms.jit(upsample_nearest2x_conv2d)
 
 
 def upsample_conv_cpu(x: ms.Tensor, conv: Conv2d) -> ms.Tensor:
-    """Nearest 2x upsampling then `conv` (3x3, stride 1, padding 1) by `upsample_nearest2x_conv2d` (compiled if large)."""
+    """Nearest 2x upsampling then `conv` (3x3, stride 1, padding 1) by `upsample_nearest2x_conv2d`."""
     if x.size * 16 < SMALL_ELEMENTS:
         return upsample_nearest2x_conv2d(x, conv.weight, conv.bias)
     return _upsample_nearest2x_conv2d_jit(x, conv.weight, conv.bias)
 
 
 def group_norm_cpu(x: ms.Tensor, num_groups: int, weight: Optional[ms.Tensor], bias: Optional[ms.Tensor], eps: float):
-    """`torch.nn.functional.group_norm` from GEMV reductions and one inference batch norm (fast MindSpore CPU kernels)."""
+    """`torch.nn.functional.group_norm` from GEMV reductions and one inference batch norm (fast CPU kernels)."""
     shape = x.shape
     b, c = shape[0], shape[1]
     groups = b * num_groups

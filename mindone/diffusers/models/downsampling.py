@@ -14,10 +14,10 @@
 """2D downsampling layer of the VAE encoder blocks.
 
 Adapted from diffusers v0.42.1 `models/downsampling.py`; MindSpore changes: only `Downsample2D` (no norm layers); the
-convolution is `cpu_layers.Conv2d` (torch's parameter names, fast CPU path), legacy `nn.AvgPool2d` stands in for
-`mint.nn.AvgPool2d` (AvgPool2D has no CPU kernel in MindSpore 2.10), the asymmetric zero pad is `cpu_layers.pad_nchw`
-(`mint.nn.functional.pad` has no CPU kernel); `name="conv"` with a convolution is refused because upstream registers that
-convolution twice (`conv.*` and `Conv2d_0.*` in its checkpoints).
+convolution is `cpu_layers.Conv2d` (torch's parameter names, fast CPU path); legacy `nn.AvgPool2d` stands in for
+`mint.nn.AvgPool2d` (AvgPool2D has no CPU kernel in MindSpore 2.10); the asymmetric zero pad is `cpu_layers.pad_nchw`
+(`mint.nn.functional.pad` has no CPU kernel); `name="conv"` with a convolution is refused because upstream registers
+that convolution twice (`conv.*` and `Conv2d_0.*` in its checkpoints).
 """
 
 from typing import Optional
@@ -78,8 +78,8 @@ class Downsample2D(nn.Cell):
         if use_conv:
             if name == "conv":
                 raise ValueError(
-                    "`name='conv'` with `use_conv=True` is not supported by this port of `Downsample2D` (upstream saves"
-                    " that convolution under both `conv` and `Conv2d_0`); use `name='op'` or `name='Conv2d_0'`."
+                    "`name='conv'` with `use_conv=True` is not supported by this port of `Downsample2D` (upstream"
+                    " saves that convolution under both `conv` and `Conv2d_0`); use `name='op'` or `name='Conv2d_0'`."
                 )
             conv = Conv2d(
                 self.channels,

@@ -13,8 +13,8 @@
 # limitations under the License.
 """ResNet block of the VAE encoder and decoder.
 
-Adapted from diffusers v0.42.1 `models/resnet.py`; MindSpore changes: only `ResnetBlock2D` (no FIR / `sde_vp` resampling
-kernels); convolutions and group norms are `cpu_layers.Conv2d` / `cpu_layers.GroupNorm` (torch's parameter names, fast
+Adapted from diffusers v0.42.1 `models/resnet.py`; MindSpore changes: only `ResnetBlock2D` (no FIR / `sde_vp`
+resampling kernels); convolutions and group norms are `cpu_layers.Conv2d` / `cpu_layers.GroupNorm` (torch's parameter names, fast
 CPU paths).
 """
 

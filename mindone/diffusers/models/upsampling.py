@@ -14,8 +14,9 @@
 """2D upsampling layer of the VAE decoder blocks.
 
 Adapted from diffusers v0.42.1 `models/upsampling.py`; MindSpore changes: only `Upsample2D` with nearest interpolation
-and an optional convolution (no transposed convolution, no norm layers); the convolution is `cpu_layers.Conv2d` (torch's
-parameter names, fast CPU path), and on CPU upsampling + 3x3 convolution run fused (`cpu_layers.upsample_conv_cpu`).
+and an optional convolution (no transposed convolution, no norm layers); the convolution is `cpu_layers.Conv2d`
+(torch's parameter names, fast CPU path), and on CPU upsampling + 3x3 convolution run fused
+(`cpu_layers.upsample_conv_cpu`).
 """
 
 from typing import Optional, Tuple

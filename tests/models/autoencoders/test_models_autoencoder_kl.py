@@ -1,7 +1,8 @@
 """AutoencoderKL (the FLUX VAE) against diffusers 0.42.1: same weights, same inputs, same noise.
 
-Configs: diffusers' tiny test config (`block_out_channels` (2, 4), 2 groups), the (32, 64) config of its slicing / tiling
-tests, and the FLUX widths (128/256/512/512, 16 latent channels, 2 layers per block, no quant convs) at a small size.
+Configs: diffusers' tiny test config (`block_out_channels` (2, 4), 2 groups), the (32, 64) config of its slicing /
+tiling tests, and the FLUX widths (128/256/512/512, 16 latent channels, 2 layers per block, no quant convs) at a small
+size.
 """
 
 import numpy as np
@@ -384,7 +385,9 @@ def test_upsample_options(kwargs, output_size):
     assert_close(ms_block(ms.Tensor(x), output_size), expected, TOL, f"Upsample2D {kwargs}")
 
 
-@pytest.mark.parametrize("buffer, compiled", [(None, False), (40, False), (None, True)], ids=["eager", "strips", "jit"])
+@pytest.mark.parametrize(
+    "buffer, compiled", [(None, False), (40, False), (None, True)], ids=["eager", "strips", "jit"]
+)
 def test_cpu_upsample_conv(monkeypatch, buffer, compiled):
     from mindone.diffusers.models import cpu_layers
 

@@ -18,7 +18,7 @@ default; `generator` is a `numpy.random.Generator`; convolutions are `cpu_layers
 CPU path); tile blending is vectorised (one weighted sum per overlap instead of a Python loop of in-place row
 writes, same numbers); `encode` / `decode` / the forward pass run on the host and call the `encoder`, `decoder` and
 quant-conv cells, which GRAPH_MODE compiles (once per input shape), so tiling, slicing, the posterior object and numpy
-generators work in both modes; no attention-processor switching, QKV fusion, PEFT or single-file loading.
+generators work in both modes; no attention-processor switching, QKV fusion or PEFT.
 """
 
 import warnings
@@ -341,9 +341,9 @@ class AutoencoderKL(ModelMixin, AutoencoderMixin, ConfigMixin, FromOriginalModel
         """
         warnings.warn(
             "The tiled_encode implementation supporting the `return_dict` parameter is deprecated. In the future, the "
-            "implementation of this method will be replaced with that of `_tiled_encode` and you will no longer be able "
-            "to pass `return_dict`. You will also have to create a `DiagonalGaussianDistribution()` from the returned "
-            "value.",
+            "implementation of this method will be replaced with that of `_tiled_encode` and you will no longer be "
+            "able to pass `return_dict`. You will also have to create a `DiagonalGaussianDistribution()` from the "
+            "returned value.",
             FutureWarning,
         )
         posterior = DiagonalGaussianDistribution(self._tiled_encode(x))

@@ -13,11 +13,11 @@
 # limitations under the License.
 """Encoder, decoder and posterior of the KL autoencoder.
 
-Adapted from diffusers v0.42.1 `models/autoencoders/vae.py`; MindSpore changes: only `Encoder`, `Decoder` (group norm;
-no spatial norm / `latent_embeds`), `DecoderOutput`, `DiagonalGaussianDistribution` (noise from a `numpy.random.Generator`
-via `randn_tensor`) and `AutoencoderMixin`; legacy `nn.Conv2d` stands in for `mint.nn.Conv2d`, which has no CPU kernel in
-MindSpore 2.10; convolutions and group norms are `cpu_layers.Conv2d` / `cpu_layers.GroupNorm` (torch's parameter names,
-fast CPU paths).
+Adapted from diffusers v0.42.1 `models/autoencoders/vae.py`; MindSpore changes: only `Encoder`, `Decoder` (group
+norm; no spatial norm / `latent_embeds`), `DecoderOutput`, `DiagonalGaussianDistribution` (noise from a
+`numpy.random.Generator` via `randn_tensor`) and `AutoencoderMixin`; convolutions and group norms are
+`cpu_layers.Conv2d` / `cpu_layers.GroupNorm` (torch's parameter names; fast CPU paths, as `mint.nn.Conv2d` has no CPU
+kernel in MindSpore 2.10).
 """
 
 from dataclasses import dataclass
