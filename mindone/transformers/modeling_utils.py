@@ -36,7 +36,7 @@ from ..diffusers.models.model_loading_utils import (
     resolve_weight_files,
     save_state_dict_sharded,
 )
-from ..diffusers.models.modeling_utils import _UNSUPPORTED_KWARGS, cast_cell
+from ..diffusers.models.modeling_utils import _UNSUPPORTED_KWARGS, CellUtilsMixin
 from ..diffusers.utils import dtype_to_str, logging, str_to_dtype
 from ..safetensors.mindspore import SafetensorError, safe_open
 
@@ -44,7 +44,6 @@ logger = logging.get_logger(__name__)
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
-_FLOAT_DTYPES = (ms.float16, ms.float32, ms.bfloat16, ms.float64)
 
 
 def _checkpoint_keys(files):
@@ -78,7 +77,7 @@ def _prefix_key_mapping(model: nn.Cell, prefix: str, checkpoint_keys):
     return None
 
 
-class PreTrainedModel(nn.Cell):
+class PreTrainedModel(CellUtilsMixin):
     r"""
     Base class for all models of mindone.transformers.
 
@@ -115,46 +114,8 @@ class PreTrainedModel(nn.Cell):
         self.name_or_path = config.name_or_path
 
     @property
-    def dtype(self) -> ms.Type:
-        """The dtype of the module (the dtype of its first floating parameter)."""
-        for _, param in self.parameters_and_names():
-            if param.dtype in _FLOAT_DTYPES:
-                return param.dtype
-        return ms.float32
-
-    @property
     def base_model(self) -> nn.Cell:
         return getattr(self, self.base_model_prefix, self)
-
-    def to(self, dtype=None):
-        """Cast floating parameters to `dtype` (MindSpore has no `.to(device)`)."""
-        if dtype is None or not isinstance(str_to_dtype(dtype), ms.dtype.Type):
-            raise TypeError(f"`to` takes a MindSpore dtype such as ms.float32, got {dtype!r}.")
-        return cast_cell(self, str_to_dtype(dtype), self._keep_in_fp32_modules or ())
-
-    def float(self):
-        return self.to(ms.float32)
-
-    def half(self):
-        return self.to(ms.float16)
-
-    def bfloat16(self):
-        return self.to(ms.bfloat16)
-
-    def eval(self):
-        self.set_train(False)
-        return self
-
-    def train(self, mode: bool = True):
-        self.set_train(mode)
-        return self
-
-    def num_parameters(self, only_trainable: bool = False) -> int:
-        return sum(int(p.size) for _, p in self.parameters_and_names() if not only_trainable or p.requires_grad)
-
-    def state_dict(self):
-        """Structural parameter names -> parameters: the keys transformers writes to and reads from checkpoints."""
-        return named_parameters(self)
 
     def get_input_embeddings(self) -> nn.Cell:
         base = self.base_model

@@ -69,7 +69,57 @@ def cast_cell(cell: nn.Cell, dtype: ms.Type, keep_in_fp32_modules=()) -> nn.Cell
     return cell
 
 
-class ModelMixin(nn.Cell):
+class CellUtilsMixin(nn.Cell):
+    """dtype helpers and state dict shared by `ModelMixin` and mindone.transformers' `PreTrainedModel`."""
+
+    _keep_in_fp32_modules = None
+
+    @property
+    def dtype(self) -> ms.Type:
+        """The dtype of the module (the dtype of its first floating parameter)."""
+        for _, param in self.parameters_and_names():
+            if param.dtype in _FLOAT_DTYPES:
+                return param.dtype
+        return ms.float32
+
+    def to(self, dtype: ms.Type = None):
+        """Cast floating parameters to ``dtype`` (MindSpore has no ``.to(device)``)."""
+        if dtype is None or not isinstance(str_to_dtype(dtype), ms.dtype.Type):
+            raise TypeError(f"`to` takes a MindSpore dtype such as ms.float32, got {dtype!r}.")
+        return cast_cell(self, str_to_dtype(dtype), self._keep_in_fp32_modules or ())
+
+    def float(self):
+        """Cast floating parameters to float32."""
+        return self.to(ms.float32)
+
+    def half(self):
+        """Cast floating parameters to float16."""
+        return self.to(ms.float16)
+
+    def bfloat16(self):
+        """Cast floating parameters to bfloat16."""
+        return self.to(ms.bfloat16)
+
+    def eval(self):
+        """Inference mode (`set_train(False)`); returns the model."""
+        self.set_train(False)
+        return self
+
+    def train(self, mode: bool = True):
+        """`set_train(mode)`; returns the model."""
+        self.set_train(mode)
+        return self
+
+    def num_parameters(self, only_trainable: bool = False) -> int:
+        """Number of parameters (only those with `requires_grad` if `only_trainable`)."""
+        return sum(int(p.size) for _, p in self.parameters_and_names() if not only_trainable or p.requires_grad)
+
+    def state_dict(self) -> Dict[str, ms.Parameter]:
+        """Structural parameter names -> parameters: the keys checkpoints are written with and read by."""
+        return named_parameters(self)
+
+
+class ModelMixin(CellUtilsMixin):
     r"""
     Base class for all models.
 
@@ -89,43 +139,6 @@ class ModelMixin(nn.Cell):
 
     def __init__(self):
         super().__init__()
-
-    @property
-    def dtype(self) -> ms.Type:
-        """The dtype of the module (the dtype of its first floating parameter)."""
-        for _, param in self.parameters_and_names():
-            if param.dtype in _FLOAT_DTYPES:
-                return param.dtype
-        return ms.float32
-
-    def to(self, dtype: ms.Type = None):
-        """Cast floating parameters to ``dtype`` (MindSpore has no ``.to(device)``)."""
-        if dtype is None or not isinstance(str_to_dtype(dtype), ms.dtype.Type):
-            raise TypeError(f"`to` takes a MindSpore dtype such as ms.float32, got {dtype!r}.")
-        return cast_cell(self, str_to_dtype(dtype), self._keep_in_fp32_modules or ())
-
-    def float(self):
-        return self.to(ms.float32)
-
-    def half(self):
-        return self.to(ms.float16)
-
-    def eval(self):
-        self.set_train(False)
-        return self
-
-    def train(self, mode: bool = True):
-        self.set_train(mode)
-        return self
-
-    def num_parameters(self, only_trainable: bool = False) -> int:
-        return sum(
-            int(p.size) for _, p in self.parameters_and_names() if not only_trainable or p.requires_grad
-        )
-
-    def state_dict(self) -> Dict[str, ms.Parameter]:
-        """Structural parameter names -> parameters: the keys diffusers writes to and reads from checkpoints."""
-        return named_parameters(self)
 
     def enable_gradient_checkpointing(self, *args, **kwargs):
         raise NotImplementedError(
