@@ -28,6 +28,7 @@ from mindspore import mint, nn, ops
 
 from ..utils import is_ascend, logging
 from ..utils.mindspore_utils import JIT_MIN_ELEMENTS
+from .cpu_layers import Linear
 from .normalization import LayerNorm, RMSNorm
 
 logger = logging.get_logger(__name__)
@@ -271,10 +272,10 @@ class Attention(nn.Cell):
         else:
             raise ValueError(f"unknown qk_norm: {qk_norm}. This port supports None, 'layer_norm' and 'rms_norm'.")
 
-        self.to_q = mint.nn.Linear(query_dim, self.inner_dim, bias=bias)
-        self.to_k = mint.nn.Linear(self.cross_attention_dim, self.inner_kv_dim, bias=bias)
-        self.to_v = mint.nn.Linear(self.cross_attention_dim, self.inner_kv_dim, bias=bias)
-        self.to_out = nn.CellList([mint.nn.Linear(self.inner_dim, self.out_dim, bias=out_bias), mint.nn.Dropout(p=dropout)])
+        self.to_q = Linear(query_dim, self.inner_dim, bias=bias)
+        self.to_k = Linear(self.cross_attention_dim, self.inner_kv_dim, bias=bias)
+        self.to_v = Linear(self.cross_attention_dim, self.inner_kv_dim, bias=bias)
+        self.to_out = nn.CellList([Linear(self.inner_dim, self.out_dim, bias=out_bias), mint.nn.Dropout(p=dropout)])
 
         self.processor = processor if processor is not None else AttnProcessor2_0()
 

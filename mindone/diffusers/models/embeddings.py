@@ -29,6 +29,7 @@ from mindspore import mint, nn, ops
 
 from ..utils.mindspore_utils import JIT_MIN_ELEMENTS
 from .activations import get_activation
+from .cpu_layers import Linear
 
 
 def get_timestep_embedding(
@@ -209,10 +210,10 @@ class TimestepEmbedding(nn.Cell):
     ):
         super().__init__()
 
-        self.linear_1 = mint.nn.Linear(in_channels, time_embed_dim, sample_proj_bias)
+        self.linear_1 = Linear(in_channels, time_embed_dim, sample_proj_bias)
 
         if cond_proj_dim is not None:
-            self.cond_proj = mint.nn.Linear(cond_proj_dim, in_channels, bias=False)
+            self.cond_proj = Linear(cond_proj_dim, in_channels, bias=False)
         else:
             self.cond_proj = None
 
@@ -222,7 +223,7 @@ class TimestepEmbedding(nn.Cell):
             time_embed_dim_out = out_dim
         else:
             time_embed_dim_out = time_embed_dim
-        self.linear_2 = mint.nn.Linear(time_embed_dim, time_embed_dim_out, sample_proj_bias)
+        self.linear_2 = Linear(time_embed_dim, time_embed_dim_out, sample_proj_bias)
 
         if post_act_fn is None:
             self.post_act = None

@@ -26,6 +26,7 @@ import mindspore as ms
 from mindspore import Parameter, mint, nn, ops
 
 from ..utils.mindspore_utils import JIT_MIN_ELEMENTS
+from .cpu_layers import Linear
 
 
 class LayerNorm(nn.Cell):
@@ -125,7 +126,7 @@ class LuminaRMSNormZero(nn.Cell):
     def __init__(self, embedding_dim: int, norm_eps: float, norm_elementwise_affine: bool):
         super().__init__()
         self.silu = mint.nn.SiLU()
-        self.linear = mint.nn.Linear(
+        self.linear = Linear(
             min(embedding_dim, 1024),
             4 * embedding_dim,
             bias=True,
@@ -160,7 +161,7 @@ class LuminaLayerNormContinuous(nn.Cell):
 
         # AdaLN
         self.silu = mint.nn.SiLU()
-        self.linear_1 = mint.nn.Linear(conditioning_embedding_dim, embedding_dim, bias=bias)
+        self.linear_1 = Linear(conditioning_embedding_dim, embedding_dim, bias=bias)
 
         if norm_type == "layer_norm":
             self.norm = LayerNorm(embedding_dim, eps, elementwise_affine, bias)
@@ -171,7 +172,7 @@ class LuminaLayerNormContinuous(nn.Cell):
 
         self.linear_2 = None
         if out_dim is not None:
-            self.linear_2 = mint.nn.Linear(embedding_dim, out_dim, bias=bias)
+            self.linear_2 = Linear(embedding_dim, out_dim, bias=bias)
 
     def construct(self, x: ms.Tensor, conditioning_embedding: ms.Tensor) -> ms.Tensor:
         # convert back to the original dtype in case `conditioning_embedding`` is upcasted to float32 (needed for hunyuanDiT)

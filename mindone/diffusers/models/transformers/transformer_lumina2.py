@@ -37,6 +37,7 @@ from ...loaders.single_file_model import FromOriginalModelMixin
 from ...utils import logging
 from ..attention import LuminaFeedForward
 from ..attention_processor import Attention, scaled_dot_product_attention
+from ..cpu_layers import Linear
 from ..embeddings import TimestepEmbedding, Timesteps, apply_rotary_emb, get_1d_rotary_pos_embed
 from ..modeling_outputs import Transformer2DModelOutput
 from ..modeling_utils import ModelMixin
@@ -70,7 +71,7 @@ class Lumina2CombinedTimestepCaptionEmbedding(nn.Cell):
         )
 
         self.caption_embedder = nn.SequentialCell(
-            [RMSNorm(cap_feat_dim, eps=norm_eps), mint.nn.Linear(cap_feat_dim, hidden_size, bias=True)]
+            [RMSNorm(cap_feat_dim, eps=norm_eps), Linear(cap_feat_dim, hidden_size, bias=True)]
         )
 
     def construct(
@@ -457,7 +458,7 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
             theta=10000, axes_dim=axes_dim_rope, axes_lens=axes_lens, patch_size=patch_size
         )
 
-        self.x_embedder = mint.nn.Linear(in_features=patch_size * patch_size * in_channels, out_features=hidden_size)
+        self.x_embedder = Linear(in_features=patch_size * patch_size * in_channels, out_features=hidden_size)
 
         self.time_caption_embed = Lumina2CombinedTimestepCaptionEmbedding(
             hidden_size=hidden_size, cap_feat_dim=cap_feat_dim, norm_eps=norm_eps

@@ -30,6 +30,7 @@ import mindspore as ms
 from mindspore import Parameter, mint, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
+from ....diffusers.models.cpu_layers import Linear
 from ....diffusers.utils import is_ascend
 from ...modeling_outputs import BaseModelOutputWithPast
 from ...modeling_utils import PreTrainedModel
@@ -52,7 +53,7 @@ def _dtype_min(dtype):
 
 def _linear(in_features: int, out_features: int, bias: bool, std: float) -> mint.nn.Linear:
     """`mint.nn.Linear` initialized as transformers' `_init_weights` (normal weights, zero bias)."""
-    return mint.nn.Linear(in_features, out_features, bias=bias, weight_init=Normal(std), bias_init="zeros")
+    return Linear(in_features, out_features, bias=bias, weight_init=Normal(std), bias_init="zeros")
 
 
 class Gemma2RMSNorm(nn.Cell):
