@@ -16,8 +16,8 @@
 Adapted from diffusers v0.42.1 `models/attention_processor.py`; MindSpore changes: only the options Lumina2 and the
 FLUX VAE use (others raise), processors are `ms.jit_class` objects so `Attention.construct` compiles in GRAPH_MODE, and
 `torch.nn.functional.scaled_dot_product_attention` is replaced by `scaled_dot_product_attention` below: a math path with
-fp32 softmax everywhere (an `ms.jit` graph for large inputs), plus Ascend's flash-attention kernel for fp16/bf16 inputs
-(untested on hardware).
+fp32 softmax everywhere (over chunks of query rows for large inputs), plus Ascend's flash-attention kernel for
+fp16/bf16 inputs (untested on hardware).
 """
 
 import math
@@ -27,7 +27,6 @@ import mindspore as ms
 from mindspore import mint, nn, ops
 
 from ..utils import is_ascend, logging
-from ..utils.mindspore_utils import JIT_MIN_ELEMENTS
 from .cpu_layers import Linear
 from .normalization import LayerNorm, RMSNorm
 
@@ -64,9 +63,52 @@ def scaled_dot_product_attention(
     dtype = query.dtype
     if use_flash and dtype in (ms.float16, ms.bfloat16):
         return _flash_attention_ascend(query, key, value, attn_mask, scale)
-    if query.size >= JIT_MIN_ELEMENTS:
-        return _attention_math_jit(query, key, value, attn_mask, scale)
+    if query.shape[0] * query.shape[1] * query.shape[2] * key.shape[-2] > ATTENTION_CHUNK_ELEMENTS:
+        return _attention_chunks(query, key, value, attn_mask, scale)
     return _attention_math(query, key, value, attn_mask, scale)
+
+
+# query rows per chunk of `_attention_chunks`: one chunk's float32 scores hold at most this many elements (16 MiB)
+ATTENTION_CHUNK_ELEMENTS = 1 << 22
+
+
+def _attention_chunks(query, key, value, attn_mask, scale):
+    # The math path per batch element over chunks of query rows, so the float32 scores never exist at full size
+    # (B x H x L x S: 1 GB at 24 heads over 1152 tokens, and MindSpore keeps several such intermediates alive); 16 MiB
+    # chunks also stay in cache. A key-padding mask (B, 1, 1, S) is added with BiasAdd, which is fast on CPU where a
+    # broadcasting Add is not. Chunks are ordered with `ops.depend` so a caller compiled as a whole runs them in turn.
+    batch, heads, q_len, _ = query.shape
+    kv_len = key.shape[-2]
+    rows = max(1, ATTENTION_CHUNK_ELEMENTS // (heads * kv_len))
+    key_bias = None
+    if attn_mask is not None:
+        if attn_mask.dtype == ms.bool_:
+            attn_mask = mint.where(attn_mask, ms.Tensor(0.0, ms.float32), ms.Tensor(-3.0e38, ms.float32))
+        attn_mask = attn_mask.astype(ms.float32)
+        if attn_mask.ndim == 4 and attn_mask.shape[1] == 1 and attn_mask.shape[2] == 1:
+            key_bias = attn_mask.broadcast_to((batch, 1, 1, kv_len)).reshape(batch, kv_len)
+    outputs, previous = [], None
+    for b in range(batch):
+        kb = b if key.shape[0] > 1 else 0
+        k, v = key[kb : kb + 1], value[kb : kb + 1]
+        chunks = []
+        for start in range(0, q_len, rows):
+            q = query[b : b + 1, :, start : start + rows]
+            if previous is not None:
+                q = ops.depend(q, previous)
+            scores = _batch_matmul_nt(q, k).astype(ms.float32) * scale
+            if key_bias is not None:
+                scores = ops.bias_add(scores.reshape(-1, kv_len), key_bias[b]).reshape(scores.shape)
+            elif attn_mask is not None:
+                mask = attn_mask[b : b + 1] if attn_mask.ndim == 4 and attn_mask.shape[0] > 1 else attn_mask
+                if mask.ndim >= 2 and mask.shape[-2] > 1:
+                    mask = mask[..., start : start + rows, :]
+                scores = scores + mask
+            probs = mint.softmax(scores, dim=-1).astype(value.dtype)
+            previous = mint.matmul(probs, v).astype(query.dtype)
+            chunks.append(previous)
+        outputs.append(mint.cat(chunks, dim=2) if len(chunks) > 1 else chunks[0])
+    return mint.cat(outputs, dim=0) if batch > 1 else outputs[0]
 
 
 _batch_matmul_nt = ops.BatchMatMul(transpose_b=True)
@@ -84,10 +126,6 @@ def _attention_math(query, key, value, attn_mask, scale):
         scores = scores + attn_mask.astype(ms.float32)
     probs = mint.softmax(scores, dim=-1).astype(value.dtype)
     return mint.matmul(probs, value).astype(dtype)
-
-
-# a compiled graph for large inputs (see `JIT_MIN_ELEMENTS`)
-_attention_math_jit = ms.jit(_attention_math)
 
 
 def _flash_attention_ascend(query, key, value, attn_mask, scale):

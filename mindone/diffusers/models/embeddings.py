@@ -27,7 +27,6 @@ import numpy as np
 import mindspore as ms
 from mindspore import mint, nn, ops
 
-from ..utils.mindspore_utils import JIT_MIN_ELEMENTS
 from .activations import get_activation
 from .cpu_layers import Linear
 
@@ -156,7 +155,7 @@ def apply_rotary_emb(
     channels are the real and imaginary parts of a complex number, which is multiplied by `freqs_cis`).
 
     MindSpore change: `freqs_cis` is the real view of the complex exponential (`(cos, sin)` in its last axis) and the
-    complex product is written out in float32 real arithmetic (an `ms.jit` graph for large inputs).
+    complex product is written out in float32 real arithmetic.
 
     Args:
         x (`ms.Tensor`):
@@ -175,12 +174,6 @@ def apply_rotary_emb(
         raise ValueError("`use_real=True` is not part of this port; only the Lumina layout `use_real=False` is.")
     if sequence_dim != 1:
         raise ValueError(f"`sequence_dim={sequence_dim}` is not supported here; inputs must be [B, S, H, D].")
-    if x.size >= JIT_MIN_ELEMENTS:
-        return _apply_rotary_emb_jit(x, freqs_cis)
-    return _apply_rotary_emb(x, freqs_cis)
-
-
-def _apply_rotary_emb(x: ms.Tensor, freqs_cis: ms.Tensor) -> ms.Tensor:
     # the complex product (x_re + i x_im)(cos + i sin) channel-wise: x * [cos, cos] + (x_im, x_re) * [-sin, sin], with
     # the tables expanded once ([..., S, 1, D], broadcast over heads) and the pairs swapped by a flip, which costs far
     # fewer (slow) broadcasting kernels on CPU than slicing out the four halves; same float32 products and sums
@@ -191,10 +184,6 @@ def _apply_rotary_emb(x: ms.Tensor, freqs_cis: ms.Tensor) -> ms.Tensor:
     x32 = x.astype(ms.float32)
     swapped = mint.flip(x32.reshape(x.shape[:-1] + (-1, 2)), (-1,)).reshape(x.shape)
     return (x32 * cos + swapped * sin).astype(x.dtype)
-
-
-# a compiled graph for large inputs (see `JIT_MIN_ELEMENTS`)
-_apply_rotary_emb_jit = ms.jit(_apply_rotary_emb)
 
 
 class TimestepEmbedding(nn.Cell):

@@ -14,9 +14,8 @@
 """Normalization layers of the Lumina2 closure.
 
 Adapted from diffusers v0.42.1 `models/normalization.py`; MindSpore changes: RMSNorm is written out (no `mint.nn.RMSNorm`
-in MindSpore 2.10 and `ops.rms_norm` has no CPU kernel), with upstream's fp32 variance and dtype rules, compiled with
-`ms.jit` for large inputs (fast in PyNative); `LayerNorm` stands in for `torch.nn.LayerNorm` because
-`mint.nn.LayerNorm` (LayerNormExt) has no CPU kernel in MindSpore 2.10.
+in MindSpore 2.10 and `ops.rms_norm` has no CPU kernel), with upstream's fp32 variance and dtype rules; `LayerNorm` stands
+in for `torch.nn.LayerNorm` because `mint.nn.LayerNorm` (LayerNormExt) has no CPU kernel in MindSpore 2.10.
 """
 
 import numbers
@@ -25,7 +24,6 @@ from typing import Optional
 import mindspore as ms
 from mindspore import Parameter, mint, nn, ops
 
-from ..utils.mindspore_utils import JIT_MIN_ELEMENTS
 from .cpu_layers import Linear
 
 
@@ -79,10 +77,6 @@ def _rms_norm(hidden_states: ms.Tensor, weight: Optional[ms.Tensor], bias: Optio
     return hidden_states
 
 
-# a compiled graph for large inputs (see `JIT_MIN_ELEMENTS`): on CPU, PyNative's broadcast multiplies and mean are slow
-_rms_norm_jit = ms.jit(_rms_norm)
-
-
 class RMSNorm(nn.Cell):
     r"""
     RMS Norm as introduced in https://huggingface.co/papers/1910.07467 by Zhang et al.
@@ -110,8 +104,6 @@ class RMSNorm(nn.Cell):
                 self.bias = Parameter(mint.zeros(self.dim, dtype=ms.float32), name="bias")
 
     def construct(self, hidden_states: ms.Tensor) -> ms.Tensor:
-        if hidden_states.size >= JIT_MIN_ELEMENTS:
-            return _rms_norm_jit(hidden_states, self.weight, self.bias, self.eps)
         return _rms_norm(hidden_states, self.weight, self.bias, self.eps)
 
 

@@ -6,11 +6,6 @@ import numpy as np
 
 import mindspore as ms
 
-# Pure tensor helpers of the models (RMSNorm, RoPE, attention) run as `ms.jit` graphs when their input has at least this
-# many elements: PyNative runs their chains of elementwise ops 3-8x slower than a compiled graph on CPU, while a compile
-# (~50 ms per new input shape) only pays off for large tensors. Inside a compiled caller they are inlined either way.
-JIT_MIN_ELEMENTS = 1 << 18
-
 
 def randn_tensor(
     shape: Union[Tuple, List],

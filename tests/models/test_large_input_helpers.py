@@ -1,6 +1,7 @@
-"""The `ms.jit` branches of the pure tensor helpers (RMSNorm, RoPE, attention), taken for inputs of at least
-`JIT_MIN_ELEMENTS` elements, against diffusers / torch on identical inputs (fp32, relative L2 <= 1e-5), in PyNative and
-GRAPH_MODE. The model tests use tiny sizes and so cover the eager branches; these use sizes just above the threshold."""
+"""The tensor helpers (RMSNorm, RoPE, attention) at sizes the model tests do not reach, against diffusers / torch on
+identical inputs (fp32, relative L2 <= 1e-5), in PyNative and GRAPH_MODE: above `ATTENTION_CHUNK_ELEMENTS` the attention
+runs per batch element over chunks of query rows (with the key-padding mask as BiasAdd), which the tiny model tests
+never trigger."""
 
 import numpy as np
 import pytest
@@ -13,11 +14,14 @@ from diffusers.models.transformers.transformer_lumina2 import Lumina2AttnProcess
 
 import mindspore as ms
 
-from mindone.diffusers.models.attention_processor import Attention, scaled_dot_product_attention
+from mindone.diffusers.models.attention_processor import (
+    ATTENTION_CHUNK_ELEMENTS,
+    Attention,
+    scaled_dot_product_attention,
+)
 from mindone.diffusers.models.embeddings import apply_rotary_emb
 from mindone.diffusers.models.normalization import RMSNorm
 from mindone.diffusers.models.transformers.transformer_lumina2 import Lumina2AttnProcessor2_0
-from mindone.diffusers.utils.mindspore_utils import JIT_MIN_ELEMENTS
 from tests.testing_utils import assert_close, load_torch_weights
 
 MODES = ["pynative", "graph"]
@@ -35,7 +39,6 @@ def mode_context(request):
 def test_rms_norm_large(mode_context):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 150, 1024)).astype(np.float32) * 3
-    assert x.size >= JIT_MIN_ELEMENTS
     torch_norm = TorchRMSNorm(1024, eps=1e-6)
     with torch.no_grad():
         torch_norm.weight.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, 1024).astype(np.float32)))
@@ -55,7 +58,6 @@ def test_rotary_large(mode_context):
     rng = np.random.default_rng(1)
     batch, seq, heads, dim = 2, 300, 8, 128
     x = rng.standard_normal((batch, seq, heads, dim)).astype(np.float32)
-    assert x.size >= JIT_MIN_ELEMENTS
     angles = rng.uniform(-30, 30, (batch, seq, dim // 2))
     freqs = np.stack([np.cos(angles), np.sin(angles)], axis=-1).astype(np.float32)
     torch_freqs = torch.polar(torch.ones(angles.shape, dtype=torch.float64), torch.from_numpy(angles))
@@ -69,18 +71,22 @@ def test_rotary_large(mode_context):
 @pytest.mark.parametrize("mode_context", MODES, indirect=True)
 def test_attention_large(mode_context):
     rng = np.random.default_rng(2)
-    batch, heads, q_len, kv_len, dim = 2, 8, 300, 280, 64
+    batch, heads, q_len, kv_len, dim = 2, 8, 600, 500, 32
     q = rng.standard_normal((batch, heads, q_len, dim)).astype(np.float32)
     k = rng.standard_normal((batch, heads, kv_len, dim)).astype(np.float32)
     v = rng.standard_normal((batch, heads, kv_len, dim)).astype(np.float32)
-    assert q.size >= JIT_MIN_ELEMENTS
+    assert batch * heads * q_len * kv_len > ATTENTION_CHUNK_ELEMENTS
     keep = np.arange(kv_len)[None, :] < np.array([kv_len, 100])[:, None]
     bool_mask = keep[:, None, None, :]
     float_mask = rng.standard_normal((batch, 1, q_len, kv_len)).astype(np.float32)
     tq, tk, tv = (torch.from_numpy(a) for a in (q, k, v))
+    row_mask = rng.random((batch, 1, q_len, kv_len)) > 0.3
+    shared_mask = bool_mask[1:]
     cases = {
         "no mask": (None, None),
-        "bool mask": (bool_mask, bool_mask),
+        "key-padding bool mask": (bool_mask, bool_mask),
+        "key-padding mask shared by the batch": (shared_mask, shared_mask),
+        "per-query bool mask": (row_mask, row_mask),
         "float mask": (float_mask, float_mask),
     }
     for name, (mask, torch_mask) in cases.items():
@@ -117,7 +123,8 @@ def test_lumina2_attention_gqa_large(mode_context):
 
     rng = np.random.default_rng(5)
     x = rng.standard_normal((batch, seq, dim)).astype(np.float32)
-    assert batch * heads * seq * (dim // heads) >= JIT_MIN_ELEMENTS
+    # GQA stacks the 3 query heads of each k/v head: scores of 2 x 8 x 2100 x 700 floats
+    assert batch * kv_heads * (heads // kv_heads) * seq * seq > ATTENTION_CHUNK_ELEMENTS
     mask = np.arange(seq)[None, :] < np.array([seq, 77])[:, None]
     angles = rng.uniform(-3, 3, (batch, seq, dim // heads // 2))
     freqs_cis = np.stack([np.cos(angles), np.sin(angles)], axis=-1).astype(np.float32)
