@@ -62,8 +62,8 @@ def float32_to_bf16_bits(array: np.ndarray) -> np.ndarray:
 
 
 class safe_open:
-    """Lazy reader mirroring ``safetensors.safe_open(path, framework=...)``: tensors are read one at a time from a
-    memory map, so loading a checkpoint never holds a second full copy of it.
+    """Lazy reader mirroring ``safetensors.safe_open(path, framework=...)``: tensors are read one at a time (plain
+    reads, no memory map), so loading a checkpoint never holds a second full copy of it.
 
     ``get_tensor`` returns a ``mindspore.Tensor`` (bf16 stays bf16 unless ``dtype`` is given); ``get_numpy`` returns
     the array in float32 for bf16 entries.
@@ -109,13 +109,12 @@ class safe_open:
                     f"{self.filename} is truncated or corrupt: tensor {name!r} needs bytes {start}..{end} "
                     f"({dtype}{list(shape)}) of a {data_size}-byte data section."
                 )
-        self._mmap = None
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self._mmap = None
+        return None
 
     def keys(self):
         return list(self._header.keys())
@@ -130,19 +129,26 @@ class safe_open:
         return tuple(self._header[name]["shape"])
 
     def _raw(self, name: str) -> np.ndarray:
-        if self._mmap is None:
-            self._mmap = np.memmap(self.filename, dtype=np.uint8, mode="r", offset=self._offset)
+        # Read into a fresh array rather than slicing a memory map: pages of a mapped file count in the process's
+        # resident memory while it stays mapped, so loading a checkpoint through a map peaked at twice its size (the
+        # mapped file + the parameters); a plain read keeps the peak at the parameters + one tensor.
         info = self._header[name]
         start, end = info["data_offsets"]
-        buf = self._mmap[start:end]
-        return buf.view(_NP_DTYPES[info["dtype"]]).reshape(info["shape"])
+        out = np.empty(info["shape"], dtype=_NP_DTYPES[info["dtype"]])
+        if end > start:
+            with open(self.filename, "rb") as f:
+                f.seek(self._offset + start)
+                read = f.readinto(memoryview(out.reshape(-1)).cast("B"))
+            if read != end - start:
+                raise SafetensorError(f"{self.filename} is truncated: tensor {name!r} ended after {read} bytes.")
+        return out
 
     def get_numpy(self, name: str) -> np.ndarray:
         """The tensor as a NumPy array (bf16 widened exactly to float32)."""
         raw = self._raw(name)
         if self._header[name]["dtype"] == "BF16":
             return bf16_bits_to_float32(raw)
-        return np.array(raw)
+        return raw
 
     def get_tensor(self, name: str, dtype: Optional[ms.dtype.Type] = None) -> ms.Tensor:
         st_dtype = self._header[name]["dtype"]
