@@ -159,7 +159,7 @@ class AttnProcessor2_0:
         input_shape = hidden_states.shape
         input_ndim = len(input_shape)
         if input_ndim == 4:
-            hidden_states = hidden_states.view(input_shape[0], input_shape[1], -1).swapaxes(1, 2)
+            hidden_states = mint.swapaxes(hidden_states.view(input_shape[0], input_shape[1], -1), 1, 2)
 
         batch_size = hidden_states.shape[0]
         if attention_mask is not None and attention_mask.ndim == 3:
@@ -167,7 +167,7 @@ class AttnProcessor2_0:
             attention_mask = attention_mask.unsqueeze(1)
 
         if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.swapaxes(1, 2)).swapaxes(1, 2)
+            hidden_states = mint.swapaxes(attn.group_norm(mint.swapaxes(hidden_states, 1, 2)), 1, 2)
 
         query = attn.to_q(hidden_states)
         if encoder_hidden_states is None:
@@ -177,9 +177,11 @@ class AttnProcessor2_0:
 
         inner_dim = key.shape[-1]
         head_dim = inner_dim // attn.heads
-        query = query.view(batch_size, -1, attn.heads, head_dim).swapaxes(1, 2)
-        key = key.view(batch_size, -1, attn.heads, head_dim).swapaxes(1, 2)
-        value = value.view(batch_size, -1, attn.heads, head_dim).swapaxes(1, 2)
+        # `mint.swapaxes` (views): `Tensor.swapaxes` (Transpose) keeps output-sized buffers per call site in a compiled
+        # CPU graph
+        query = mint.swapaxes(query.view(batch_size, -1, attn.heads, head_dim), 1, 2)
+        key = mint.swapaxes(key.view(batch_size, -1, attn.heads, head_dim), 1, 2)
+        value = mint.swapaxes(value.view(batch_size, -1, attn.heads, head_dim), 1, 2)
 
         if attn.norm_q is not None:
             query = attn.norm_q(query)
@@ -189,14 +191,14 @@ class AttnProcessor2_0:
         hidden_states = scaled_dot_product_attention(
             query, key, value, attn_mask=attention_mask, scale=attn.scale, use_flash=attn.use_flash
         )
-        hidden_states = hidden_states.swapaxes(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
+        hidden_states = mint.swapaxes(hidden_states, 1, 2).reshape(batch_size, -1, attn.heads * head_dim)
         hidden_states = hidden_states.astype(query.dtype)
 
         hidden_states = attn.to_out[0](hidden_states)
         hidden_states = attn.to_out[1](hidden_states)
 
         if input_ndim == 4:
-            hidden_states = hidden_states.swapaxes(-1, -2).reshape(input_shape)
+            hidden_states = mint.swapaxes(hidden_states, -1, -2).reshape(input_shape)
         if attn.residual_connection:
             hidden_states = hidden_states + residual
         hidden_states = hidden_states / attn.rescale_output_factor

@@ -28,7 +28,7 @@ import mindspore as ms
 from mindspore import mint, nn, ops
 
 from .activations import get_activation
-from .cpu_layers import Linear
+from .cpu_layers import Linear, expand_to
 
 
 def get_timestep_embedding(
@@ -183,7 +183,8 @@ def apply_rotary_emb(
     sin = mint.cat([-sin, sin], dim=-1).reshape(table_shape)
     x32 = x.astype(ms.float32)
     swapped = mint.flip(x32.reshape(x.shape[:-1] + (-1, 2)), (-1,)).reshape(x.shape)
-    return (x32 * cos + swapped * sin).astype(x.dtype)
+    # the tables tiled over heads (`cpu_layers.broadcast_mul`: broadcasting Mul is slow on CPU)
+    return (x32 * expand_to(cos, x.shape) + swapped * expand_to(sin, x.shape)).astype(x.dtype)
 
 
 class TimestepEmbedding(nn.Cell):

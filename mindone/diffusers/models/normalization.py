@@ -24,7 +24,7 @@ from typing import Optional
 import mindspore as ms
 from mindspore import Parameter, mint, nn, ops
 
-from .cpu_layers import Linear
+from .cpu_layers import Linear, broadcast_add, broadcast_mul
 
 
 class LayerNorm(nn.Cell):
@@ -64,14 +64,15 @@ def _rms_norm(hidden_states: ms.Tensor, weight: Optional[ms.Tensor], bias: Optio
     input_dtype = hidden_states.dtype
     hidden_states = hidden_states.astype(ms.float32)
     variance = mint.mean(mint.square(hidden_states), -1, keepdim=True)
-    hidden_states = hidden_states * mint.rsqrt(variance + eps)
+    # broadcasting products as tile + Mul (see `cpu_layers.broadcast_mul`)
+    hidden_states = broadcast_mul(hidden_states, mint.rsqrt(variance + eps))
     if weight is not None:
         # convert into half-precision if necessary (the weight's dtype decides, as upstream)
         if weight.dtype in (ms.float16, ms.bfloat16):
             hidden_states = hidden_states.astype(weight.dtype)
-        hidden_states = hidden_states * weight
+        hidden_states = broadcast_mul(hidden_states, weight)
         if bias is not None:
-            hidden_states = hidden_states + bias
+            hidden_states = broadcast_add(hidden_states, bias)
     else:
         hidden_states = hidden_states.astype(input_dtype)
     return hidden_states
@@ -128,7 +129,7 @@ class LuminaRMSNormZero(nn.Cell):
     def construct(self, x: ms.Tensor, emb: Optional[ms.Tensor] = None):
         emb = self.linear(self.silu(emb))
         scale_msa, gate_msa, scale_mlp, gate_mlp = mint.chunk(emb, 4, dim=1)
-        x = self.norm(x) * (1 + scale_msa[:, None])
+        x = broadcast_mul(self.norm(x), 1 + scale_msa[:, None])
 
         return x, gate_msa, scale_mlp, gate_mlp
 
@@ -170,7 +171,7 @@ class LuminaLayerNormContinuous(nn.Cell):
         # convert back to the original dtype in case `conditioning_embedding`` is upcasted to float32 (needed for hunyuanDiT)
         emb = self.linear_1(self.silu(conditioning_embedding).astype(x.dtype))
         scale = emb
-        x = self.norm(x) * (1 + scale)[:, None, :]
+        x = broadcast_mul(self.norm(x), (1 + scale)[:, None, :])
 
         if self.linear_2 is not None:
             x = self.linear_2(x)

@@ -37,7 +37,7 @@ from ...loaders.single_file_model import FromOriginalModelMixin
 from ...utils import logging
 from ..attention import LuminaFeedForward
 from ..attention_processor import Attention, scaled_dot_product_attention
-from ..cpu_layers import Linear
+from ..cpu_layers import Linear, broadcast_mul
 from ..embeddings import TimestepEmbedding, Timesteps, apply_rotary_emb, get_1d_rotary_pos_embed
 from ..modeling_outputs import Transformer2DModelOutput
 from ..modeling_utils import ModelMixin
@@ -139,9 +139,11 @@ class Lumina2AttnProcessor2_0:
         else:
             softmax_scale = attn.scale
 
-        query = query.swapaxes(1, 2)
-        key = key.swapaxes(1, 2)
-        value = value.swapaxes(1, 2)
+        # `mint.swapaxes` (a view) rather than `Tensor.swapaxes` (the Transpose kernel, which in a compiled CPU graph
+        # keeps two output-sized buffers per call site for the life of the graph)
+        query = mint.swapaxes(query, 1, 2)
+        key = mint.swapaxes(key, 1, 2)
+        value = mint.swapaxes(value, 1, 2)
 
         # perform Grouped-query Attention (GQA). MindSpore change: instead of repeating each k/v head for its n_rep
         # query heads (heads g * n_rep ... g * n_rep + n_rep - 1), those query heads are stacked along the sequence
@@ -161,7 +163,7 @@ class Lumina2AttnProcessor2_0:
             query, key, value, attn_mask=attention_mask, scale=softmax_scale, use_flash=attn.use_flash
         )
         hidden_states = hidden_states.reshape(batch_size, attn.heads, query_len, head_dim)
-        hidden_states = hidden_states.swapaxes(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
+        hidden_states = mint.swapaxes(hidden_states, 1, 2).reshape(batch_size, -1, attn.heads * head_dim)
         hidden_states = hidden_states.astype(query.dtype)
 
         # linear proj
@@ -233,9 +235,10 @@ class Lumina2TransformerBlock(nn.Cell):
                 attention_mask=attention_mask,
                 image_rotary_emb=image_rotary_emb,
             )
-            hidden_states = hidden_states + _tanh(gate_msa.unsqueeze(1)) * self.norm2(attn_output)
-            mlp_output = self.feed_forward(self.ffn_norm1(hidden_states) * (1 + scale_mlp.unsqueeze(1)))
-            hidden_states = hidden_states + _tanh(gate_mlp.unsqueeze(1)) * self.ffn_norm2(mlp_output)
+            # gate * x as x * gate with the gate tiled (`broadcast_mul`): the same products, fast on CPU
+            hidden_states = hidden_states + broadcast_mul(self.norm2(attn_output), _tanh(gate_msa.unsqueeze(1)))
+            mlp_output = self.feed_forward(broadcast_mul(self.ffn_norm1(hidden_states), 1 + scale_mlp.unsqueeze(1)))
+            hidden_states = hidden_states + broadcast_mul(self.ffn_norm2(mlp_output), _tanh(gate_mlp.unsqueeze(1)))
         else:
             norm_hidden_states = self.norm1(hidden_states)
             attn_output = self.attn(

@@ -30,7 +30,7 @@ import mindspore as ms
 from mindspore import Parameter, mint, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
-from ....diffusers.models.cpu_layers import Linear
+from ....diffusers.models.cpu_layers import Linear, broadcast_add, broadcast_mul, expand_to
 from ....diffusers.utils import is_ascend
 from ...modeling_outputs import BaseModelOutputWithPast
 from ...modeling_utils import PreTrainedModel
@@ -63,13 +63,14 @@ class Gemma2RMSNorm(nn.Cell):
         self.weight = Parameter(initializer("zeros", (dim,), ms.float32), name="weight")
 
     def _norm(self, x):
-        return x * mint.rsqrt(mint.mean(x.pow(2), -1, keepdim=True) + self.eps)
+        # broadcasting products as tile + Mul (`broadcast_mul`: a broadcasting Mul is slow on CPU)
+        return broadcast_mul(x, mint.rsqrt(mint.mean(x.pow(2), -1, keepdim=True) + self.eps))
 
     def construct(self, x):
         output = self._norm(x.astype(ms.float32))
         # Llama does x.to(float16) * w whilst Gemma2 is (x * w).to(float16)
         # See https://github.com/huggingface/transformers/pull/29402
-        output = output * (1.0 + self.weight.astype(ms.float32))
+        output = broadcast_mul(output, 1.0 + self.weight.astype(ms.float32))
         return output.astype(x.dtype)
 
     def extend_repr(self):
@@ -166,8 +167,11 @@ def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
     """
     cos = cos.unsqueeze(unsqueeze_dim)
     sin = sin.unsqueeze(unsqueeze_dim)
-    q_embed = (q * cos) + (rotate_half(q) * sin)
-    k_embed = (k * cos) + (rotate_half(k) * sin)
+    # the tables tiled over heads first (`broadcast_mul`); the same products
+    q_cos, q_sin = expand_to(cos, q.shape), expand_to(sin, q.shape)
+    k_cos, k_sin = (q_cos, q_sin) if k.shape == q.shape else (expand_to(cos, k.shape), expand_to(sin, k.shape))
+    q_embed = (q * q_cos) + (rotate_half(q) * q_sin)
+    k_embed = (k * k_cos) + (rotate_half(k) * k_sin)
     return q_embed, k_embed
 
 
@@ -191,6 +195,9 @@ def _tanh(x, precise: bool):
     return mint.tanh(x)
 
 
+_batch_matmul_nt = ops.BatchMatMul(transpose_b=True)
+
+
 def eager_attention_forward(
     query: ms.Tensor,
     key: ms.Tensor,
@@ -207,19 +214,20 @@ def eager_attention_forward(
     key_states = repeat_kv(key, num_key_value_groups)
     value_states = repeat_kv(value, num_key_value_groups)
 
-    attn_weights = mint.matmul(query, key_states.swapaxes(2, 3)) * scaling
+    # BatchMatMul with a transposed second operand reads the keys in place (no transposed copy)
+    attn_weights = _batch_matmul_nt(query, key_states) * scaling
 
     if softcap is not None:
         attn_weights = attn_weights / softcap
         attn_weights = _tanh(attn_weights, precise_tanh)
         attn_weights = attn_weights * softcap
     if attention_mask is not None:
-        attn_weights = attn_weights + attention_mask
+        attn_weights = broadcast_add(attn_weights, attention_mask)
 
     # upcast attention to fp32
     attn_weights = mint.softmax(attn_weights.astype(ms.float32), dim=-1).astype(query.dtype)
     attn_output = mint.matmul(attn_weights, value_states)
-    attn_output = attn_output.swapaxes(1, 2)
+    attn_output = mint.swapaxes(attn_output, 1, 2)
     return attn_output, attn_weights
 
 
@@ -248,9 +256,11 @@ class Gemma2Attention(nn.Cell):
         input_shape = hidden_states.shape[:-1]
         hidden_shape = input_shape + (-1, self.head_dim)
 
-        query_states = self.q_proj(hidden_states).view(hidden_shape).swapaxes(1, 2)
-        key_states = self.k_proj(hidden_states).view(hidden_shape).swapaxes(1, 2)
-        value_states = self.v_proj(hidden_states).view(hidden_shape).swapaxes(1, 2)
+        # `mint.swapaxes` (a view): `Tensor.swapaxes` (Transpose) keeps output-sized buffers per call site in a
+        # compiled CPU graph
+        query_states = mint.swapaxes(self.q_proj(hidden_states).view(hidden_shape), 1, 2)
+        key_states = mint.swapaxes(self.k_proj(hidden_states).view(hidden_shape), 1, 2)
+        value_states = mint.swapaxes(self.v_proj(hidden_states).view(hidden_shape), 1, 2)
 
         cos, sin = position_embeddings
         query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
