@@ -1,6 +1,7 @@
-"""`cpu_layers.expand_to` / `broadcast_mul` / `broadcast_add` (the tiled operand of norm scales, gates and rotary
-tables) against NumPy broadcasting: bit-identical results for every way an operand can broadcast, including the cases
-the helpers leave to the operator (an operand larger than `x` along some axis), in PyNative and inside a graph."""
+"""The small CPU helpers of `cpu_layers` against NumPy: `expand_to` / `broadcast_mul` / `broadcast_add` (the tiled
+operand of norm scales, gates and rotary tables) bit-identical to broadcasting for every way an operand can broadcast,
+including the cases the helpers leave to the operator (an operand larger than `x` along some axis); `mean_last_axis`
+(GEMV) against a float64 mean; `pair_swap_matrix` an exact pair swap. PyNative and inside a graph."""
 
 import numpy as np
 import pytest
@@ -8,7 +9,13 @@ import pytest
 import mindspore as ms
 from mindspore import nn
 
-from mindone.diffusers.models.cpu_layers import broadcast_add, broadcast_mul, expand_to
+from mindone.diffusers.models.cpu_layers import (
+    broadcast_add,
+    broadcast_mul,
+    expand_to,
+    mean_last_axis,
+    pair_swap_matrix,
+)
 
 X_SHAPE = (2, 3, 4, 5)
 Y_SHAPES = [(), (1,), (5,), (4, 1), (3, 1, 1), (1, 1, 1, 5), (2, 1, 4, 1), (2, 3, 1, 5), (2, 3, 4, 5)]
@@ -63,3 +70,33 @@ def test_bf16_operand_is_left_to_the_operator(rng):
     assert out.dtype == ms.bfloat16
     expected = ms.Tensor(x).astype(ms.bfloat16).astype(ms.float32).asnumpy() * w_bf16.astype(ms.float32).asnumpy()
     np.testing.assert_allclose(out.astype(ms.float32).asnumpy(), expected, rtol=1e-2)
+
+
+def _mean(x, _):
+    return mean_last_axis(x)
+
+
+def _swap_pairs(x, _):
+    return ms.ops.matmul(x, pair_swap_matrix(x.shape[-1]))
+
+
+@pytest.mark.parametrize("mode", ["pynative", "graph"])
+@pytest.mark.parametrize("shape", [(7,), (3, 96), (2, 5, 4, 2304)], ids=str)
+def test_mean_last_axis(mode, shape, rng):
+    x = (rng.standard_normal(shape) * 3).astype(np.float32)
+    if mode == "graph":
+        ms.set_context(mode=ms.GRAPH_MODE)
+    out = _Apply(_mean)(ms.Tensor(x), ms.Tensor(0.0)).asnumpy()
+    expected = x.astype(np.float64).mean(-1, keepdims=True)
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["pynative", "graph"])
+@pytest.mark.parametrize("dim", [2, 8, 96])
+def test_pair_swap_matrix_is_exact(mode, dim, rng):
+    x = (rng.standard_normal((3, dim)) * 1e3).astype(np.float32)
+    if mode == "graph":
+        ms.set_context(mode=ms.GRAPH_MODE)
+    out = _Apply(_swap_pairs)(ms.Tensor(x), ms.Tensor(0.0)).asnumpy()
+    np.testing.assert_array_equal(out, x.reshape(3, dim // 2, 2)[..., ::-1].reshape(3, dim))

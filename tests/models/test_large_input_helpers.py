@@ -13,7 +13,9 @@ from diffusers.models.normalization import RMSNorm as TorchRMSNorm
 from diffusers.models.transformers.transformer_lumina2 import Lumina2AttnProcessor2_0 as TorchLumina2AttnProcessor
 
 import mindspore as ms
+from mindspore import nn
 
+from mindone.diffusers.models import attention_processor
 from mindone.diffusers.models.attention_processor import (
     ATTENTION_CHUNK_ELEMENTS,
     Attention,
@@ -144,3 +146,59 @@ def test_lumina2_attention_gqa_large(mode_context):
             ms.Tensor(freqs_cis),
         )
         assert_close(out, expected, 1e-5, what=f"mask={attention_mask is not None}")
+
+
+class _SDPA(nn.Cell):
+    def construct(self, q, k, v, mask):
+        return scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.1)
+
+
+@pytest.mark.parametrize("mode_context", MODES, indirect=True)
+@pytest.mark.parametrize(
+    "q_len,kv_len",
+    [(300, 100), (40, 100)],
+    ids=["row chunks (uneven)", "head groups (uneven)"],
+)
+def test_attention_chunk_layouts(mode_context, q_len, kv_len, monkeypatch):
+    # a small chunk so one head's scores exceed it (chunks of query rows) or several heads share one (head groups);
+    # 6 heads and the lengths leave a shorter last chunk. Compiled as a cell in GRAPH_MODE.
+    monkeypatch.setattr(attention_processor, "ATTENTION_CHUNK_ELEMENTS", 1 << 14)
+    rng = np.random.default_rng(7)
+    batch, heads, dim = 2, 6, 16
+    q = rng.standard_normal((batch, heads, q_len, dim)).astype(np.float32)
+    k = rng.standard_normal((batch, heads, kv_len, dim)).astype(np.float32)
+    v = rng.standard_normal((batch, heads, kv_len, dim)).astype(np.float32)
+    keep = np.arange(kv_len)[None, :] < np.array([kv_len, 37])[:, None]
+    cases = {
+        "no mask": None,
+        "key-padding bool mask": keep[:, None, None, :],
+        "key-padding mask shared by the batch": keep[1:, None, None, :],
+        "per-query bool mask": rng.random((batch, 1, q_len, kv_len)) > 0.3,
+        "per-head float mask": rng.standard_normal((batch, heads, q_len, kv_len)).astype(np.float32),
+        "2-D float mask": rng.standard_normal((q_len, kv_len)).astype(np.float32),
+    }
+    tq, tk, tv = (torch.from_numpy(a) for a in (q, k, v))
+    for name, mask in cases.items():
+        torch_mask = None if mask is None else torch.from_numpy(mask)
+        expected = F.scaled_dot_product_attention(tq, tk, tv, attn_mask=torch_mask, scale=0.1)
+        out = _SDPA()(ms.Tensor(q), ms.Tensor(k), ms.Tensor(v), None if mask is None else ms.Tensor(mask))
+        assert_close(out, expected, 1e-5, what=name)
+    # keys and values shared by the batch (batch 1, broadcast)
+    expected = F.scaled_dot_product_attention(tq, tk[:1].expand_as(tk), tv[:1].expand_as(tv), scale=0.1)
+    assert_close(_SDPA()(ms.Tensor(q), ms.Tensor(k[:1]), ms.Tensor(v[:1]), None), expected, 1e-5, what="kv batch 1")
+
+
+def test_attention_chunks_half_precision(monkeypatch):
+    # float16 inputs take the unfolded path (scores in the input dtype, scale and BiasAdd in float32)
+    monkeypatch.setattr(attention_processor, "ATTENTION_CHUNK_ELEMENTS", 1 << 14)
+    rng = np.random.default_rng(8)
+    q = rng.standard_normal((2, 4, 200, 16)).astype(np.float16)
+    k = rng.standard_normal((2, 4, 100, 16)).astype(np.float16)
+    v = rng.standard_normal((2, 4, 100, 16)).astype(np.float16)
+    keep = (np.arange(100)[None, :] < np.array([100, 30])[:, None])[:, None, None, :]
+    tq, tk, tv = (torch.from_numpy(a.astype(np.float32)) for a in (q, k, v))
+    for mask in (keep, rng.random((2, 1, 200, 100)) > 0.3):
+        expected = F.scaled_dot_product_attention(tq, tk, tv, attn_mask=torch.from_numpy(mask), scale=0.1)
+        out = scaled_dot_product_attention(ms.Tensor(q), ms.Tensor(k), ms.Tensor(v), attn_mask=ms.Tensor(mask), scale=0.1)
+        assert out.dtype == ms.float16
+        assert_close(out.astype(ms.float32), expected, 2e-3)

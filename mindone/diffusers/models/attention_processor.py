@@ -27,7 +27,7 @@ import mindspore as ms
 from mindspore import mint, nn, ops
 
 from ..utils import is_ascend, logging
-from .cpu_layers import Linear
+from .cpu_layers import Linear, broadcast_add
 from .normalization import LayerNorm, RMSNorm
 
 logger = logging.get_logger(__name__)
@@ -73,44 +73,101 @@ ATTENTION_CHUNK_ELEMENTS = 1 << 22
 
 
 def _attention_chunks(query, key, value, attn_mask, scale):
-    # The math path per batch element over chunks of query rows, so the float32 scores never exist at full size
-    # (B x H x L x S: 1 GB at 24 heads over 1152 tokens, and MindSpore keeps several such intermediates alive); 16 MiB
-    # chunks also stay in cache. A key-padding mask (B, 1, 1, S) is added with BiasAdd, which is fast on CPU where a
-    # broadcasting Add is not. Chunks are ordered with `ops.depend` so a caller compiled as a whole runs them in turn.
+    # The math path per batch element over chunks of heads (all query rows of a head, or chunks of rows when one head's
+    # scores exceed the chunk), so the float32 scores never exist at full size (B x H x L x S: 1 GB at 24 heads over
+    # 1152 tokens, and MindSpore keeps several such intermediates alive); 16 MiB chunks also stay in cache. Chunks are
+    # slices of leading axes (contiguous; slicing rows out of every head was a slow StridedSlice on CPU), ordered with
+    # `ops.depend` so a caller compiled as a whole runs them in turn.
+    # float32 inputs (the CPU case) fold the softmax scale into the queries (L x D products instead of L x S) and a
+    # key-padding mask (B, 1, 1, S) into the QK^T product as one more channel, [q * scale, 1] @ [k, bias]^T, against
+    # keys transposed once per batch element: on CPU the scale multiply and the BiasAdd over every chunk's scores cost
+    # as much as the product itself, and BatchMatMul is faster with its second operand in (D, S) layout.
+    dtype = query.dtype
     batch, heads, q_len, _ = query.shape
     kv_len = key.shape[-2]
-    rows = max(1, ATTENTION_CHUNK_ELEMENTS // (heads * kv_len))
-    key_bias = None
+    if q_len * kv_len <= ATTENTION_CHUNK_ELEMENTS:
+        head_step, row_step = max(1, ATTENTION_CHUNK_ELEMENTS // (q_len * kv_len)), q_len
+    else:
+        head_step, row_step = 1, max(1, ATTENTION_CHUNK_ELEMENTS // kv_len)
+    key_bias, mask = None, None
     if attn_mask is not None:
         if attn_mask.dtype == ms.bool_:
             attn_mask = mint.where(attn_mask, ms.Tensor(0.0, ms.float32), ms.Tensor(-3.0e38, ms.float32))
         attn_mask = attn_mask.astype(ms.float32)
         if attn_mask.ndim == 4 and attn_mask.shape[1] == 1 and attn_mask.shape[2] == 1:
-            key_bias = attn_mask.broadcast_to((batch, 1, 1, kv_len)).reshape(batch, kv_len)
+            key_bias = attn_mask.broadcast_to((batch, 1, 1, kv_len))
+        else:
+            # (B or 1, H or 1, L or 1, S)
+            mask = attn_mask.reshape((1,) * (4 - attn_mask.ndim) + tuple(attn_mask.shape))
+    fold = dtype == ms.float32
+    if fold:
+        query = query * scale
+        if key_bias is not None:
+            query = mint.cat([query, mint.ones(query.shape[:-1] + (1,), dtype=dtype)], dim=-1)
+    # leading-axis pieces as `mint.split` views: in a compiled CPU graph every StridedSlice (`x[b]`) is a copy at
+    # ~0.2-1 GB/s, as slow as the products it feeds
+    queries, keys, values = _split0(query, 1), _split0(key, 1), _split0(value, 1)
+    key_biases = _split0(key_bias, 1) if key_bias is not None else None
+    masks = _split0(mask, 1) if mask is not None else None
     outputs, previous = [], None
     for b in range(batch):
-        kb = b if key.shape[0] > 1 else 0
-        k, v = key[kb : kb + 1], value[kb : kb + 1]
-        chunks = []
-        for start in range(0, q_len, rows):
-            q = query[b : b + 1, :, start : start + rows]
-            if previous is not None:
-                q = ops.depend(q, previous)
-            scores = _batch_matmul_nt(q, k).astype(ms.float32) * scale
+        k = _drop0(keys[b if len(keys) > 1 else 0])
+        v = _drop0(values[b if len(values) > 1 else 0])
+        k = k.broadcast_to((heads,) + tuple(k.shape[1:]))
+        v = v.broadcast_to((heads,) + tuple(v.shape[1:]))
+        if fold:
+            k = mint.swapaxes(k, -1, -2)
             if key_bias is not None:
-                scores = ops.bias_add(scores.reshape(-1, kv_len), key_bias[b]).reshape(scores.shape)
-            elif attn_mask is not None:
-                mask = attn_mask[b : b + 1] if attn_mask.ndim == 4 and attn_mask.shape[0] > 1 else attn_mask
-                if mask.ndim >= 2 and mask.shape[-2] > 1:
-                    mask = mask[..., start : start + rows, :]
-                scores = scores + mask
-            probs = mint.softmax(scores, dim=-1).astype(value.dtype)
-            previous = mint.matmul(probs, v).astype(query.dtype)
-            chunks.append(previous)
-        outputs.append(mint.cat(chunks, dim=2) if len(chunks) > 1 else chunks[0])
-    return mint.cat(outputs, dim=0) if batch > 1 else outputs[0]
+                k = mint.cat([k, _drop0(key_biases[b]).broadcast_to((heads, 1, kv_len))], dim=-2)
+            else:
+                k = k.contiguous()
+        m_b = _drop0(masks[b if len(masks) > 1 else 0]) if mask is not None else None
+        q_heads = _split0(_drop0(queries[b]), head_step)
+        k_heads, v_heads = _split0(k, head_step), _split0(v, head_step)
+        m_heads = _split0(m_b, head_step) if m_b is not None and m_b.shape[0] > 1 else None
+        chunks = []
+        for i, q_h in enumerate(q_heads):
+            q_rows = [q_h] if row_step == q_len else _split0(q_h.reshape(q_len, -1), row_step)
+            m_h = m_heads[i] if m_heads is not None else m_b
+            m_rows = None
+            if m_h is not None and m_h.shape[1] > 1 and row_step != q_len:
+                m_rows = _split0(m_h.reshape(m_h.shape[1], kv_len), row_step)
+            for j, q in enumerate(q_rows):
+                if row_step != q_len:
+                    q = q.reshape(1, -1, q.shape[-1])
+                if previous is not None:
+                    q = ops.depend(q, previous)
+                if fold:
+                    scores = _batch_matmul(q, k_heads[i])
+                else:
+                    scores = _batch_matmul_nt(q, k_heads[i]).astype(ms.float32) * scale
+                    if key_bias is not None:
+                        bias = key_biases[b].reshape(kv_len)
+                        scores = ops.bias_add(scores.reshape(-1, kv_len), bias).reshape(scores.shape)
+                if m_h is not None:
+                    scores = broadcast_add(scores, m_rows[j].unsqueeze(0) if m_rows is not None else m_h)
+                probs = ops.softmax(scores, axis=-1).astype(value.dtype)
+                previous = _batch_matmul(probs, v_heads[i]).astype(dtype)
+                chunks.append(previous)
+        if row_step != q_len:
+            out = mint.cat(chunks, dim=1).reshape(heads, q_len, -1)
+        else:
+            out = mint.cat(chunks, dim=0) if len(chunks) > 1 else chunks[0]
+        outputs.append(out)
+    return mint.cat([out.unsqueeze(0) for out in outputs], dim=0) if batch > 1 else outputs[0].unsqueeze(0)
 
 
+def _split0(x, size):
+    # pieces of `size` along axis 0 (views)
+    return mint.split(x, size, dim=0)
+
+
+def _drop0(x):
+    # x[0] of a length-1 axis 0 as a reshape (indexing is a StridedSlice copy in a compiled graph)
+    return x.reshape(x.shape[1:])
+
+
+_batch_matmul = ops.BatchMatMul()
 _batch_matmul_nt = ops.BatchMatMul(transpose_b=True)
 
 

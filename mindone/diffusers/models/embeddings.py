@@ -28,7 +28,7 @@ import mindspore as ms
 from mindspore import mint, nn, ops
 
 from .activations import get_activation
-from .cpu_layers import Linear, expand_to
+from .cpu_layers import Linear, expand_to, pair_swap_matrix
 
 
 def get_timestep_embedding(
@@ -175,14 +175,16 @@ def apply_rotary_emb(
     if sequence_dim != 1:
         raise ValueError(f"`sequence_dim={sequence_dim}` is not supported here; inputs must be [B, S, H, D].")
     # the complex product (x_re + i x_im)(cos + i sin) channel-wise: x * [cos, cos] + (x_im, x_re) * [-sin, sin], with
-    # the tables expanded once ([..., S, 1, D], broadcast over heads) and the pairs swapped by a flip, which costs far
-    # fewer (slow) broadcasting kernels on CPU than slicing out the four halves; same float32 products and sums
+    # the tables expanded once ([..., S, 1, D], tiled over heads) and the pairs swapped as a whole, which costs far
+    # fewer (slow) kernels on CPU than slicing out the four halves; same float32 products and sums
     cos, sin = freqs_cis[..., 0:1], freqs_cis[..., 1:2]
     table_shape = freqs_cis.shape[:-2] + (1, -1)
     cos = mint.cat([cos, cos], dim=-1).reshape(table_shape)
     sin = mint.cat([-sin, sin], dim=-1).reshape(table_shape)
     x32 = x.astype(ms.float32)
-    swapped = mint.flip(x32.reshape(x.shape[:-1] + (-1, 2)), (-1,)).reshape(x.shape)
+    # (x_im, x_re) pairs as a product with a permutation (exact; `mint.flip` over pairs is a slow CPU kernel)
+    head_dim = x.shape[-1]
+    swapped = ops.matmul(x32.reshape(-1, head_dim), pair_swap_matrix(head_dim)).reshape(x.shape)
     # the tables tiled over heads (`cpu_layers.broadcast_mul`: broadcasting Mul is slow on CPU)
     return (x32 * expand_to(cos, x.shape) + swapped * expand_to(sin, x.shape)).astype(x.dtype)
 

@@ -24,7 +24,7 @@ from typing import Optional
 import mindspore as ms
 from mindspore import Parameter, mint, nn, ops
 
-from .cpu_layers import Linear, broadcast_add, broadcast_mul
+from .cpu_layers import Linear, broadcast_add, broadcast_mul, mean_last_axis
 
 
 class LayerNorm(nn.Cell):
@@ -63,7 +63,7 @@ class LayerNorm(nn.Cell):
 def _rms_norm(hidden_states: ms.Tensor, weight: Optional[ms.Tensor], bias: Optional[ms.Tensor], eps: float):
     input_dtype = hidden_states.dtype
     hidden_states = hidden_states.astype(ms.float32)
-    variance = mint.mean(mint.square(hidden_states), -1, keepdim=True)
+    variance = mean_last_axis(mint.square(hidden_states))  # as a GEMV: ReduceMean is slow on CPU
     # broadcasting products as tile + Mul (see `cpu_layers.broadcast_mul`)
     hidden_states = broadcast_mul(hidden_states, mint.rsqrt(variance + eps))
     if weight is not None:

@@ -30,7 +30,7 @@ import mindspore as ms
 from mindspore import Parameter, mint, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
-from ....diffusers.models.cpu_layers import Linear, broadcast_add, broadcast_mul, expand_to
+from ....diffusers.models.cpu_layers import Linear, broadcast_add, broadcast_mul, expand_to, mean_last_axis
 from ....diffusers.utils import is_ascend
 from ...modeling_outputs import BaseModelOutputWithPast
 from ...modeling_utils import PreTrainedModel
@@ -63,8 +63,8 @@ class Gemma2RMSNorm(nn.Cell):
         self.weight = Parameter(initializer("zeros", (dim,), ms.float32), name="weight")
 
     def _norm(self, x):
-        # broadcasting products as tile + Mul (`broadcast_mul`: a broadcasting Mul is slow on CPU)
-        return broadcast_mul(x, mint.rsqrt(mint.mean(x.pow(2), -1, keepdim=True) + self.eps))
+        # the mean as a GEMV and the product as tile + Mul (`cpu_layers`: ReduceMean and broadcasting Mul are slow on CPU)
+        return broadcast_mul(x, mint.rsqrt(mean_last_axis(x.pow(2)) + self.eps))
 
     def construct(self, x):
         output = self._norm(x.astype(ms.float32))
