@@ -877,3 +877,12 @@ def test_demo_main_with_a_model_folder(tiny, tmp_path, capsys):
     assert output in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["--height", "40"])
+
+
+def test_demo_launch_flags():
+    from mindone.diffusers.pipelines.lumina2.demo import parse_args
+
+    assert parse_args([]).async_launch is False
+    assert parse_args(["--async-launch"]).async_launch is True
+    with pytest.raises(SystemExit):
+        parse_args(["--steps", "0"])

@@ -142,6 +142,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--device", default=None, choices=["CPU", "Ascend", "GPU"], help="MindSpore device target")
     parser.add_argument("--graph-mode", action="store_true", help="run under mindspore.GRAPH_MODE")
+    parser.add_argument(
+        "--async-launch",
+        action="store_true",
+        help="keep MindSpore's asynchronous operator launch in PyNative on CPU (by default the demo calls "
+        "mindspore.runtime.launch_blocking() there: its queue threads spin on CPU cores the kernels need)",
+    )
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")
@@ -159,6 +165,9 @@ def main(argv: Optional[List[str]] = None) -> str:
     if args.device is not None:
         context["device_target"] = args.device
     ms.set_context(**context)
+    if not args.graph_mode and not args.async_launch and ms.get_context("device_target") == "CPU":
+        # PyNative on CPU: ~1.9x faster with synchronous launch on 2 cores (docs/benchmarks.md); same numbers
+        ms.runtime.launch_blocking()
 
     from mindone.diffusers import Lumina2Pipeline
 
