@@ -16,7 +16,7 @@
 Adapted from diffusers v0.42.1 `models/attention_processor.py`; MindSpore changes: only the options Lumina2 and the
 FLUX VAE use (others raise), processors are `ms.jit_class` objects so `Attention.construct` compiles in GRAPH_MODE, and
 `torch.nn.functional.scaled_dot_product_attention` is replaced by `scaled_dot_product_attention` below: a math path with
-fp32 softmax everywhere (over chunks of query rows for large inputs), plus Ascend's flash-attention kernel for
+fp32 softmax everywhere (over chunks of heads or query rows for large inputs), plus Ascend's flash-attention kernel for
 fp16/bf16 inputs (untested on hardware).
 """
 
