@@ -115,10 +115,11 @@ def _attention_chunks(query, key, value, attn_mask, scale):
         v = _drop0(values[b if len(values) > 1 else 0])
         k = k.broadcast_to((heads,) + tuple(k.shape[1:]))
         v = v.broadcast_to((heads,) + tuple(v.shape[1:]))
+        bias_b = key_biases[b].reshape(kv_len) if key_bias is not None else None
         if fold:
             k = mint.swapaxes(k, -1, -2)
             if key_bias is not None:
-                k = mint.cat([k, _drop0(key_biases[b]).broadcast_to((heads, 1, kv_len))], dim=-2)
+                k = mint.cat([k, bias_b.broadcast_to((heads, 1, kv_len))], dim=-2)
             else:
                 k = k.contiguous()
         m_b = _drop0(masks[b if len(masks) > 1 else 0]) if mask is not None else None
@@ -142,8 +143,7 @@ def _attention_chunks(query, key, value, attn_mask, scale):
                 else:
                     scores = _batch_matmul_nt(q, k_heads[i]).astype(ms.float32) * scale
                     if key_bias is not None:
-                        bias = key_biases[b].reshape(kv_len)
-                        scores = ops.bias_add(scores.reshape(-1, kv_len), bias).reshape(scores.shape)
+                        scores = ops.bias_add(scores.reshape(-1, kv_len), bias_b).reshape(scores.shape)
                 if m_h is not None:
                     scores = broadcast_add(scores, m_rows[j].unsqueeze(0) if m_rows is not None else m_h)
                 probs = ops.softmax(scores, axis=-1).astype(value.dtype)
