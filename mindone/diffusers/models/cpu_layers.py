@@ -17,12 +17,15 @@ place (no diffusers counterpart).
 `Conv2d` and `GroupNorm` keep torch's parameter names and shapes (`weight`, `bias`), so checkpoints load unchanged. On
 other devices they run MindSpore's kernels; on CPU (decided at construction: the device cannot be read in a graph):
 
-- Conv2D, CPU: MindSpore hands oneDNN plain NCHW layouts and gets its reference path (`jit_uni_ncsp:conv+ref`), ~100x
-  slower than a GEMM for kernels larger than 1x1 -> im2col (`ops.unfold`) + `mint.matmul` in row strips (bounded
-  column buffer), or one GEMM of all kernel taps + shifted sums when the output has few channels. 1x1 kernels keep the
-  native kernel (fast). The weight is multiplied as 2-D x 3-D (BatchMatMul): 2-D x 2-D MatMul is ~4x slower on CPU.
-- Nearest 2x upsampling + 3x3 convolution (the decoder's upsamplers), CPU: four 2x2 convolutions of the
-  low-resolution input, one per output phase (4/9 of the multiplies, no upsampled copy).
+- Conv2D, CPU with AVX-512: MindSpore hands oneDNN plain NCHW layouts, and oneDNN 3.10 as MindSpore builds it
+  (threadpool runtime) then takes its reference path (`jit_uni_ncsp:conv+ref`), ~100x slower than a GEMM for kernels
+  larger than 1x1 -> im2col (`ops.unfold`) + `mint.matmul` in row strips (bounded column buffer), or one GEMM of all
+  kernel taps + shifted sums when the output has few channels. 1x1 kernels keep the native kernel (fast). The weight is
+  multiplied as 2-D x 3-D (BatchMatMul): 2-D x 2-D MatMul is ~4x slower on CPU. Where oneDNN's ISA is AVX2 or lower
+  (no AVX-512, or `ONEDNN_MAX_CPU_ISA=AVX2` set before the first MindSpore op) it takes its GEMM convolution
+  (`gemm:jit`), faster and leaner than the composite: the native kernel is kept (`native_conv_is_fast`).
+- Nearest 2x upsampling + 3x3 convolution (the decoder's upsamplers), CPU with the composite convolution: four 2x2
+  convolutions of the low-resolution input, one per output phase (4/9 of the multiplies, no upsampled copy).
 - GroupNorm, CPU: on large inputs the kernel is ~5x slower than torch's -> two-pass group statistics with GEMV
   reductions (accurate like torch's) and normalisation + affine as one inference `ops.batch_norm`.
 - PadV3 (`ops.pad`), CPU: ~10x slower than copying -> zero padding by concatenation.
@@ -37,6 +40,9 @@ other devices they run MindSpore's kernels; on CPU (decided at construction: the
   inlined when the caller is itself compiled); small inputs run op by op (and group norm on its kernel).
 """
 
+import functools
+import os
+import platform
 from typing import Optional, Tuple
 
 import mindspore as ms
@@ -58,6 +64,37 @@ def _arg(param: Optional[ms.Tensor]) -> Optional[ms.Tensor]:
 
 def _on_cpu() -> bool:
     return ms.get_context("device_target") == "CPU"
+
+
+# oneDNN ISA names (`ONEDNN_MAX_CPU_ISA`) at or below which its NCHW float32 convolution is the GEMM one
+_GEMM_CONV_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2")
+
+
+@functools.lru_cache(maxsize=None)
+def native_conv_is_fast() -> bool:
+    """Whether MindSpore's CPU Conv2D kernel is fast here (see the module notes): True on x86-64 when oneDNN's ISA is
+    capped at AVX2 or below by `ONEDNN_MAX_CPU_ISA` (or the older `DNNL_MAX_CPU_ISA`), or the CPU has no AVX-512. Other
+    CPUs (AVX-512, or not x86) use the im2col composite. The variable only takes effect when set before MindSpore runs
+    its first CPU kernel."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    isa = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+    if isa in _GEMM_CONV_ISAS:
+        return True
+    flags = _cpu_flags()
+    return flags is not None and "avx512f" not in flags
+
+
+def _cpu_flags() -> Optional[set]:
+    """The CPU feature flags of `/proc/cpuinfo` (Linux), None where they cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
 
 
 def expand_to(y: ms.Tensor, shape: Tuple[int, ...]) -> ms.Tensor:
@@ -193,7 +230,7 @@ _conv2d_cpu_jit = ms.jit(conv2d_cpu)
 class Conv2d(nn.Conv2d):
     r"""`torch.nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias)` (square kernel, zero
     padding, no groups / dilation): legacy `nn.Conv2d(pad_mode="pad")` (`mint.nn.Conv2d` has no CPU kernel), computed by
-    im2col + GEMM on CPU for kernels larger than 1x1."""
+    im2col + GEMM on CPU for kernels larger than 1x1 unless `native_conv_is_fast()`."""
 
     def __init__(
         self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0, bias=True
@@ -210,7 +247,7 @@ class Conv2d(nn.Conv2d):
         self.conv_stride = stride
         self.conv_padding = padding
         self.conv_kernel = kernel_size
-        self.use_im2col = _on_cpu() and kernel_size > 1
+        self.use_im2col = _on_cpu() and kernel_size > 1 and not native_conv_is_fast()
 
     def construct(self, x: ms.Tensor) -> ms.Tensor:
         if self.use_im2col:

@@ -24,7 +24,7 @@ from typing import Optional, Tuple
 import mindspore as ms
 from mindspore import mint, nn
 
-from .cpu_layers import Conv2d, _on_cpu, upsample_conv_cpu
+from .cpu_layers import Conv2d, _on_cpu, native_conv_is_fast, upsample_conv_cpu
 
 
 class Upsample2D(nn.Cell):
@@ -98,8 +98,11 @@ class Upsample2D(nn.Cell):
         else:
             self.Conv2d_0 = conv
 
-        # on CPU, nearest 2x upsampling + 3x3 convolution runs as one phase-decomposed convolution (`cpu_layers`)
-        self.fused_cpu = _on_cpu() and use_conv and interpolate and kernel_size == 3 and padding == 1
+        # on CPU (with the im2col convolution), nearest 2x upsampling + 3x3 convolution runs as one phase-decomposed
+        # convolution (`cpu_layers`)
+        self.fused_cpu = (
+            _on_cpu() and not native_conv_is_fast() and use_conv and interpolate and kernel_size == 3 and padding == 1
+        )
 
     def construct(self, hidden_states: ms.Tensor, output_size: Optional[Tuple[int, int]] = None) -> ms.Tensor:
         if self.fused_cpu and output_size is None:
