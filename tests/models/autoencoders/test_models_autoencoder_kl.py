@@ -139,19 +139,31 @@ def test_flux_widths_parity():
     assert_close(ms_model.decode(ms.Tensor(latents))[0], t_dec, TOL, "FLUX decode")
 
 
-def test_compiled_cpu_paths_parity(monkeypatch):
-    # every convolution and group norm on its compiled large-input path (what 512x512 images take)
+@pytest.mark.parametrize("whole_graph", [False, True], ids=["helpers", "whole-graph"])
+def test_compiled_cpu_paths_parity(monkeypatch, whole_graph):
+    # every convolution and group norm on its compiled large-input path (what 512x512 images take): as compiled helpers
+    # called op by op, or inlined in one compiled graph of the whole encoder / decoder (`CompiledWhenLarge`)
     from mindone.diffusers.models import cpu_layers
 
     monkeypatch.setattr(cpu_layers, "SMALL_ELEMENTS", 1)
     monkeypatch.setattr(cpu_layers, "IM2COL_BUFFER_ELEMENTS", 1 << 14)
+    # the image below: 24 * 16 pixels x 32 channels in the largest activation of either
+    monkeypatch.setattr(cpu_layers, "WHOLE_GRAPH_ELEMENTS", 24 * 16 * 32 if whole_graph else 1 << 40)
     torch_model, ms_model = make_twins(TINY_32_64, seed=1)
-    image, latents = randn((1, 3, 24, 16)), randn((1, 4, 6, 5), seed=1)
+    image, latents = randn((1, 3, 24, 16)), randn((1, 4, 12, 8), seed=1)
     with torch.no_grad():
         t_post = torch_model.encode(torch.from_numpy(image)).latent_dist
         t_dec = torch_model.decode(torch.from_numpy(latents)).sample
     assert_close(ms_model.encode(ms.Tensor(image))[0].mode(), t_post.mode(), TOL, "encode, compiled CPU paths")
     assert_close(ms_model.decode(ms.Tensor(latents))[0], t_dec, TOL, "decode, compiled CPU paths")
+    assert ("_whole_graph" in ms_model.encoder.__dict__) is whole_graph
+    assert ("_whole_graph" in ms_model.decoder.__dict__) is whole_graph
+    if whole_graph:  # just below the threshold: op by op
+        _, small = make_twins(TINY_32_64, seed=1)
+        with torch.no_grad():
+            t_small = torch_model.decode(torch.from_numpy(latents[:, :, :11])).sample
+        assert_close(small.decode(ms.Tensor(latents[:, :, :11]))[0], t_small, TOL, "decode below the threshold")
+        assert "_whole_graph" not in small.decoder.__dict__
 
 
 def test_return_types():

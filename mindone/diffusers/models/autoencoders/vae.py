@@ -17,7 +17,7 @@ Adapted from diffusers v0.42.1 `models/autoencoders/vae.py`; MindSpore changes: 
 norm; no spatial norm / `latent_embeds`), `DecoderOutput`, `DiagonalGaussianDistribution` (noise from a
 `numpy.random.Generator` via `randn_tensor`) and `AutoencoderMixin`; convolutions and group norms are
 `cpu_layers.Conv2d` / `cpu_layers.GroupNorm` (torch's parameter names; fast CPU paths, as `mint.nn.Conv2d` has no CPU
-kernel in MindSpore 2.10).
+kernel in MindSpore 2.10); in PyNative on CPU, large inputs run the encoder / decoder as one compiled graph.
 """
 
 from dataclasses import dataclass
@@ -29,7 +29,7 @@ import mindspore as ms
 from mindspore import mint, nn, ops
 
 from ...utils import BaseOutput, logging, randn_tensor
-from ..cpu_layers import Conv2d, GroupNorm
+from ..cpu_layers import CompiledWhenLarge, Conv2d, GroupNorm, _on_cpu
 from ..unets.unet_2d_blocks import UNetMidBlock2D, get_down_block, get_up_block
 
 logger = logging.get_logger(__name__)
@@ -49,7 +49,7 @@ class DecoderOutput(BaseOutput):
     commit_loss: Optional[ms.Tensor] = None
 
 
-class Encoder(nn.Cell):
+class Encoder(CompiledWhenLarge, nn.Cell):
     r"""
     The `Encoder` layer of a variational autoencoder that encodes its input into a latent representation.
 
@@ -89,6 +89,9 @@ class Encoder(nn.Cell):
     ):
         super().__init__()
         self.layers_per_block = layers_per_block
+        # PyNative on CPU: large images run as one compiled graph (`cpu_layers.CompiledWhenLarge`)
+        self.whole_graph_on_cpu = _on_cpu()
+        self.activation_scale = block_out_channels[0] / in_channels
 
         self.conv_in = Conv2d(in_channels, block_out_channels[0], kernel_size=3, stride=1, padding=1)
 
@@ -157,7 +160,7 @@ class Encoder(nn.Cell):
         return sample
 
 
-class Decoder(nn.Cell):
+class Decoder(CompiledWhenLarge, nn.Cell):
     r"""
     The `Decoder` layer of a variational autoencoder that decodes its latent representation into an output sample.
 
@@ -200,6 +203,10 @@ class Decoder(nn.Cell):
                 f"`norm_type` must be 'group' in this port of `Decoder` (no SpatialNorm), got {norm_type!r}."
             )
         self.layers_per_block = layers_per_block
+        # PyNative on CPU: large latents run as one compiled graph (`cpu_layers.CompiledWhenLarge`)
+        upsamplers = sum(i != len(block_out_channels) - 1 for i in range(len(up_block_types)))
+        self.whole_graph_on_cpu = _on_cpu()
+        self.activation_scale = block_out_channels[0] * 4**upsamplers / in_channels
 
         self.conv_in = Conv2d(in_channels, block_out_channels[-1], kernel_size=3, stride=1, padding=1)
 
