@@ -51,6 +51,9 @@ RESULTS_BEGIN = "<!-- benchmark-results:begin (written by benchmarks/benchmark_l
 RESULTS_END = "<!-- benchmark-results:end -->"
 ALL_SECTIONS = ("matmul", "transformer", "transformer_full", "vae", "gemma", "load")
 MS_MODES = ("pynative", "pynative-blocking", "graph", "jit")
+# a mode may end in `+avx2`: the worker starts with ONEDNN_MAX_CPU_ISA=AVX2, where oneDNN's NCHW convolution is its
+# GEMM one and the VAE keeps MindSpore's Conv2D kernel (`cpu_layers.native_conv_is_fast`)
+MODE_SUFFIXES = ("", "+avx2")
 
 # ----------------------------------------------------------------------------------------------------------------------
 # configurations
@@ -583,6 +586,7 @@ WORKERS = {
 
 def worker_main(task_json: str) -> None:
     task = json.loads(task_json)
+    task["mode"] = task.get("mode", "").split("+")[0]  # the suffix only set the environment (run_worker)
     sys.path.insert(0, REPO_ROOT)
     result = WORKERS[task["section"]](task)
     result["lifetime_peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -598,6 +602,8 @@ def run_worker(task: dict, timeout: float, log) -> dict:
     env.setdefault("GLOG_v", "3")
     env.setdefault("HF_HUB_OFFLINE", "1")
     env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    if task.get("mode", "").endswith("+avx2"):
+        env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
     cmd = [sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(task)]
     label = f"{task['section']}:{task.get('side')}:{task.get('mode', '')}"
     log(f"  running {label} ...")
@@ -951,12 +957,16 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--ms-modes",
-        default="pynative,pynative-blocking,graph,jit",
+        default="pynative,pynative-blocking,graph,jit,jit+avx2",
         help=f"MindSpore modes of the `transformer` section, from {', '.join(MS_MODES)}",
     )
     p.add_argument("--full-ms-modes", default="jit", help="MindSpore modes of `transformer_full` (default jit)")
     p.add_argument("--full-repeats", type=int, default=1, help="timed calls of `transformer_full` (default 1)")
-    p.add_argument("--vae-ms-modes", default="pynative,pynative-blocking,jit", help="MindSpore modes of `vae`")
+    p.add_argument(
+        "--vae-ms-modes",
+        default="pynative,pynative-blocking,jit,pynative-blocking+avx2,jit+avx2",
+        help="MindSpore modes of `vae` (`+avx2`: the worker runs with ONEDNN_MAX_CPU_ISA=AVX2)",
+    )
     p.add_argument("--gemma-ms-modes", default="pynative,pynative-blocking,jit", help="MindSpore modes of `gemma`")
     p.add_argument("--gemma-layers", type=int, default=26, help="Gemma2 layers (default 26, the real count)")
     p.add_argument("--gemma-repeats", type=int, default=2, help="timed calls of `gemma` (default 2)")
@@ -974,9 +984,12 @@ def parse_args(argv=None):
         p.error(f"unknown sections {unknown}; choose from {', '.join(ALL_SECTIONS)}")
     for name in ("ms_modes", "full_ms_modes", "vae_ms_modes", "gemma_ms_modes"):
         modes = [m.strip() for m in getattr(args, name).split(",") if m.strip()]
-        bad = sorted(set(modes) - set(MS_MODES))
+        bad = sorted(m for m in modes if not any(m == base + sfx for base in MS_MODES for sfx in MODE_SUFFIXES))
         if bad:
-            p.error(f"--{name.replace('_', '-')}: unknown modes {bad}; choose from {', '.join(MS_MODES)}")
+            p.error(
+                f"--{name.replace('_', '-')}: unknown modes {bad}; choose from {', '.join(MS_MODES)}, each optionally "
+                "followed by +avx2"
+            )
         setattr(args, name, modes)
     if args.repeats < 1:
         p.error(f"--repeats must be >= 1, got {args.repeats}")

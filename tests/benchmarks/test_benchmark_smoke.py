@@ -82,6 +82,7 @@ def test_flops_of_the_real_config():
     [
         (["--sections", "transformer,bogus"], "unknown sections"),
         (["--ms-modes", "pynative,eager"], "unknown modes"),
+        (["--vae-ms-modes", "jit+avx512"], "unknown modes"),
         (["--repeats", "0"], "--repeats must be >= 1"),
     ],
 )
@@ -89,3 +90,24 @@ def test_bad_arguments_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_avx2_modes_set_the_worker_environment(monkeypatch):
+    args = bench.parse_args(["--vae-ms-modes", "jit,pynative-blocking+avx2"])
+    assert args.vae_ms_modes == ["jit", "pynative-blocking+avx2"]
+    seen = {}
+
+    def fake_run(cmd, env, **kwargs):
+        seen[json_task(cmd)["mode"]] = env.get("ONEDNN_MAX_CPU_ISA")
+        return subprocess.CompletedProcess(cmd, 0, stdout='RESULT {"times": [1.0]}\n', stderr="")
+
+    def json_task(cmd):
+        import json
+
+        return json.loads(cmd[cmd.index("--_worker") + 1])
+
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    for mode in args.vae_ms_modes:
+        assert bench.run_worker({"section": "vae", "side": "ms", "mode": mode}, 10, lambda msg: None) == {"times": [1.0]}
+    assert seen == {"jit": None, "pynative-blocking+avx2": "AVX2"}
