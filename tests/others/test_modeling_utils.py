@@ -281,6 +281,24 @@ def test_failed_load_leaves_model_unchanged(tmp_path, saved):
     np.testing.assert_allclose(_params(model)["norm.weight"], before["norm.weight"] * 2)
 
 
+def test_reload_into_a_jit_compiled_model(tmp_path, saved):
+    # an `ms.jit` graph keeps the parameter storage it was compiled with: loading writes in place, so the compiled
+    # model computes with the new weights (with `set_data` it went on with the old ones)
+    model = MsTinyNet.from_pretrained(saved)
+    model.construct = ms.jit(model.construct)
+    x = _x()
+    assert_close(_run(model, x), _ref(_torch_model(), x), 1e-5, "jit, first weights")
+    good = tmp_path / "good"
+    shutil.copytree(saved, good)
+    _rewrite(good / "diffusion_pytorch_model.safetensors", lambda t: {k: v * 2 for k, v in t.items()})
+    model.load_weights([good / "diffusion_pytorch_model.safetensors"])
+    torch_model = _torch_model()
+    with torch.no_grad():
+        for p in torch_model.parameters():
+            p.mul_(2)
+    assert_close(_run(model, x), _ref(torch_model, x), 1e-5, "jit, reloaded weights")
+
+
 def test_save_refuses_pickle_and_files(tmp_path):
     model = MsTinyNet()
     with pytest.raises(ValueError, match="safetensors"):

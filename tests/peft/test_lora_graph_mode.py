@@ -177,6 +177,20 @@ def test_hotswap_same_rank_in_place(graph_mode):
         graph.check(f"hotswapped ({fmt})", torch_new)
 
 
+def test_hotswap_under_jit_construct():
+    # `ms.jit` graphs keep the parameter storage they were compiled with (a `set_data` would go unseen there, unlike
+    # in GRAPH_MODE): hot-swapping writes the LoRA weights in place, so the compiled graph computes with the new ones
+    x = make_input()
+    kwargs = dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS)
+    torch_model, ms_model = make_twins()
+    _load(ms_model, torch_model, "default_0", kwargs)
+    ms_model.construct = ms.jit(ms_model.construct)
+    assert_close(run_ms(ms_model, x), run_torch(torch_model, x), TOL, "jit, first adapter")
+    torch_new, state = _adapter_state(dict(kwargs, target_modules=["to_q", "to_k", "to_v"]), seed=1)
+    mp.hotswap_adapter_from_state_dict(ms_model, state, "default_0", mp.LoraConfig(**kwargs))
+    assert_close(run_ms(ms_model, x), run_torch(torch_new, x), TOL, "jit, hot-swapped")
+
+
 def test_hotswap_ranks_padding_and_errors(graph_mode):
     x = make_input()
     kwargs = dict(r=4, lora_alpha=4, target_modules=ALL_TARGETS)

@@ -121,10 +121,15 @@ class CompiledWhenLarge:
             and ms.get_context("mode") == ms.PYNATIVE_MODE
             and sample.size * self.activation_scale >= WHOLE_GRAPH_ELEMENTS
         ):
+            # an `ms.jit` graph keeps the parameter storage it was compiled with: a `set_data` since (new storage)
+            # would go unseen, so it recompiles then (in-place writes, as `set_parameter_data` makes, are seen)
+            storage = tuple(param.data_ptr() for param in self.get_parameters())
             compiled = self.__dict__.get("_whole_graph")
-            if compiled is None:
-                compiled = self.__dict__["_whole_graph"] = ms.jit(self.construct)
-            return compiled(sample)
+            if compiled is None or compiled[1] != storage:
+                if compiled is not None:
+                    object.__setattr__(self, "_create_time", self.create_time + 1)
+                compiled = self.__dict__["_whole_graph"] = (ms.jit(self.construct), storage)
+            return compiled[0](sample)
         return super().__call__(sample, *args, **kwargs)
 
 

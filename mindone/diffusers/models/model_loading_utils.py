@@ -249,7 +249,12 @@ def _target_dtype(param: ms.Parameter, dtype: Optional[ms.Type], keep_fp32: bool
 
 
 def set_parameter_data(param: ms.Parameter, tensor: ms.Tensor) -> None:
-    """Replace a parameter's value (and dtype, when it changes)."""
+    """Replace a parameter's value (and dtype, when it changes). An initialized parameter of the same shape and dtype
+    is written in place: a graph compiled by `ms.jit` keeps reading the storage it was compiled with, and `set_data`
+    gives the parameter a new one (the graph would go on computing with the old values)."""
+    if not param.has_init and param.dtype == tensor.dtype and tuple(param.shape) == tuple(tensor.shape):
+        param.copy_(tensor)
+        return
     if param.dtype != tensor.dtype:
         param.set_dtype(tensor.dtype)
     param.set_data(tensor)

@@ -219,7 +219,7 @@ def hotswap_adapter_from_state_dict(
     written = {model_key for model_key, _ in plan}
     for key, param in params.items():
         if key not in written:
-            param.set_data(mint.zeros(param.shape, dtype=param.dtype))
+            param.copy_(mint.zeros(param.shape, dtype=param.dtype))
     for model_key, value in plan:
         param = params[model_key]
         host = value.astype(ms.float32).asnumpy() if isinstance(value, ms.Tensor) else np.asarray(value, np.float32)
@@ -227,7 +227,7 @@ def hotswap_adapter_from_state_dict(
             padded = np.zeros(param.shape, np.float32)
             padded[tuple(slice(0, d) for d in host.shape)] = host
             host = padded
-        param.set_data(ms.Tensor(host).astype(param.dtype))
+        param.copy_(ms.Tensor(host).astype(param.dtype))
     for layer_name in {owners[k] for k, _ in plan}:
         module = layers[layer_name]
         rank, alpha = _rank_and_alpha(config, layer_name)

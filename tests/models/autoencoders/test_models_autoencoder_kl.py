@@ -164,6 +164,18 @@ def test_compiled_cpu_paths_parity(monkeypatch, whole_graph):
             t_small = torch_model.decode(torch.from_numpy(latents[:, :, :11])).sample
         assert_close(small.decode(ms.Tensor(latents[:, :, :11]))[0], t_small, TOL, "decode below the threshold")
         assert "_whole_graph" not in small.decoder.__dict__
+    # new weights after the first call, through `set_data` (new storage: the whole graph recompiles) and through
+    # `load_state_dict_into_model` (written in place)
+    from mindone.diffusers.models.model_loading_utils import load_state_dict_into_model
+
+    params = dict(ms_model.parameters_and_names())
+    params["decoder.conv_out.weight"].set_data(params["decoder.conv_out.weight"] * 2)
+    load_state_dict_into_model(ms_model, {"decoder.conv_in.bias": params["decoder.conv_in.bias"] + 1}, strict=False)
+    with torch.no_grad():
+        torch_model.decoder.conv_out.weight.mul_(2)
+        torch_model.decoder.conv_in.bias.add_(1)
+        t_dec = torch_model.decode(torch.from_numpy(latents)).sample
+    assert_close(ms_model.decode(ms.Tensor(latents))[0], t_dec, TOL, "decode, compiled CPU paths, new weights")
 
 
 def test_return_types():
