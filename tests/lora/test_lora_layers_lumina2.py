@@ -53,8 +53,16 @@ def _assert_base_params_equal(model, base_snapshot):
         np.testing.assert_array_equal(now[name], value, err_msg=name)
 
 
-@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE], ids=["pynative", "graph"])
-def test_transformer_lora_lifecycle_matches_diffusers(tmp_path, mode):
+@pytest.mark.parametrize(
+    "mode, compile_on_cpu",
+    [(ms.PYNATIVE_MODE, False), (ms.PYNATIVE_MODE, True), (ms.GRAPH_MODE, False)],
+    ids=["pynative", "pynative-compiled", "graph"],
+)
+def test_transformer_lora_lifecycle_matches_diffusers(tmp_path, monkeypatch, mode, compile_on_cpu):
+    # pynative-compiled: every call takes the compiled PyNative CPU path of large inputs (`COMPILE_ON_CPU_ELEMENTS`)
+    from mindone.diffusers.models.transformers import transformer_lumina2
+
+    monkeypatch.setattr(transformer_lumina2, "COMPILE_ON_CPU_ELEMENTS", 1 if compile_on_cpu else 1 << 40)
     torch_model, model = make_twins()
     inputs = make_inputs()
     base_torch = run_torch(torch_model, inputs)

@@ -258,6 +258,36 @@ def test_graph_mode_matches_pynative(tiny_pair, graph_mode):
     assert rel_l2(last[0], run_torch(torch_model, ids).last_hidden_state) <= TOL
 
 
+def test_pynative_cpu_compiles_large_calls(monkeypatch):
+    """In PyNative on CPU, inference calls at least `COMPILE_ON_CPU_ELEMENTS` large run as one compiled graph: the same
+    hidden states as op by op and as transformers (attentions, padding, inputs_embeds included), training op by op."""
+    from mindone.transformers.models.gemma2 import modeling_gemma2
+
+    torch_model, ms_model = make_pair(make_config(**TINY), seed=3)
+    ids, mask = random_inputs(3, 11, TINY["vocab_size"], lengths=[11, 7, 2], seed=9)
+    eager = run_ms(ms_model, ids, mask, output_attentions=True)
+    assert "_whole_graph" not in ms_model.__dict__
+    monkeypatch.setattr(modeling_gemma2, "COMPILE_ON_CPU_ELEMENTS", 3 * 11 * TINY["hidden_size"])
+    compiled = run_ms(ms_model, ids, mask, output_attentions=True)
+    assert "_whole_graph" in ms_model.__dict__
+    for c, e in zip(compiled.hidden_states + compiled.attentions, eager.hidden_states + eager.attentions):
+        assert rel_l2(c, e) <= 1e-6
+    torch_out = run_torch(torch_model, ids, mask, output_attentions=True)
+    assert_hidden_states_match(compiled, torch_out)
+    embeds = ms_model.embed_tokens(ms.Tensor(ids))
+    last = ms_model(inputs_embeds=embeds, attention_mask=ms.Tensor(mask))[0]
+    assert rel_l2(last, torch_out.last_hidden_state) <= TOL
+    # under the threshold, and in training mode: op by op
+    ms_model.__dict__.pop("_whole_graph")
+    run_ms(ms_model, ids[:, :10], mask[:, :10])
+    ms_model.set_train(True)
+    try:
+        run_ms(ms_model, ids, mask)
+    finally:
+        ms_model.set_train(False)
+    assert "_whole_graph" not in ms_model.__dict__
+
+
 # ----------------------------------------------------------------------------------------------------------- outputs
 
 

@@ -104,11 +104,26 @@ def _cpu_flags() -> Optional[set]:
     return None
 
 
+def call_compiled(cell: nn.Cell, *args):
+    """`cell.construct(*args)` as one `ms.jit` graph kept on `cell` (compiled once per input signature).
+
+    An `ms.jit` graph keeps the parameter storage it was compiled with: after a `set_data` (new storage) it would go on
+    computing with the old values, so the graph is rebuilt when a parameter's storage changed (in-place writes, as
+    `set_parameter_data` and the LoRA engine make, are seen without that)."""
+    storage = tuple(param.data_ptr() for param in cell.get_parameters())
+    compiled = cell.__dict__.get("_whole_graph")
+    if compiled is None or compiled[1] != storage:
+        if compiled is not None:
+            object.__setattr__(cell, "_create_time", cell.create_time + 1)
+        compiled = cell.__dict__["_whole_graph"] = (ms.jit(cell.construct), storage)
+    return compiled[0](*args)
+
+
 class CompiledWhenLarge:
     """Mixin for an `nn.Cell` with one tensor input: called in PyNative on CPU with an input whose largest activation
     (`input.size * self.activation_scale`) has at least `WHOLE_GRAPH_ELEMENTS` elements, the cell runs as one
-    `ms.jit` graph of its `construct` (compiled once per input shape) instead of op by op (see the module notes).
-    Other modes, devices and small inputs are unchanged."""
+    `ms.jit` graph of its `construct` (`call_compiled`) instead of op by op (see the module notes). Other modes, devices
+    and small inputs are unchanged."""
 
     activation_scale = 1.0  # largest activation's elements per input element, set by the cell
     whole_graph_on_cpu = False  # set by the cell in `__init__` (`_on_cpu()`)
@@ -121,15 +136,7 @@ class CompiledWhenLarge:
             and ms.get_context("mode") == ms.PYNATIVE_MODE
             and sample.size * self.activation_scale >= WHOLE_GRAPH_ELEMENTS
         ):
-            # an `ms.jit` graph keeps the parameter storage it was compiled with: a `set_data` since (new storage)
-            # would go unseen, so it recompiles then (in-place writes, as `set_parameter_data` makes, are seen)
-            storage = tuple(param.data_ptr() for param in self.get_parameters())
-            compiled = self.__dict__.get("_whole_graph")
-            if compiled is None or compiled[1] != storage:
-                if compiled is not None:
-                    object.__setattr__(self, "_create_time", self.create_time + 1)
-                compiled = self.__dict__["_whole_graph"] = (ms.jit(self.construct), storage)
-            return compiled[0](sample)
+            return call_compiled(self, sample)
         return super().__call__(sample, *args, **kwargs)
 
 

@@ -202,6 +202,38 @@ def test_tiny_ms_jit_model_and_blocks():
     assert_close(model(x, t, cap, mask)[0], expected, 1e-5, what="ms.jit on blocks")
 
 
+def test_pynative_cpu_compiles_large_calls(monkeypatch):
+    """In PyNative on CPU, inference calls at least `COMPILE_ON_CPU_ELEMENTS` large run as one compiled graph: the same
+    numbers as op by op and as diffusers, new weights followed, training and small calls op by op."""
+    from mindone.diffusers.models.transformers import transformer_lumina2
+
+    torch_model, model = _twins(TINY)
+    batch, size, caption_lens, seq_len = CASES["b3_ragged_captions_nonsquare"]
+    inputs = _inputs(TINY, batch, size, caption_lens, seq_len)
+    tokens = seq_len + (size[0] // 2) * (size[1] // 2)
+    monkeypatch.setattr(transformer_lumina2, "COMPILE_ON_CPU_ELEMENTS", batch * tokens * TINY["hidden_size"] + 1)
+    eager = _run_ours(model, inputs)[0]  # one element under the threshold: op by op
+    assert "_whole_graph" not in model.__dict__
+    monkeypatch.setattr(transformer_lumina2, "COMPILE_ON_CPU_ELEMENTS", batch * tokens * TINY["hidden_size"])
+    compiled = _run_ours(model, inputs)[0]
+    assert "_whole_graph" in model.__dict__
+    assert_close(compiled, eager, 1e-6, what="compiled vs op by op")
+    assert_close(compiled, _run_torch(torch_model, inputs), 1e-5, what="compiled vs diffusers")
+    # other shapes (a new compilation) and other weights (`set_data` gives the parameter new storage)
+    other = _inputs(TINY, *CASES["b1_padded_caption_odd_grid"], seed=1)
+    assert_close(_run_ours(model, other)[0], _run_torch(torch_model, other), 1e-5, what="compiled, other inputs")
+    weight = dict(model.parameters_and_names())["x_embedder.weight"]
+    weight.set_data(weight * 2)
+    with torch.no_grad():
+        torch_model.x_embedder.weight.mul_(2)
+    assert_close(_run_ours(model, inputs)[0], _run_torch(torch_model, inputs), 1e-5, what="compiled, new weights")
+    # training mode stays op by op
+    _, trained = _twins(TINY)
+    trained.set_train(True)
+    _run_ours(trained, inputs)
+    assert "_whole_graph" not in trained.__dict__
+
+
 @pytest.mark.slow
 def test_real_width_parity_pynative_and_graph():
     torch_model, model = _twins(REAL_WIDTH)

@@ -37,13 +37,19 @@ from ...loaders.single_file_model import FromOriginalModelMixin
 from ...utils import logging
 from ..attention import LuminaFeedForward
 from ..attention_processor import Attention, scaled_dot_product_attention
-from ..cpu_layers import Linear, broadcast_mul
+from ..cpu_layers import Linear, _on_cpu, broadcast_mul, call_compiled
 from ..embeddings import TimestepEmbedding, Timesteps, apply_rotary_emb, get_1d_rotary_pos_embed
 from ..modeling_outputs import Transformer2DModelOutput
 from ..modeling_utils import ModelMixin
 from ..normalization import LuminaLayerNormContinuous, LuminaRMSNormZero, RMSNorm
 
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
+
+# PyNative on CPU, inference: from this many elements in the joint token sequence (batch x tokens x hidden size), the
+# forward runs as one compiled graph (`cpu_layers.call_compiled`). Op by op, MindSpore's asynchronous launch queue
+# spins on a core the kernels need and every op pays Python dispatch: the real-width 2+2+2-layer benchmark took 1.8-2x
+# torch's time, compiled 0.93x (peak memory 1.21x instead of 1.0x). `float("inf")` keeps every call op by op.
+COMPILE_ON_CPU_ELEMENTS = 1 << 22
 
 
 def _tanh(x: ms.Tensor) -> ms.Tensor:
@@ -527,6 +533,7 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
         self.gradient_checkpointing = False
         # host-side bookkeeping is the same for every denoising step: keep the last few results
         self._prepared_inputs_cache = OrderedDict()
+        self.compile_on_cpu = _on_cpu()
 
     def prepare_inputs(
         self, hidden_states: ms.Tensor, encoder_hidden_states: ms.Tensor, encoder_attention_mask
@@ -664,11 +671,22 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
         # upstream's `@apply_lora_scale("attention_kwargs")`: LoRA layers scaled by `lora_scale` for this call only (on
         # the host: the scales are parameters that a compiled `construct` reads at run time)
         with scaled_lora_layers(self, lora_scale):
-            output = super().__call__(hidden_states, timestep, encoder_hidden_states, *prepared)
+            if self._compile_this_call(hidden_states, encoder_hidden_states):
+                output = call_compiled(self, hidden_states, timestep, encoder_hidden_states, *prepared)
+            else:
+                output = super().__call__(hidden_states, timestep, encoder_hidden_states, *prepared)
 
         if not return_dict:
             return (output,)
         return Transformer2DModelOutput(sample=output)
+
+    def _compile_this_call(self, hidden_states: ms.Tensor, encoder_hidden_states: ms.Tensor) -> bool:
+        # see `COMPILE_ON_CPU_ELEMENTS`; training (gradients, recompute) stays op by op
+        if not self.compile_on_cpu or self.training or ms.get_context("mode") != ms.PYNATIVE_MODE:
+            return False
+        batch_size, _, height, width = hidden_states.shape
+        tokens = encoder_hidden_states.shape[1] + (height // self.patch_size) * (width // self.patch_size)
+        return batch_size * tokens * self.hidden_size >= COMPILE_ON_CPU_ELEMENTS
 
     def construct(
         self,
