@@ -52,8 +52,9 @@ RESULTS_END = "<!-- benchmark-results:end -->"
 ALL_SECTIONS = ("matmul", "transformer", "transformer_full", "vae", "gemma", "load")
 MS_MODES = ("pynative", "pynative-blocking", "graph", "jit")
 # a mode may end in `+avx2`: the worker starts with ONEDNN_MAX_CPU_ISA=AVX2, where oneDNN's NCHW convolution is its
-# GEMM one and the VAE keeps MindSpore's Conv2D kernel (`cpu_layers.native_conv_is_fast`)
-MODE_SUFFIXES = ("", "+avx2")
+# GEMM one and the VAE keeps MindSpore's Conv2D kernel (`cpu_layers.native_conv_is_fast`); or in `+eager`: PyNative
+# calls stay op by op (the models' compiled CPU path for large inputs switched off)
+MODE_SUFFIXES = ("", "+avx2", "+eager")
 
 # ----------------------------------------------------------------------------------------------------------------------
 # configurations
@@ -327,6 +328,25 @@ def _setup_ms(mode: str):
     return ms
 
 
+def _op_by_op(task):
+    """`+eager` modes: the compiled PyNative CPU path of large inputs switched off in the section's model (only its
+    module is imported: Gemma2's imports `transformers`, which would bring torch into the other workers)."""
+    if not task.get("eager"):
+        return
+    if task["section"] == "vae":
+        from mindone.diffusers.models import cpu_layers
+
+        cpu_layers.WHOLE_GRAPH_ELEMENTS = float("inf")
+    elif task["section"] == "gemma":
+        from mindone.transformers.models.gemma2 import modeling_gemma2
+
+        modeling_gemma2.COMPILE_ON_CPU_ELEMENTS = float("inf")
+    else:
+        from mindone.diffusers.models.transformers import transformer_lumina2
+
+        transformer_lumina2.COMPILE_ON_CPU_ELEMENTS = float("inf")
+
+
 def _setup_torch():
     import torch
 
@@ -386,6 +406,7 @@ def worker_transformer(task):
 
     else:
         ms = _setup_ms(task["mode"])
+        _op_by_op(task)
         from mindspore.nn.utils import no_init_parameters
 
         from mindone.diffusers import Lumina2Transformer2DModel
@@ -423,6 +444,7 @@ def worker_vae(task):
 
     else:
         ms = _setup_ms(task["mode"])
+        _op_by_op(task)
         from mindspore.nn.utils import no_init_parameters
 
         from mindone.diffusers import AutoencoderKL
@@ -465,6 +487,7 @@ def worker_gemma(task):
 
     else:
         ms = _setup_ms(task["mode"])
+        _op_by_op(task)
         from transformers import Gemma2Config
 
         from mindspore.nn.utils import no_init_parameters
@@ -586,7 +609,8 @@ WORKERS = {
 
 def worker_main(task_json: str) -> None:
     task = json.loads(task_json)
-    task["mode"] = task.get("mode", "").split("+")[0]  # the suffix only set the environment (run_worker)
+    mode, _, suffix = task.get("mode", "").partition("+")
+    task["mode"], task["eager"] = mode, suffix == "eager"  # `+avx2` only set the environment (run_worker)
     sys.path.insert(0, REPO_ROOT)
     result = WORKERS[task["section"]](task)
     result["lifetime_peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -957,17 +981,21 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--ms-modes",
-        default="pynative,pynative-blocking,graph,jit,jit+avx2",
+        default="pynative,pynative-blocking,graph,jit,jit+avx2,pynative+eager,pynative-blocking+eager",
         help=f"MindSpore modes of the `transformer` section, from {', '.join(MS_MODES)}",
     )
     p.add_argument("--full-ms-modes", default="jit", help="MindSpore modes of `transformer_full` (default jit)")
     p.add_argument("--full-repeats", type=int, default=1, help="timed calls of `transformer_full` (default 1)")
     p.add_argument(
         "--vae-ms-modes",
-        default="pynative,pynative-blocking,jit,pynative-blocking+avx2,jit+avx2",
+        default="pynative,jit,pynative+avx2,pynative-blocking+eager",
         help="MindSpore modes of `vae` (`+avx2`: the worker runs with ONEDNN_MAX_CPU_ISA=AVX2)",
     )
-    p.add_argument("--gemma-ms-modes", default="pynative,pynative-blocking,jit", help="MindSpore modes of `gemma`")
+    p.add_argument(
+        "--gemma-ms-modes",
+        default="pynative,jit,pynative+eager,pynative-blocking+eager",
+        help="MindSpore modes of `gemma`",
+    )
     p.add_argument("--gemma-layers", type=int, default=26, help="Gemma2 layers (default 26, the real count)")
     p.add_argument("--gemma-repeats", type=int, default=2, help="timed calls of `gemma` (default 2)")
     p.add_argument("--load-layers", type=int, default=26, help="joint layers of the `load` checkpoint (default 26)")
@@ -988,7 +1016,7 @@ def parse_args(argv=None):
         if bad:
             p.error(
                 f"--{name.replace('_', '-')}: unknown modes {bad}; choose from {', '.join(MS_MODES)}, each optionally "
-                "followed by +avx2"
+                "followed by +avx2 or +eager"
             )
         setattr(args, name, modes)
     if args.repeats < 1:

@@ -93,8 +93,8 @@ def test_bad_arguments_are_refused(argv, message, capsys):
 
 
 def test_avx2_modes_set_the_worker_environment(monkeypatch):
-    args = bench.parse_args(["--vae-ms-modes", "jit,pynative-blocking+avx2"])
-    assert args.vae_ms_modes == ["jit", "pynative-blocking+avx2"]
+    args = bench.parse_args(["--vae-ms-modes", "jit,pynative-blocking+avx2", "--ms-modes", "pynative+eager"])
+    assert args.vae_ms_modes == ["jit", "pynative-blocking+avx2"] and args.ms_modes == ["pynative+eager"]
     seen = {}
 
     def fake_run(cmd, env, **kwargs):
