@@ -41,7 +41,7 @@ other devices they run MindSpore's kernels; on CPU (decided at construction: the
 - Every compiled graph keeps its working memory for its lifetime, and the CPU memory pool does not reuse freed blocks
   for larger requests: op by op with one helper graph per shape, a 512x512 FLUX VAE decode grew by 3.6 GB (torch: 1.0)
   and took 1.4x torch's time. So a VAE encoder / decoder called in PyNative on a large input runs as one compiled graph
-  (`CompiledWhenLarge`: 1.9 GB, 1.2x).
+  (`CompiledWhenLarge`: 1.9 GB, 1.1x); the Lumina2 transformer and Gemma2 do the same through `call_compiled`.
 """
 
 import functools
@@ -119,23 +119,30 @@ def call_compiled(cell: nn.Cell, *args):
     return compiled[0](*args)
 
 
+def compile_this_call(cell: nn.Cell, elements: int, threshold: float) -> bool:
+    """Whether a call of `cell` runs as one compiled graph (`call_compiled`): in PyNative, for inference (training stays
+    op by op), on a cell built for CPU (`cell.compile_on_cpu`, set in its `__init__`), when its largest activation has
+    at least `threshold` elements. Op by op, PyNative on CPU pays Python dispatch per op and MindSpore's asynchronous
+    launch queue spins on a core the kernels need (see the module notes)."""
+    return (
+        cell.compile_on_cpu
+        and not cell.training
+        and ms.get_context("mode") == ms.PYNATIVE_MODE
+        and elements >= threshold
+    )
+
+
 class CompiledWhenLarge:
-    """Mixin for an `nn.Cell` with one tensor input: called in PyNative on CPU with an input whose largest activation
-    (`input.size * self.activation_scale`) has at least `WHOLE_GRAPH_ELEMENTS` elements, the cell runs as one
-    `ms.jit` graph of its `construct` (`call_compiled`) instead of op by op (see the module notes). Other modes, devices
-    and small inputs are unchanged."""
+    """Mixin for an `nn.Cell` with one tensor input: a call whose largest activation (`input.size *
+    self.activation_scale`) has at least `WHOLE_GRAPH_ELEMENTS` elements runs as one `ms.jit` graph of its `construct`
+    (`compile_this_call`, `call_compiled`). Other modes, devices and small inputs are unchanged."""
 
     activation_scale = 1.0  # largest activation's elements per input element, set by the cell
-    whole_graph_on_cpu = False  # set by the cell in `__init__` (`_on_cpu()`)
+    compile_on_cpu = False  # set by the cell in `__init__` (`_on_cpu()`)
 
     def __call__(self, sample: ms.Tensor, *args, **kwargs):
-        if (
-            self.whole_graph_on_cpu
-            and not args
-            and not kwargs
-            and ms.get_context("mode") == ms.PYNATIVE_MODE
-            and sample.size * self.activation_scale >= WHOLE_GRAPH_ELEMENTS
-        ):
+        elements = sample.size * self.activation_scale
+        if not args and not kwargs and compile_this_call(self, elements, WHOLE_GRAPH_ELEMENTS):
             return call_compiled(self, sample)
         return super().__call__(sample, *args, **kwargs)
 

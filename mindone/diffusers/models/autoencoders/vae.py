@@ -90,7 +90,7 @@ class Encoder(CompiledWhenLarge, nn.Cell):
         super().__init__()
         self.layers_per_block = layers_per_block
         # PyNative on CPU: large images run as one compiled graph (`cpu_layers.CompiledWhenLarge`)
-        self.whole_graph_on_cpu = _on_cpu()
+        self.compile_on_cpu = _on_cpu()
         self.activation_scale = block_out_channels[0] / in_channels
 
         self.conv_in = Conv2d(in_channels, block_out_channels[0], kernel_size=3, stride=1, padding=1)
@@ -205,7 +205,7 @@ class Decoder(CompiledWhenLarge, nn.Cell):
         self.layers_per_block = layers_per_block
         # PyNative on CPU: large latents run as one compiled graph (`cpu_layers.CompiledWhenLarge`)
         upsamplers = sum(i != len(block_out_channels) - 1 for i in range(len(up_block_types)))
-        self.whole_graph_on_cpu = _on_cpu()
+        self.compile_on_cpu = _on_cpu()
         self.activation_scale = block_out_channels[0] * 4**upsamplers / in_channels
 
         self.conv_in = Conv2d(in_channels, block_out_channels[-1], kernel_size=3, stride=1, padding=1)

@@ -37,7 +37,7 @@ from ...loaders.single_file_model import FromOriginalModelMixin
 from ...utils import logging
 from ..attention import LuminaFeedForward
 from ..attention_processor import Attention, scaled_dot_product_attention
-from ..cpu_layers import Linear, _on_cpu, broadcast_mul, call_compiled
+from ..cpu_layers import Linear, _on_cpu, broadcast_mul, call_compiled, compile_this_call
 from ..embeddings import TimestepEmbedding, Timesteps, apply_rotary_emb, get_1d_rotary_pos_embed
 from ..modeling_outputs import Transformer2DModelOutput
 from ..modeling_utils import ModelMixin
@@ -671,7 +671,9 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
         # upstream's `@apply_lora_scale("attention_kwargs")`: LoRA layers scaled by `lora_scale` for this call only (on
         # the host: the scales are parameters that a compiled `construct` reads at run time)
         with scaled_lora_layers(self, lora_scale):
-            if self._compile_this_call(hidden_states, encoder_hidden_states):
+            batch_size, _, height, width = hidden_states.shape
+            tokens = encoder_hidden_states.shape[1] + (height // self.patch_size) * (width // self.patch_size)
+            if compile_this_call(self, batch_size * tokens * self.hidden_size, COMPILE_ON_CPU_ELEMENTS):
                 output = call_compiled(self, hidden_states, timestep, encoder_hidden_states, *prepared)
             else:
                 output = super().__call__(hidden_states, timestep, encoder_hidden_states, *prepared)
@@ -679,14 +681,6 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
         if not return_dict:
             return (output,)
         return Transformer2DModelOutput(sample=output)
-
-    def _compile_this_call(self, hidden_states: ms.Tensor, encoder_hidden_states: ms.Tensor) -> bool:
-        # see `COMPILE_ON_CPU_ELEMENTS`; training (gradients, recompute) stays op by op
-        if not self.compile_on_cpu or self.training or ms.get_context("mode") != ms.PYNATIVE_MODE:
-            return False
-        batch_size, _, height, width = hidden_states.shape
-        tokens = encoder_hidden_states.shape[1] + (height // self.patch_size) * (width // self.patch_size)
-        return batch_size * tokens * self.hidden_size >= COMPILE_ON_CPU_ELEMENTS
 
     def construct(
         self,

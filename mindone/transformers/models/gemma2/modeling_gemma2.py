@@ -36,6 +36,7 @@ from ....diffusers.models.cpu_layers import (
     broadcast_add,
     broadcast_mul,
     call_compiled,
+    compile_this_call,
     expand_to,
     mean_last_axis,
 )
@@ -403,6 +404,8 @@ class Gemma2Model(Gemma2PreTrainedModel):
         self.rotary_emb = Gemma2RotaryEmbedding(config)
         self.sliding_window = config.sliding_window
         self.has_sliding_layers = any(layer.is_sliding for layer in self.layers)
+        # PyNative on CPU: large inference calls run as one compiled graph (`COMPILE_ON_CPU_ELEMENTS`)
+        self.compile_on_cpu = _on_cpu()
 
     @staticmethod
     def _check_config(config):
@@ -553,7 +556,8 @@ class Gemma2Model(Gemma2PreTrainedModel):
             output_hidden_states = getattr(self.config, "output_hidden_states", False)
 
         args = (input_ids, attention_mask, position_ids, inputs_embeds, bool(output_attentions))
-        if self._compile_this_call(input_ids if inputs_embeds is None else inputs_embeds):
+        tokens = input_ids if inputs_embeds is None else inputs_embeds
+        if compile_this_call(self, tokens.shape[0] * tokens.shape[1] * self.hidden_size, COMPILE_ON_CPU_ELEMENTS):
             last_hidden_state, all_hidden_states, all_attentions = call_compiled(self, *args)
         else:
             last_hidden_state, all_hidden_states, all_attentions = super().__call__(*args)
@@ -565,12 +569,6 @@ class Gemma2Model(Gemma2PreTrainedModel):
                 last_hidden_state=last_hidden_state, hidden_states=hidden_states, attentions=attentions
             )
         return tuple(v for v in (last_hidden_state, hidden_states, attentions) if v is not None)
-
-    def _compile_this_call(self, tokens: ms.Tensor) -> bool:
-        # see `COMPILE_ON_CPU_ELEMENTS`; training stays op by op
-        if not _on_cpu() or self.training or ms.get_context("mode") != ms.PYNATIVE_MODE:
-            return False
-        return tokens.shape[0] * tokens.shape[1] * self.config.hidden_size >= COMPILE_ON_CPU_ELEMENTS
 
     @staticmethod
     def _select_hidden_states(all_hidden_states, output_hidden_states):
