@@ -52,6 +52,8 @@ from typing import Optional, Tuple
 import mindspore as ms
 from mindspore import mint, nn, ops
 
+from ...peft import invalidate_compiled_graphs
+
 # floats in one im2col strip (256 MiB in float32)
 IM2COL_BUFFER_ELEMENTS = 1 << 26
 # below this size (im2col elements of a convolution, input elements of a group norm) the CPU paths run op by op and
@@ -114,7 +116,7 @@ def call_compiled(cell: nn.Cell, *args):
     compiled = cell.__dict__.get("_whole_graph")
     if compiled is None or compiled[1] != storage:
         if compiled is not None:
-            object.__setattr__(cell, "_create_time", cell.create_time + 1)
+            invalidate_compiled_graphs(cell)
         compiled = cell.__dict__["_whole_graph"] = (ms.jit(cell.construct), storage)
     return compiled[0](*args)
 
