@@ -41,7 +41,7 @@ other devices they run MindSpore's kernels; on CPU (decided at construction: the
 - Every compiled graph keeps its working memory for its lifetime, and the CPU memory pool does not reuse freed blocks
   for larger requests: op by op with one helper graph per shape, a 512x512 FLUX VAE decode grew by 3.6 GB (torch: 1.0)
   and took 1.4x torch's time. So a VAE encoder / decoder called in PyNative on a large input runs as one compiled graph
-  (`CompiledWhenLarge`: 1.9 GB, 1.1x); the Lumina2 transformer and Gemma2 do the same through `call_compiled`.
+  (`CompiledWhenLarge`: 1.9 GB, 1.2x); the Lumina2 transformer and Gemma2 do the same through `call_compiled`.
 """
 
 import functools
