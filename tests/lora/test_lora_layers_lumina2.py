@@ -137,6 +137,35 @@ def test_transformer_lora_lifecycle_matches_diffusers(tmp_path, monkeypatch, mod
     np.testing.assert_array_equal(run_ms(model, inputs), base)
 
 
+def test_compiled_blocks_with_lora_on_some_layers(tmp_path, monkeypatch):
+    """Compiled PyNative CPU path: blocks share a graph only with blocks of the same structure. With a LoRA on both
+    joint blocks they share one graph, each block with its own LoRA weights; with a second LoRA on one block only,
+    each compiles its own. Both as diffusers and as op by op."""
+    from mindone.diffusers.models.transformers import transformer_lumina2
+
+    torch_model, model = make_twins()
+    inputs = make_inputs()
+
+    def check(what, compiled_blocks):
+        monkeypatch.setattr(transformer_lumina2, "COMPILE_ON_CPU_ELEMENTS", 1 << 40)
+        eager = run_ms(model, inputs)
+        monkeypatch.setattr(transformer_lumina2, "COMPILE_ON_CPU_ELEMENTS", 1)
+        compiled = run_ms(model, inputs)
+        assert_close(compiled, eager, 1e-6, f"{what}: compiled vs op by op")
+        assert_close(compiled, run_torch(torch_model, inputs), TOL, f"{what}: compiled vs diffusers")
+        assert [i for i, block in enumerate(model.layers) if block.compile_cache] == compiled_blocks
+
+    add_torch_lora(torch_model, "all", seed=5, targets=ATTN_TARGETS)
+    model.load_lora_adapter(os.path.dirname(save_torch_lora(torch_model, "all", str(tmp_path / "all"))), adapter_name="all")
+    check("LoRA on both blocks", [0])
+    add_torch_lora(torch_model, "one", seed=4, targets=["layers.1.attn.to_q", "layers.1.feed_forward.linear_2"])
+    model.load_lora_adapter(os.path.dirname(save_torch_lora(torch_model, "one", str(tmp_path / "one"))), adapter_name="one")
+    for adapters in (["one"], ["all", "one"]):
+        for m in (model, torch_model):
+            m.set_adapters(adapters)
+        check(f"{adapters}, one on block 1 only", [0, 1])
+
+
 def test_load_without_metadata_and_from_a_dict(tmp_path):
     """No metadata: ranks from the shapes, alpha = rank (diffusers' convention); a state dict in memory works the
     same and is not modified; default adapter names `default_<n>`."""

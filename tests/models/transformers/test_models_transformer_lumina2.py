@@ -202,36 +202,72 @@ def test_tiny_ms_jit_model_and_blocks():
     assert_close(model(x, t, cap, mask)[0], expected, 1e-5, what="ms.jit on blocks")
 
 
+def _compiled_blocks(model):
+    return [name for name, cell in model.cells_and_names() if type(cell).__name__ == "Lumina2TransformerBlock" and cell.compile_cache]
+
+
+def _storage(cell):
+    return [param.data_ptr() for param in cell.get_parameters()]
+
+
 def test_pynative_cpu_compiles_large_calls(monkeypatch):
-    """In PyNative on CPU, inference calls at least `COMPILE_ON_CPU_ELEMENTS` large run as one compiled graph: the same
-    numbers as op by op and as diffusers, new weights followed, training and small calls op by op."""
+    """In PyNative on CPU, inference blocks with at least `COMPILE_ON_CPU_ELEMENTS` input elements run as compiled
+    graphs, one per kind of block (the first block of its list, bound to each block's parameters in turn): the same
+    numbers as op by op and as diffusers, new weights of any block followed, every block's parameters left as they
+    were (also after a failed call), training and small calls op by op."""
     from mindone.diffusers.models.transformers import transformer_lumina2
 
     torch_model, model = _twins(TINY)
     batch, size, caption_lens, seq_len = CASES["b3_ragged_captions_nonsquare"]
     inputs = _inputs(TINY, batch, size, caption_lens, seq_len)
     tokens = seq_len + (size[0] // 2) * (size[1] // 2)
+    storage = {name: _storage(cell) for name, cell in model.cells_and_names()}
     monkeypatch.setattr(transformer_lumina2, "COMPILE_ON_CPU_ELEMENTS", batch * tokens * TINY["hidden_size"] + 1)
     eager = _run_ours(model, inputs)[0]  # one element under the threshold: op by op
-    assert "_whole_graph" not in model.__dict__
+    assert _compiled_blocks(model) == []
+    # at the threshold: the joint blocks (the refiners' inputs are smaller) share the first one's graph
     monkeypatch.setattr(transformer_lumina2, "COMPILE_ON_CPU_ELEMENTS", batch * tokens * TINY["hidden_size"])
     compiled = _run_ours(model, inputs)[0]
-    assert "_whole_graph" in model.__dict__
+    assert _compiled_blocks(model) == ["layers.0"]
     assert_close(compiled, eager, 1e-6, what="compiled vs op by op")
     assert_close(compiled, _run_torch(torch_model, inputs), 1e-5, what="compiled vs diffusers")
-    # other shapes (a new compilation) and other weights (`set_data` gives the parameter new storage)
+    # every block compiled (one graph per list)
+    monkeypatch.setattr(transformer_lumina2, "COMPILE_ON_CPU_ELEMENTS", 1)
+    assert_close(_run_ours(model, inputs)[0], eager, 1e-6, what="all blocks compiled vs op by op")
+    assert sorted(_compiled_blocks(model)) == ["context_refiner.0", "layers.0", "noise_refiner.0"]
+    assert all("_graph_template" not in cell.__dict__ for _, cell in model.cells_and_names())
+    assert {name: _storage(cell) for name, cell in model.cells_and_names()} == storage
+    # other shapes (a new compilation) and other weights (`set_data` gives the parameter new storage), of the block
+    # that lends its graph and of one that borrows it
     other = _inputs(TINY, *CASES["b1_padded_caption_odd_grid"], seed=1)
     assert_close(_run_ours(model, other)[0], _run_torch(torch_model, other), 1e-5, what="compiled, other inputs")
-    weight = dict(model.parameters_and_names())["x_embedder.weight"]
-    weight.set_data(weight * 2)
-    with torch.no_grad():
-        torch_model.x_embedder.weight.mul_(2)
-    assert_close(_run_ours(model, inputs)[0], _run_torch(torch_model, inputs), 1e-5, what="compiled, new weights")
+    for name in ("layers.0.feed_forward.linear_1.weight", "layers.1.attn.to_q.weight", "x_embedder.weight"):
+        weight = dict(model.parameters_and_names())[name]
+        weight.set_data(weight * 2)
+        with torch.no_grad():
+            dict(torch_model.named_parameters())[name].mul_(2)
+        assert_close(_run_ours(model, inputs)[0], _run_torch(torch_model, inputs), 1e-5, what=f"new {name}")
+    # a failing call leaves the template's parameters its own
+    template = model.layers[0]
+    storage = _storage(template)
+    calls = []
+
+    def failing(self, *args):
+        calls.append(self)
+        raise RuntimeError("injected failure")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(type(template), "compile_and_run", failing)
+        with pytest.raises(RuntimeError, match="injected failure"):
+            model(*(ms.Tensor(np.asarray(a)) for a in inputs))
+    assert calls and _storage(template) == storage
+    assert all("_graph_template" not in cell.__dict__ for _, cell in model.cells_and_names())
+    assert_close(_run_ours(model, inputs)[0], _run_torch(torch_model, inputs), 1e-5, what="after a failed call")
     # training mode stays op by op
     _, trained = _twins(TINY)
     trained.set_train(True)
     _run_ours(trained, inputs)
-    assert "_whole_graph" not in trained.__dict__
+    assert _compiled_blocks(trained) == []
 
 
 @pytest.mark.slow
