@@ -202,3 +202,31 @@ def test_attention_chunks_half_precision(monkeypatch):
         out = scaled_dot_product_attention(ms.Tensor(q), ms.Tensor(k), ms.Tensor(v), attn_mask=ms.Tensor(mask), scale=0.1)
         assert out.dtype == ms.float16
         assert_close(out.astype(ms.float32), expected, 2e-3)
+
+
+@pytest.mark.parametrize("mode_context", MODES, indirect=True)
+@pytest.mark.parametrize("chunk_elements", [1 << 40, 96, 32], ids=["whole", "uneven chunks", "one row per chunk"])
+def test_feed_forward_row_chunks(mode_context, chunk_elements, monkeypatch):
+    # above `FEED_FORWARD_CHUNK_ELEMENTS` the feed-forward runs in equal chunks of rows (a shorter last one): diffusers'
+    # result for 3-D and 2-D inputs, with an inner width that `multiple_of` rounds up (20 -> 32). Compiled as a cell in
+    # GRAPH_MODE.
+    from diffusers.models.attention import LuminaFeedForward as TorchLuminaFeedForward
+
+    from mindone.diffusers.models import attention
+    from mindone.diffusers.models.attention import LuminaFeedForward
+
+    monkeypatch.setattr(attention, "FEED_FORWARD_CHUNK_ELEMENTS", chunk_elements)
+    torch.manual_seed(0)
+    torch_ff = TorchLuminaFeedForward(dim=12, inner_dim=20, multiple_of=16).eval()
+    ff = LuminaFeedForward(dim=12, inner_dim=20, multiple_of=16)
+    load_torch_weights(ff, torch_ff)
+    ff.set_train(False)
+    assert ff.inner_dim == 32
+    rng = np.random.default_rng(9)
+    for shape in ((3, 7, 12), (5, 12)):  # 21 rows: 7 chunks of 3 at 96 elements; 5 rows: 2 chunks of 3 and 2
+        x = rng.standard_normal(shape).astype(np.float32)
+        with torch.no_grad():
+            expected = torch_ff(torch.from_numpy(x)).numpy()
+        out = ff(ms.Tensor(x))
+        assert out.shape == expected.shape
+        assert_close(out, expected, 1e-5, what=f"{shape}, {chunk_elements} elements per chunk")

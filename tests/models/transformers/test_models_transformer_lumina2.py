@@ -185,6 +185,23 @@ def test_tiny_graph_mode_matches_torch_and_pynative(graph_mode):
     assert set(model.compile_cache) == compiled
 
 
+@pytest.mark.parametrize("mode", ["pynative", "pynative-compiled", "graph"])
+def test_tiny_feed_forward_in_row_chunks(mode, monkeypatch):
+    # the feed-forward in chunks of rows (`FEED_FORWARD_CHUNK_ELEMENTS`, forced small): diffusers' result op by op, on
+    # the compiled PyNative CPU path and in GRAPH_MODE
+    from mindone.diffusers.models import attention
+    from mindone.diffusers.models.transformers import transformer_lumina2
+
+    monkeypatch.setattr(attention, "FEED_FORWARD_CHUNK_ELEMENTS", 16 * 96)  # 16 rows of the 96-wide inner activation
+    monkeypatch.setattr(transformer_lumina2, "COMPILE_ON_CPU_ELEMENTS", 1 if mode == "pynative-compiled" else 1 << 40)
+    torch_model, model = _twins(TINY)
+    inputs = _inputs(TINY, *CASES["b3_ragged_captions_nonsquare"])
+    if mode == "graph":
+        ms.set_context(mode=ms.GRAPH_MODE)
+    assert_close(_run_ours(model, inputs)[0], _run_torch(torch_model, inputs), 1e-5, what=mode)
+    assert (mode == "pynative-compiled") == bool(model.layers[0].compile_cache)
+
+
 def test_tiny_ms_jit_model_and_blocks():
     torch_model, model = _twins(TINY)
     batch, size, caption_lens, seq_len = CASES["b3_ragged_captions_nonsquare"]
