@@ -126,22 +126,26 @@ def call_compiled(cell: nn.Cell, *args):
 
 def graph_signature(cell: nn.Cell) -> tuple:
     """What a compiled graph of `cell.construct` depends on besides its inputs and the Python attributes its class sets
-    at construction: the names and types of its sub-cells (LoRA adapters included) and the names, shapes and dtypes of
-    its parameters. Cells with equal signatures, built alike, can run one compiled graph (`shared_graphs`)."""
-    cells = tuple((name, type(sub_cell)) for name, sub_cell in cell.cells_and_names())
+    at construction: the names and types of its sub-cells (LoRA adapters included) and of their attention processors
+    (`set_processor`), and the names, shapes and dtypes of its parameters. Cells with equal signatures, built with the
+    same arguments, can run one compiled graph (`shared_graphs`)."""
+    cells = tuple(
+        (name, type(sub_cell), type(sub_cell.__dict__.get("processor"))) for name, sub_cell in cell.cells_and_names()
+    )
     params = tuple((name, tuple(param.shape), param.dtype) for name, param in cell.parameters_and_names())
     return cells, params
 
 
 @contextlib.contextmanager
 def shared_graphs(*layer_lists):
-    """Within this block, a layer of one of `layer_lists` (lists of layers built alike, as a model's `CellList`) that
-    takes the compiled path runs through `call_shared_graph`: with the compiled graph of the first layer of its list
-    with the same `graph_signature` (its template), bound to its own parameters for the call.
+    """Within this block, a layer of one of `layer_lists` (lists of layers built with the same arguments, as a model's
+    `CellList` of blocks) that takes the compiled path runs through `call_shared_graph`: with the compiled graph of the
+    first layer of its list with the same `graph_signature` (its template), bound to its own parameters for the call.
 
-    A graph per layer kept a graph's compile-time memory per layer, and MindSpore's compiler leaves much of what it
-    allocates freed but not returned (the Lumina2 2+2+2-layer benchmark grew by 1.19 GB compiled as one graph, 0.83 GB
-    with one graph per kind of block; 26 layers: 1.49 GB and ~0.9 GB) and took as long to compile per layer."""
+    MindSpore's compiler keeps memory per compiled graph and leaves much of what it allocates freed but not returned to
+    the system (see docs/mindspore_notes.md), and compiling takes as long per layer: the real-width Lumina2 transformer
+    grew by 1.49 GB at 26 layers compiled as one graph, 2.0 GB with a graph per block, 0.67 GB with one graph per kind
+    of block (first call 86, 150 and 68 s)."""
     marked = []
     try:
         for layers in layer_lists:

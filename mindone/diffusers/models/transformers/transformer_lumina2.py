@@ -46,11 +46,11 @@ from ..normalization import LuminaLayerNormContinuous, LuminaRMSNormZero, RMSNor
 
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
-# PyNative on CPU, inference: a transformer block whose input has at least this many elements (batch x tokens x hidden
-# size) runs as a compiled graph, one graph shared by the blocks of a list (`cpu_layers.shared_graphs`); the rest of the
-# forward stays op by op. Op by op, MindSpore's asynchronous launch queue spins on a core the kernels need and every op
-# pays Python dispatch: the real-width 2+2+2-layer benchmark took 1.8-2x torch's time, compiled 0.93x (peak memory
-# 1.10x instead of 1.0x). `float("inf")` keeps every call op by op.
+# PyNative on CPU, inference: from this many elements in the joint token sequence (batch x tokens x hidden size), the
+# transformer blocks run as compiled graphs, one graph per kind of block shared by the blocks of that kind
+# (`cpu_layers.shared_graphs`); the embeddings and the output layer stay op by op. Op by op, MindSpore's asynchronous
+# launch queue spins on a core the kernels need and every op pays Python dispatch: the real-width 2+2+2-layer benchmark
+# took 1.9x torch's time, compiled ~0.95x. `float("inf")` keeps every call op by op.
 COMPILE_ON_CPU_ELEMENTS = 1 << 22
 
 
@@ -230,12 +230,8 @@ class Lumina2TransformerBlock(nn.Cell):
         self.compile_on_cpu = _on_cpu()
 
     def __call__(self, *args, **kwargs):
-        # PyNative on CPU, inside the model's forward: large inputs run the graph shared by the blocks alike
-        if (
-            "_graph_template" in self.__dict__
-            and not kwargs
-            and compile_this_call(self, args[0].size, COMPILE_ON_CPU_ELEMENTS)
-        ):
+        # inside a model forward that takes the compiled PyNative CPU path: the graph shared by the blocks alike
+        if "_graph_template" in self.__dict__ and not kwargs:
             return call_shared_graph(self, *args)
         return super().__call__(*args, **kwargs)
 
