@@ -984,7 +984,9 @@ def parse_args(argv=None):
         default="pynative,pynative-blocking,graph,jit,jit+avx2,pynative+eager,pynative-blocking+eager",
         help=f"MindSpore modes of the `transformer` section, from {', '.join(MS_MODES)}",
     )
-    p.add_argument("--full-ms-modes", default="jit", help="MindSpore modes of `transformer_full` (default jit)")
+    p.add_argument(
+        "--full-ms-modes", default="pynative,jit", help="MindSpore modes of `transformer_full` (default pynative,jit)"
+    )
     p.add_argument("--full-repeats", type=int, default=1, help="timed calls of `transformer_full` (default 1)")
     p.add_argument(
         "--vae-ms-modes",
