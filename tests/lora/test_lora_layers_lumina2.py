@@ -156,10 +156,14 @@ def test_compiled_blocks_with_lora_on_some_layers(tmp_path, monkeypatch):
         assert [i for i, block in enumerate(model.layers) if block.compile_cache] == compiled_blocks
 
     add_torch_lora(torch_model, "all", seed=5, targets=ATTN_TARGETS)
-    model.load_lora_adapter(os.path.dirname(save_torch_lora(torch_model, "all", str(tmp_path / "all"))), adapter_name="all")
+    model.load_lora_adapter(
+        os.path.dirname(save_torch_lora(torch_model, "all", str(tmp_path / "all"))), adapter_name="all"
+    )
     check("LoRA on both blocks", [0])
     add_torch_lora(torch_model, "one", seed=4, targets=["layers.1.attn.to_q", "layers.1.feed_forward.linear_2"])
-    model.load_lora_adapter(os.path.dirname(save_torch_lora(torch_model, "one", str(tmp_path / "one"))), adapter_name="one")
+    model.load_lora_adapter(
+        os.path.dirname(save_torch_lora(torch_model, "one", str(tmp_path / "one"))), adapter_name="one"
+    )
     for adapters in (["one"], ["all", "one"]):
         for m in (model, torch_model):
             m.set_adapters(adapters)

@@ -199,7 +199,9 @@ def test_attention_chunks_half_precision(monkeypatch):
     tq, tk, tv = (torch.from_numpy(a.astype(np.float32)) for a in (q, k, v))
     for mask in (keep, rng.random((2, 1, 200, 100)) > 0.3):
         expected = F.scaled_dot_product_attention(tq, tk, tv, attn_mask=torch.from_numpy(mask), scale=0.1)
-        out = scaled_dot_product_attention(ms.Tensor(q), ms.Tensor(k), ms.Tensor(v), attn_mask=ms.Tensor(mask), scale=0.1)
+        out = scaled_dot_product_attention(
+            ms.Tensor(q), ms.Tensor(k), ms.Tensor(v), attn_mask=ms.Tensor(mask), scale=0.1
+        )
         assert out.dtype == ms.float16
         assert_close(out.astype(ms.float32), expected, 2e-3)
 

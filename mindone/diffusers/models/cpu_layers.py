@@ -179,10 +179,10 @@ def call_shared_graph(cell: nn.Cell, *args):
 
 
 def compile_this_call(cell: nn.Cell, elements: int, threshold: float) -> bool:
-    """Whether a call of `cell` runs as one compiled graph (`call_compiled`): in PyNative, for inference (training stays
-    op by op), on a cell built for CPU (`cell.compile_on_cpu`, set in its `__init__`), when its largest activation has
-    at least `threshold` elements. Op by op, PyNative on CPU pays Python dispatch per op and MindSpore's asynchronous
-    launch queue spins on a core the kernels need (see the module notes)."""
+    """Whether a call of `cell` runs compiled (`call_compiled`, `shared_graphs`): in PyNative, for inference (training
+    stays op by op), on a cell built for CPU (`cell.compile_on_cpu`, set in its `__init__`), when its largest
+    activation has at least `threshold` elements. Op by op, PyNative on CPU pays Python dispatch per op and MindSpore's
+    asynchronous launch queue spins on a core the kernels need (see the module notes)."""
     return (
         cell.compile_on_cpu
         and not cell.training

@@ -220,7 +220,11 @@ def test_tiny_ms_jit_model_and_blocks():
 
 
 def _compiled_blocks(model):
-    return [name for name, cell in model.cells_and_names() if type(cell).__name__ == "Lumina2TransformerBlock" and cell.compile_cache]
+    return [
+        name
+        for name, cell in model.cells_and_names()
+        if type(cell).__name__ == "Lumina2TransformerBlock" and cell.compile_cache
+    ]
 
 
 def _storage(cell):

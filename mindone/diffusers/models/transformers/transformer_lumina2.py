@@ -227,7 +227,6 @@ class Lumina2TransformerBlock(nn.Cell):
 
         self.norm2 = RMSNorm(dim, eps=norm_eps)
         self.ffn_norm2 = RMSNorm(dim, eps=norm_eps)
-        self.compile_on_cpu = _on_cpu()
 
     def __call__(self, *args, **kwargs):
         # inside a model forward that takes the compiled PyNative CPU path: the graph shared by the blocks alike
@@ -682,7 +681,7 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
         with scaled_lora_layers(self, lora_scale):
             batch_size, _, height, width = hidden_states.shape
             tokens = encoder_hidden_states.shape[1] + (height // self.patch_size) * (width // self.patch_size)
-            # large blocks compiled, one graph per kind of block; embeddings and output layer op by op
+            # a large call runs its blocks compiled, one graph per kind of block; embeddings and output layer op by op
             blocks = (self.context_refiner, self.noise_refiner, self.layers)
             compiled = compile_this_call(self, batch_size * tokens * self.hidden_size, COMPILE_ON_CPU_ELEMENTS)
             with shared_graphs(*blocks) if compiled else contextlib.nullcontext():
