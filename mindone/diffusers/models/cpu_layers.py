@@ -54,6 +54,7 @@ from typing import Optional, Tuple
 
 import mindspore as ms
 from mindspore import mint, nn, ops
+from mindspore.graph.api import _pynative_executor
 
 from ...peft import invalidate_compiled_graphs
 
@@ -145,10 +146,13 @@ def shared_graphs(*layer_lists):
     MindSpore's compiler keeps memory per compiled graph and leaves much of what it allocates freed but not returned to
     the system (see docs/mindspore_notes.md), and compiling takes as long per layer: the real-width Lumina2 transformer
     grew by 1.49 GB at 26 layers compiled as one graph, 2.0 GB with a graph per block, 0.67 GB with one graph per kind
-    of block (first call 86, 150 and 68 s)."""
+    of block (first call 86, 150 and 68 s).
+
+    While PyNative records gradients (`ms.grad` of an inference-mode model) the layers run op by op: a graph run through
+    the cell executor is not differentiated there (its gradients came out as zeros)."""
     marked = []
     try:
-        for layers in layer_lists:
+        for layers in layer_lists if not _pynative_executor.requires_grad() else ():
             templates = {}
             for layer in layers:
                 layer.__dict__["_graph_template"] = templates.setdefault(graph_signature(layer), layer)

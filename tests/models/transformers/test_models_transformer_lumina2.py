@@ -287,6 +287,27 @@ def test_pynative_cpu_compiles_large_calls(monkeypatch):
     assert _compiled_blocks(trained) == []
 
 
+def test_gradients_of_a_large_inference_call(monkeypatch):
+    """`ms.grad` through a model in inference mode on the compiled PyNative CPU path: the blocks run op by op while
+    gradients are recorded (a graph run by the cell executor is not differentiated in PyNative), so the gradients are
+    those of the op-by-op forward."""
+    from mindone.diffusers.models.transformers import transformer_lumina2
+
+    _, model = _twins(TINY)
+    x, t, cap, mask = (ms.Tensor(np.asarray(a)) for a in _inputs(TINY, *CASES["b3_ragged_captions_nonsquare"]))
+
+    def loss(x):
+        return (model(x, t, cap, mask)[0] ** 2).sum()
+
+    monkeypatch.setattr(transformer_lumina2, "COMPILE_ON_CPU_ELEMENTS", 1 << 40)
+    expected = ms.grad(loss)(x)
+    monkeypatch.setattr(transformer_lumina2, "COMPILE_ON_CPU_ELEMENTS", 1)
+    assert rel_l2(ms.grad(loss)(x), expected) < 1e-6
+    assert _compiled_blocks(model) == []
+    loss(x)  # without gradients: compiled
+    assert sorted(_compiled_blocks(model)) == ["context_refiner.0", "layers.0", "noise_refiner.0"]
+
+
 @pytest.mark.slow
 def test_real_width_parity_pynative_and_graph():
     torch_model, model = _twins(REAL_WIDTH)
