@@ -150,9 +150,12 @@ def shared_graphs(*layer_lists):
 
     While PyNative records gradients (`ms.grad` of an inference-mode model) the layers run op by op: a graph run through
     the cell executor is not differentiated there (its gradients came out as zeros)."""
+    if _pynative_executor.requires_grad():
+        yield
+        return
     marked = []
     try:
-        for layers in layer_lists if not _pynative_executor.requires_grad() else ():
+        for layers in layer_lists:
             templates = {}
             for layer in layers:
                 layer.__dict__["_graph_template"] = templates.setdefault(graph_signature(layer), layer)
