@@ -17,6 +17,7 @@ import mindspore as ms
 from mindspore.nn.utils import no_init_parameters
 
 from mindone.diffusers.models.model_loading_utils import CheckpointError
+from mindone.peft import invalidate_compiled_graphs
 from mindone.transformers import Gemma2Model, Gemma2PreTrainedModel, PreTrainedModel
 from mindone.transformers.modeling_outputs import BaseModelOutputWithPast
 from tests.testing_utils import load_torch_weights, rel_l2, to_numpy
@@ -266,10 +267,10 @@ def test_pynative_cpu_compiles_large_calls(monkeypatch):
     torch_model, ms_model = make_pair(make_config(**TINY), seed=3)
     ids, mask = random_inputs(3, 11, TINY["vocab_size"], lengths=[11, 7, 2], seed=9)
     eager = run_ms(ms_model, ids, mask, output_attentions=True)
-    assert "_whole_graph" not in ms_model.__dict__
+    assert not ms_model.compile_cache
     monkeypatch.setattr(modeling_gemma2, "COMPILE_ON_CPU_ELEMENTS", 3 * 11 * TINY["hidden_size"])
     compiled = run_ms(ms_model, ids, mask, output_attentions=True)
-    assert "_whole_graph" in ms_model.__dict__
+    assert ms_model.compile_cache
     for c, e in zip(compiled.hidden_states + compiled.attentions, eager.hidden_states + eager.attentions):
         assert rel_l2(c, e) <= 1e-6
     torch_out = run_torch(torch_model, ids, mask, output_attentions=True)
@@ -278,14 +279,14 @@ def test_pynative_cpu_compiles_large_calls(monkeypatch):
     last = ms_model(inputs_embeds=embeds, attention_mask=ms.Tensor(mask))[0]
     assert rel_l2(last, torch_out.last_hidden_state) <= TOL
     # under the threshold, and in training mode: op by op
-    ms_model.__dict__.pop("_whole_graph")
+    invalidate_compiled_graphs(ms_model)
     run_ms(ms_model, ids[:, :10], mask[:, :10])
     ms_model.set_train(True)
     try:
         run_ms(ms_model, ids, mask)
     finally:
         ms_model.set_train(False)
-    assert "_whole_graph" not in ms_model.__dict__
+    assert not ms_model.compile_cache
 
 
 # ----------------------------------------------------------------------------------------------------------- outputs

@@ -41,12 +41,13 @@ other devices they run MindSpore's kernels; on CPU (decided at construction: the
 - Every compiled graph keeps its working memory for its lifetime, and the CPU memory pool does not reuse freed blocks
   for larger requests: op by op with one helper graph per shape, a 512x512 FLUX VAE decode grew by 3.6 GB (torch: 1.0)
   and took 1.4x torch's time. So a VAE encoder / decoder called in PyNative on a large input runs as one compiled graph
-  (`CompiledWhenLarge`: 1.9 GB, 1.2x); Gemma2 does the same through `call_compiled`. The Lumina2 transformer compiles
+  (`CompiledWhenLarge`: 1.9 GB, 1.2x); Gemma2 does the same through `run_compiled`. The Lumina2 transformer compiles
   its large blocks instead, one graph per kind of block bound to each block's parameters in turn (`shared_graphs`):
   MindSpore's compiler keeps memory per compiled graph, and a graph per layer (or of all layers) cost 0.3-0.8 GB more.
 """
 
 import contextlib
+import ctypes
 import functools
 import os
 import platform
@@ -55,8 +56,7 @@ from typing import Optional, Tuple
 import mindspore as ms
 from mindspore import mint, nn, ops
 from mindspore.graph.api import _pynative_executor
-
-from ...peft import invalidate_compiled_graphs
+from mindspore.ops.primitive import constexpr
 
 # floats in one im2col strip (256 MiB in float32)
 IM2COL_BUFFER_ELEMENTS = 1 << 26
@@ -68,11 +68,30 @@ SMALL_ELEMENTS = 1 << 20
 WHOLE_GRAPH_ELEMENTS = 1 << 24
 
 
+def _marker():
+    return 0
+
+
+@constexpr(check=False)
+def _is_none(value) -> bool:
+    return value is None
+
+
+def _in_graph() -> bool:
+    """True in code being compiled, False in PyNative (what `mindspore.graph.api._run_in_jit` does, whose inner import
+    its own graph parser rejects): a constexpr sees a Python function as None in a graph."""
+    return _is_none(_marker)
+
+
 def _arg(param: Optional[ms.Tensor]) -> Optional[ms.Tensor]:
     # a Parameter passed to an `ms.jit` function is part of the compile key: every layer compiled a graph of its own
     # (~0.35 s each), and each kept its working memory (VAE decode at 512x512: 6.0 -> 3.3 GB peak growth). A product by 1
-    # is an exact, cheap copy (weights are small next to activations) that keeps gradients.
-    return None if param is None else param * 1
+    # is an exact, cheap copy (weights are small next to activations) that keeps gradients. Inside a compiled graph
+    # (the helper is inlined there) the parameter itself is passed: the copies were scheduled early and cost ~0.09 GB
+    # of the 512x512 FLUX VAE decode.
+    if param is None or _in_graph():
+        return param
+    return param * 1
 
 
 def _on_cpu() -> bool:
@@ -110,19 +129,34 @@ def _cpu_flags() -> Optional[set]:
     return None
 
 
-def call_compiled(cell: nn.Cell, *args):
-    """`cell.construct(*args)` as one `ms.jit` graph kept on `cell` (compiled once per input signature).
+@functools.lru_cache(maxsize=None)
+def _malloc_trim():
+    try:
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except (OSError, TypeError):
+        return None
 
-    An `ms.jit` graph keeps the parameter storage it was compiled with: after a `set_data` (new storage) it would go on
-    computing with the old values, so the graph is rebuilt when a parameter's storage changed (in-place writes, as
-    `set_parameter_data` and the LoRA engine make, are seen without that)."""
-    storage = tuple(param.data_ptr() for param in cell.get_parameters())
-    compiled = cell.__dict__.get("_whole_graph")
-    if compiled is None or compiled[1] != storage:
-        if compiled is not None:
-            invalidate_compiled_graphs(cell)
-        compiled = cell.__dict__["_whole_graph"] = (ms.jit(cell.construct), storage)
-    return compiled[0](*args)
+
+def release_free_heap() -> None:
+    """Return the C heap's free pages to the system (glibc `malloc_trim`; a no-op elsewhere). Compiling a large graph
+    leaves hundreds of MB of heap freed but resident that the run cannot use (MindSpore's memory pool has mappings of
+    its own): trimmed between compiling and running, the 512x512 FLUX VAE decode peaked ~0.15 GB lower."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def run_compiled(cell: nn.Cell, *args):
+    """`cell(*args)` as a compiled graph of the cell executor (`Cell.compile_and_run`: compiled once per input signature
+    and kept on `cell`; `invalidate_compiled_graphs` makes it recompile), with `release_free_heap` between a fresh
+    compile and the run. The graph binds the parameters' current storage at each run, so new weights (`set_data`,
+    in-place writes) are seen. Not for calls under `ms.grad`: PyNative does not differentiate such a run (see
+    `shared_graphs`)."""
+    compiled = len(cell.compile_cache)
+    cell.compile(*args)
+    if len(cell.compile_cache) > compiled:
+        release_free_heap()
+    return cell.compile_and_run(*args)
 
 
 def graph_signature(cell: nn.Cell) -> tuple:
@@ -173,20 +207,20 @@ def call_shared_graph(cell: nn.Cell, *args):
     `cell`'s storage for the call (no copies) and are restored afterwards, also when the call fails."""
     template = cell.__dict__["_graph_template"]
     if template is cell:
-        return cell.compile_and_run(*args)
+        return run_compiled(cell, *args)
     template_params = list(template.get_parameters())
     own = [param.data for param in template_params]
     try:
         for param, source in zip(template_params, cell.get_parameters()):
             param.set_data(source.data)
-        return template.compile_and_run(*args)
+        return run_compiled(template, *args)
     finally:
         for param, data in zip(template_params, own):
             param.set_data(data)
 
 
 def compile_this_call(cell: nn.Cell, elements: int, threshold: float) -> bool:
-    """Whether a call of `cell` runs compiled (`call_compiled`, `shared_graphs`): in PyNative, for inference (training
+    """Whether a call of `cell` runs compiled (`run_compiled`, `shared_graphs`): in PyNative, for inference (training
     stays op by op), on a cell built for CPU (`cell.compile_on_cpu`, set in its `__init__`), when its largest
     activation has at least `threshold` elements. Op by op, PyNative on CPU pays Python dispatch per op and MindSpore's
     asynchronous launch queue spins on a core the kernels need (see the module notes)."""
@@ -195,13 +229,14 @@ def compile_this_call(cell: nn.Cell, elements: int, threshold: float) -> bool:
         and not cell.training
         and ms.get_context("mode") == ms.PYNATIVE_MODE
         and elements >= threshold
+        and not _pynative_executor.requires_grad()
     )
 
 
 class CompiledWhenLarge:
     """Mixin for an `nn.Cell` with one tensor input: a call whose largest activation (`input.size *
-    self.activation_scale`) has at least `WHOLE_GRAPH_ELEMENTS` elements runs as one `ms.jit` graph of its `construct`
-    (`compile_this_call`, `call_compiled`). Other modes, devices and small inputs are unchanged."""
+    self.activation_scale`) has at least `WHOLE_GRAPH_ELEMENTS` elements runs as one compiled graph of the cell
+    (`compile_this_call`, `run_compiled`). Other modes, devices and small inputs are unchanged."""
 
     activation_scale = 1.0  # largest activation's elements per input element, set by the cell
     compile_on_cpu = False  # set by the cell in `__init__` (`_on_cpu()`)
@@ -209,7 +244,7 @@ class CompiledWhenLarge:
     def __call__(self, sample: ms.Tensor, *args, **kwargs):
         elements = sample.size * self.activation_scale
         if not args and not kwargs and compile_this_call(self, elements, WHOLE_GRAPH_ELEMENTS):
-            return call_compiled(self, sample)
+            return run_compiled(self, sample)
         return super().__call__(sample, *args, **kwargs)
 
 

@@ -156,14 +156,14 @@ def test_compiled_cpu_paths_parity(monkeypatch, whole_graph):
         t_dec = torch_model.decode(torch.from_numpy(latents)).sample
     assert_close(ms_model.encode(ms.Tensor(image))[0].mode(), t_post.mode(), TOL, "encode, compiled CPU paths")
     assert_close(ms_model.decode(ms.Tensor(latents))[0], t_dec, TOL, "decode, compiled CPU paths")
-    assert ("_whole_graph" in ms_model.encoder.__dict__) is whole_graph
-    assert ("_whole_graph" in ms_model.decoder.__dict__) is whole_graph
+    assert bool(ms_model.encoder.compile_cache) is whole_graph
+    assert bool(ms_model.decoder.compile_cache) is whole_graph
     if whole_graph:  # just below the threshold: op by op
         _, small = make_twins(TINY_32_64, seed=1)
         with torch.no_grad():
             t_small = torch_model.decode(torch.from_numpy(latents[:, :, :11])).sample
         assert_close(small.decode(ms.Tensor(latents[:, :, :11]))[0], t_small, TOL, "decode below the threshold")
-        assert "_whole_graph" not in small.decoder.__dict__
+        assert not small.decoder.compile_cache
     # new weights after the first call, through `set_data` (new storage: the whole graph recompiles) and through
     # `load_state_dict_into_model` (written in place)
     from mindone.diffusers.models.model_loading_utils import load_state_dict_into_model
@@ -176,6 +176,60 @@ def test_compiled_cpu_paths_parity(monkeypatch, whole_graph):
         torch_model.decoder.conv_in.bias.add_(1)
         t_dec = torch_model.decode(torch.from_numpy(latents)).sample
     assert_close(ms_model.decode(ms.Tensor(latents))[0], t_dec, TOL, "decode, compiled CPU paths, new weights")
+
+
+def test_compiled_cpu_path_graph_lifecycle(monkeypatch):
+    """The whole-decoder graph (`run_compiled`): the free C heap is released once per fresh compile, not per call; the
+    weights are passed into the inlined helpers without copies (`_in_graph`); under `ms.grad` of the model in
+    inference mode the decoder runs op by op (a cell-executor run is not differentiated by PyNative: zero gradients),
+    with the gradients of the op-by-op run."""
+    from mindone.diffusers.models import cpu_layers
+
+    monkeypatch.setattr(cpu_layers, "SMALL_ELEMENTS", 1)
+    releases = []
+    monkeypatch.setattr(cpu_layers, "release_free_heap", lambda: releases.append(1))
+    torch_model, ms_model = make_twins(TINY_32_64, seed=1)
+    latents = randn((1, 4, 12, 8), seed=1)
+    z = ms.Tensor(latents)
+
+    def loss(x):
+        return (ms_model.decode(x)[0] ** 2).mean()
+
+    expected_grad = ms.grad(loss)(z)  # op by op: below the threshold
+    monkeypatch.setattr(cpu_layers, "WHOLE_GRAPH_ELEMENTS", 24 * 16 * 32)
+    with torch.no_grad():
+        t_dec = torch_model.decode(torch.from_numpy(latents)).sample
+        t_small = torch_model.decode(torch.from_numpy(latents[:, :, :10])).sample
+    assert_close(ms_model.decode(z)[0], t_dec, TOL, "decode, whole graph")
+    assert len(releases) == 1 and len(ms_model.decoder.compile_cache) == 1
+    assert_close(ms_model.decode(z)[0], t_dec, TOL, "decode, whole graph, second call")
+    assert len(releases) == 1
+    monkeypatch.setattr(cpu_layers, "WHOLE_GRAPH_ELEMENTS", 20 * 16 * 32)  # another input signature: a new graph
+    assert_close(ms_model.decode(ms.Tensor(latents[:, :, :10]))[0], t_small, TOL, "decode, whole graph, new shape")
+    assert len(releases) == 2 and len(ms_model.decoder.compile_cache) == 2
+    monkeypatch.setattr(cpu_layers, "WHOLE_GRAPH_ELEMENTS", 24 * 16 * 32)
+    grad = ms.grad(loss)(z)
+    assert len(releases) == 2 and len(ms_model.decoder.compile_cache) == 2
+    assert float(np.linalg.norm(to_numpy(expected_grad))) > 0
+    assert_close(grad, to_numpy(expected_grad), 1e-6, "gradients through the decoder")
+
+
+def test_in_graph_marker():
+    from mindone.diffusers.models import cpu_layers
+
+    param = ms.Parameter(ms.Tensor(np.ones((2,), dtype=np.float32)), name="w")
+    assert cpu_layers._in_graph() is False
+    copy = cpu_layers._arg(param)
+    assert not isinstance(copy, ms.Parameter)
+    np.testing.assert_array_equal(to_numpy(copy), np.ones(2))
+
+    @ms.jit
+    def marked(x):
+        if cpu_layers._in_graph():
+            return x + 1
+        return x
+
+    np.testing.assert_array_equal(to_numpy(marked(ms.Tensor(np.zeros((1,), dtype=np.float32)))), [1.0])
 
 
 def test_return_types():
@@ -668,7 +722,11 @@ def test_vae_with_onednn_avx2():
     )
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", selected],
-        cwd=root, env=env, capture_output=True, text=True, timeout=600,
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
