@@ -247,7 +247,10 @@ def _rewrite(path, fn):
     [
         (lambda t: {k: v for k, v in t.items() if k != "norm.bias"}, r"missing keys \(1\): norm.bias"),
         (lambda t: {**t, "extra.weight": torch.zeros(2)}, r"unexpected keys \(1\): extra.weight"),
-        (lambda t: {**t, "proj_out.weight": torch.zeros(4, 8)}, r"shape mismatches.*proj_out.weight: checkpoint \[4, 8\] vs model \[3, 8\]"),
+        (
+            lambda t: {**t, "proj_out.weight": torch.zeros(4, 8)},
+            r"shape mismatches.*proj_out.weight: checkpoint \[4, 8\] vs model \[3, 8\]",
+        ),
         (lambda t: {"encoder.conv.weight": torch.zeros(3)}, "does not hold a TinyNet checkpoint"),
     ],
 )
@@ -265,8 +268,10 @@ def test_failed_load_leaves_model_unchanged(tmp_path, saved):
     # a second checkpoint where one tensor has the wrong shape: nothing may be written
     bad = tmp_path / "bad"
     shutil.copytree(saved, bad)
-    _rewrite(bad / "diffusion_pytorch_model.safetensors",
-             lambda t: {**{k: v + 1 for k, v in t.items()}, "blocks.1.weight": torch.zeros(8, 9)})
+    _rewrite(
+        bad / "diffusion_pytorch_model.safetensors",
+        lambda t: {**{k: v + 1 for k, v in t.items()}, "blocks.1.weight": torch.zeros(8, 9)},
+    )
     with pytest.raises(CheckpointError, match="blocks.1.weight"):
         model.load_weights([bad / "diffusion_pytorch_model.safetensors"])
     after = _params(model)
@@ -306,3 +311,27 @@ def test_save_refuses_pickle_and_files(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="should be a directory"):
         model.save_pretrained(tmp_path / "file")
+
+
+def test_graph_mode_releases_heap_once_per_compile(monkeypatch):
+    """A model compiled by a GRAPH_MODE call releases the C heap freed by compiling (`ReleasesHeapAfterCompile`) once
+    per fresh compile, before its first run; calls that reuse the graph do not, and the outputs match PyNative."""
+    from mindone.diffusers.models import cpu_layers
+
+    releases = []
+    monkeypatch.setattr(cpu_layers, "release_free_heap", lambda: releases.append(1))
+    model = MsTinyNet()
+    model.set_train(False)
+    x = ms.Tensor(np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32))
+    expected = model(x).asnumpy()
+    assert not releases
+    ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        outs = [model(x).asnumpy(), model(x).asnumpy()]
+        assert len(releases) == 1
+        model(x[:2])  # a new input signature: a new graph
+        assert len(releases) == 2
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+    for out in outs:
+        assert rel_l2(out, expected) <= 1e-6

@@ -33,6 +33,7 @@ from ..utils import (
     logging,
     str_to_dtype,
 )
+from .cpu_layers import ReleasesHeapAfterCompile
 from .model_loading_utils import (
     add_variant,
     load_checkpoint_into_model,
@@ -69,8 +70,9 @@ def cast_cell(cell: nn.Cell, dtype: ms.Type, keep_in_fp32_modules=()) -> nn.Cell
     return cell
 
 
-class CellUtilsMixin(nn.Cell):
-    """dtype helpers and state dict shared by `ModelMixin` and mindone.transformers' `PreTrainedModel`."""
+class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
+    """dtype helpers and state dict shared by `ModelMixin` and mindone.transformers' `PreTrainedModel`; the C heap freed
+    by compiling the model's graph is released before it runs (`ReleasesHeapAfterCompile`)."""
 
     _keep_in_fp32_modules = None
 
@@ -179,7 +181,9 @@ class ModelMixin(CellUtilsMixin):
         if os.path.isfile(save_directory):
             raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
         if not safe_serialization:
-            raise ValueError("Only safetensors are written (`safe_serialization=True`): pickle checkpoints are unsafe.")
+            raise ValueError(
+                "Only safetensors are written (`safe_serialization=True`): pickle checkpoints are unsafe."
+            )
         if save_function is not None:
             raise ValueError("`save_function` is not supported: weights are always written as safetensors.")
         if push_to_hub:

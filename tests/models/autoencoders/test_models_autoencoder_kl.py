@@ -179,7 +179,7 @@ def test_compiled_cpu_paths_parity(monkeypatch, whole_graph):
 
 
 def test_compiled_cpu_path_graph_lifecycle(monkeypatch):
-    """The whole-decoder graph (`run_compiled`): the free C heap is released once per fresh compile, not per call; the
+    """The whole-decoder graph (`CompiledWhenLarge`): the free C heap is released once per fresh compile, not per call; the
     weights are passed into the inlined helpers without copies (`_in_graph`); under `ms.grad` of the model in
     inference mode the decoder runs op by op (a cell-executor run is not differentiated by PyNative: zero gradients),
     with the gradients of the op-by-op run."""

@@ -38,7 +38,15 @@ from ...loaders.single_file_model import FromOriginalModelMixin
 from ...utils import logging
 from ..attention import LuminaFeedForward
 from ..attention_processor import Attention, scaled_dot_product_attention
-from ..cpu_layers import Linear, _on_cpu, broadcast_mul, call_shared_graph, compile_this_call, shared_graphs
+from ..cpu_layers import (
+    Linear,
+    ReleasesHeapAfterCompile,
+    _on_cpu,
+    broadcast_mul,
+    call_shared_graph,
+    compile_this_call,
+    shared_graphs,
+)
 from ..embeddings import TimestepEmbedding, Timesteps, apply_rotary_emb, get_1d_rotary_pos_embed
 from ..modeling_outputs import Transformer2DModelOutput
 from ..modeling_utils import ModelMixin
@@ -180,7 +188,7 @@ class Lumina2AttnProcessor2_0:
         return hidden_states
 
 
-class Lumina2TransformerBlock(nn.Cell):
+class Lumina2TransformerBlock(ReleasesHeapAfterCompile, nn.Cell):
     def __init__(
         self,
         dim: int,

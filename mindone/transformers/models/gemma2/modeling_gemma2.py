@@ -38,14 +38,13 @@ from ....diffusers.models.cpu_layers import (
     compile_this_call,
     expand_to,
     mean_last_axis,
-    run_compiled,
 )
 from ....diffusers.utils import is_ascend
 from ...modeling_outputs import BaseModelOutputWithPast
 from ...modeling_utils import PreTrainedModel
 
 # PyNative on CPU, inference: from this many elements in the hidden states (batch x tokens x hidden size), the forward
-# runs as one compiled graph (`cpu_layers.run_compiled`). Op by op, MindSpore's asynchronous launch queue spins on a
+# runs as one compiled graph (`Cell.compile_and_run`). Op by op, MindSpore's asynchronous launch queue spins on a
 # core the kernels need and every op pays Python dispatch: 26 layers at 256 tokens took 2.7x torch's time, compiled
 # 1.2x (op by op with `launch_blocking()`: 1.2x too). `float("inf")` keeps every call op by op.
 COMPILE_ON_CPU_ELEMENTS = 1 << 19
@@ -558,7 +557,7 @@ class Gemma2Model(Gemma2PreTrainedModel):
         args = (input_ids, attention_mask, position_ids, inputs_embeds, bool(output_attentions))
         tokens = input_ids if inputs_embeds is None else inputs_embeds
         if compile_this_call(self, tokens.shape[0] * tokens.shape[1] * self.hidden_size, COMPILE_ON_CPU_ELEMENTS):
-            last_hidden_state, all_hidden_states, all_attentions = run_compiled(self, *args)
+            last_hidden_state, all_hidden_states, all_attentions = self.compile_and_run(*args)
         else:
             last_hidden_state, all_hidden_states, all_attentions = super().__call__(*args)
 
