@@ -38,12 +38,13 @@ other devices they run MindSpore's kernels; on CPU (decided at construction: the
 - PyNative runs these composites several times slower than a compiled graph (per-op overhead; slicing and
   concatenation ~10-20x slower), so on large inputs they run as `ms.jit` functions (compiled once per shape, ~0.5 s;
   inlined when the caller is itself compiled); small inputs run op by op (and group norm on its kernel).
-- Every compiled graph keeps its working memory for its lifetime, and the CPU memory pool does not reuse freed blocks
-  for larger requests: op by op with one helper graph per shape, a 512x512 FLUX VAE decode grew by 3.6 GB (torch: 1.0)
-  and took 1.4x torch's time. So a VAE encoder / decoder called in PyNative on a large input runs as one compiled graph
-  (`CompiledWhenLarge`: 1.9 GB, 1.2x); Gemma2 does the same. The Lumina2 transformer compiles
-  its large blocks instead, one graph per kind of block bound to each block's parameters in turn (`shared_graphs`):
-  MindSpore's compiler keeps memory per compiled graph, and a graph per layer (or of all layers) cost 0.3-0.8 GB more.
+- The CPU memory pool reuses freed memory poorly across graphs and op-by-op calls (docs/mindspore_notes.md): op by op
+  with one helper graph per shape, a 512x512 FLUX VAE decode grew by 3.6 GB (torch: 1.0) and took 1.4x torch's time.
+  So a VAE encoder / decoder called in PyNative on a large input runs as one compiled graph (`CompiledWhenLarge`: 1.7
+  GB, 1.2x); Gemma2 does the same. The Lumina2 transformer compiles its large blocks instead, one graph per kind of
+  block bound to each block's parameters in turn (`shared_graphs`): MindSpore's compiler keeps memory per compiled
+  graph, and a graph per layer (or of all layers) cost 0.3-0.8 GB more. Compiled cells give the C heap that compiling
+  freed back to the system before their graph runs (`ReleasesHeapAfterCompile`).
 """
 
 import contextlib
@@ -181,11 +182,7 @@ def shared_graphs(*layer_lists):
     grew by 1.49 GB at 26 layers compiled as one graph, 2.0 GB with a graph per block, 0.67 GB with one graph per kind
     of block (first call 86, 150 and 68 s).
 
-    While PyNative records gradients (`ms.grad` of an inference-mode model) the layers run op by op: a graph run through
-    the cell executor is not differentiated there (its gradients came out as zeros)."""
-    if _pynative_executor.requires_grad():
-        yield
-        return
+    Enter it only for calls that `compile_this_call` lets run compiled (not while PyNative records gradients)."""
     marked = []
     try:
         for layers in layer_lists:
@@ -222,8 +219,8 @@ def compile_this_call(cell: nn.Cell, elements: int, threshold: float) -> bool:
     """Whether a call of `cell` runs compiled (`cell.compile_and_run`, `shared_graphs`): in PyNative, for inference
     (training stays op by op, and so does a call under `ms.grad`: PyNative does not differentiate a `compile_and_run`
     graph, its gradients came out as zeros), on a cell built for CPU (`cell.compile_on_cpu`, set in its `__init__`),
-    when its largest activation has at least `threshold` elements. Op by op, PyNative on CPU pays Python dispatch per op and MindSpore's
-    asynchronous launch queue spins on a core the kernels need (see the module notes)."""
+    when its largest activation has at least `threshold` elements. Op by op, PyNative on CPU pays Python dispatch per
+    op and MindSpore's asynchronous launch queue spins on a core the kernels need (see the module notes)."""
     return (
         cell.compile_on_cpu
         and not cell.training
