@@ -287,6 +287,46 @@ def test_pynative_cpu_compiles_large_calls(monkeypatch):
     assert _compiled_blocks(trained) == []
 
 
+def test_graph_mode_cpu_compiles_blocks_of_large_calls(graph_mode, monkeypatch):
+    """In GRAPH_MODE on CPU, inference calls at least `COMPILE_ON_CPU_ELEMENTS` large compile one graph per kind of
+    block (and one per other sub-cell) instead of one graph of the whole model: the same numbers as the whole-model
+    graph and as diffusers, every block's parameters left as they were. Smaller calls and training compile the model."""
+    from mindone.diffusers.models.transformers import transformer_lumina2
+
+    torch_model, model = _twins(TINY)
+    batch, size, caption_lens, seq_len = CASES["b3_ragged_captions_nonsquare"]
+    inputs = _inputs(TINY, batch, size, caption_lens, seq_len)
+    expected = _run_torch(torch_model, inputs)
+    tokens = seq_len + (size[0] // 2) * (size[1] // 2)
+    storage = {name: _storage(cell) for name, cell in model.cells_and_names()}
+    monkeypatch.setattr(transformer_lumina2, "COMPILE_ON_CPU_ELEMENTS", batch * tokens * TINY["hidden_size"] + 1)
+    whole = _run_ours(model, inputs)[0]  # one element under the threshold: the whole model as one graph
+    whole_graphs = set(model.compile_cache)
+    assert whole_graphs and _compiled_blocks(model) == []
+
+    monkeypatch.setattr(transformer_lumina2, "COMPILE_ON_CPU_ELEMENTS", batch * tokens * TINY["hidden_size"])
+    split = _run_ours(model, inputs)[0]
+    assert sorted(_compiled_blocks(model)) == ["context_refiner.0", "layers.0", "noise_refiner.0"]
+    assert set(model.compile_cache) == whole_graphs  # no new whole-model graph
+    assert model.x_embedder.compile_cache  # the other sub-cells compiled on their own
+    assert_close(split, whole, 1e-6, what="blocks compiled vs whole-model graph")
+    assert_close(split, expected, 1e-5, what="blocks compiled vs diffusers")
+    assert all("_graph_template" not in cell.__dict__ for _, cell in model.cells_and_names())
+    assert {name: _storage(cell) for name, cell in model.cells_and_names()} == storage
+    # new weights of a block that borrows the graph
+    weight = dict(model.parameters_and_names())["layers.1.attn.to_q.weight"]
+    weight.set_data(weight * 2)
+    with torch.no_grad():
+        dict(torch_model.named_parameters())["layers.1.attn.to_q.weight"].mul_(2)
+    assert_close(_run_ours(model, inputs)[0], _run_torch(torch_model, inputs), 1e-5, what="new weights")
+
+    # training: the whole model compiles
+    _, trained = _twins(TINY)
+    trained.set_train(True)
+    _run_ours(trained, inputs)
+    assert trained.compile_cache and _compiled_blocks(trained) == []
+
+
 def test_gradients_of_a_large_inference_call(monkeypatch):
     """`ms.grad` through a model in inference mode on the compiled PyNative CPU path: the blocks run op by op while
     gradients are recorded (a graph run by the cell executor is not differentiated in PyNative), so the gradients are

@@ -43,8 +43,8 @@ from ..cpu_layers import (
     ReleasesHeapAfterCompile,
     _on_cpu,
     broadcast_mul,
+    blocks_compiled_this_call,
     call_shared_graph,
-    compile_this_call,
     shared_graphs,
 )
 from ..embeddings import TimestepEmbedding, Timesteps, apply_rotary_emb, get_1d_rotary_pos_embed
@@ -58,7 +58,10 @@ logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 # transformer blocks run as compiled graphs, one graph per kind of block shared by the blocks of that kind
 # (`cpu_layers.shared_graphs`); the embeddings and the output layer stay op by op. Op by op, MindSpore's asynchronous
 # launch queue spins on a core the kernels need and every op pays Python dispatch: the real-width 2+2+2-layer benchmark
-# took 1.9x torch's time, compiled ~0.95x. `float("inf")` keeps every call op by op.
+# took 1.9x torch's time, compiled ~0.95x. `float("inf")` keeps every call op by op. In GRAPH_MODE on CPU, such a
+# call also compiles one graph per kind of block (and one per other sub-cell) instead of one graph of the whole model,
+# which cost 1.07x torch's peak memory against 1.00x (`cpu_layers.blocks_compiled_this_call`); `float("inf")` keeps
+# the whole-model graph.
 COMPILE_ON_CPU_ELEMENTS = 1 << 22
 
 
@@ -691,9 +694,13 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
             tokens = encoder_hidden_states.shape[1] + (height // self.patch_size) * (width // self.patch_size)
             # a large call runs its blocks compiled, one graph per kind of block; embeddings and output layer op by op
             blocks = (self.context_refiner, self.noise_refiner, self.layers)
-            compiled = compile_this_call(self, batch_size * tokens * self.hidden_size, COMPILE_ON_CPU_ELEMENTS)
+            compiled = blocks_compiled_this_call(self, batch_size * tokens * self.hidden_size, COMPILE_ON_CPU_ELEMENTS)
             with shared_graphs(*blocks) if compiled else contextlib.nullcontext():
-                output = super().__call__(hidden_states, timestep, encoder_hidden_states, *prepared)
+                if compiled and ms.get_context("mode") == ms.GRAPH_MODE:
+                    # GRAPH_MODE on CPU: `construct` from Python, each sub-cell compiled on its own (not one graph)
+                    output = self.construct(hidden_states, timestep, encoder_hidden_states, *prepared)
+                else:
+                    output = super().__call__(hidden_states, timestep, encoder_hidden_states, *prepared)
 
         if not return_dict:
             return (output,)
