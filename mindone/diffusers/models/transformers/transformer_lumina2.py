@@ -42,8 +42,8 @@ from ..cpu_layers import (
     Linear,
     ReleasesHeapAfterCompile,
     _on_cpu,
-    broadcast_mul,
     blocks_compiled_this_call,
+    broadcast_mul,
     call_shared_graph,
     shared_graphs,
 )
