@@ -380,6 +380,11 @@ def conv2d_shift_sum(x: ms.Tensor, weight: ms.Tensor, bias: Optional[ms.Tensor],
 def conv2d_cpu(x: ms.Tensor, weight: ms.Tensor, bias: Optional[ms.Tensor], stride: int, padding: int) -> ms.Tensor:
     """`torch.nn.functional.conv2d` (groups 1, dilation 1) by the cheaper of the two GEMM formulations above."""
     o, c, kh, kw = weight.shape
+    if x.ndim != 4 or x.shape[1] != c or x.shape[2] + 2 * padding < kh or x.shape[3] + 2 * padding < kw:
+        raise ValueError(
+            f"Conv2d: expected an input (batch_size, {c}, height, width) with height and width of at least "
+            f"{kh - 2 * padding} and {kw - 2 * padding}, got shape {x.shape}."
+        )
     if stride == 1 and o * kh * kw <= c:
         return conv2d_shift_sum(x, weight, bias, padding)
     return conv2d_im2col(x, weight, bias, stride, padding)

@@ -626,6 +626,29 @@ def test_unsupported_options_raise():
         ResnetBlock2D(in_channels=4, groups=2, temb_channels=None, non_linearity="tanh")
 
 
+@pytest.mark.parametrize("mode", ["pynative", "compiled", "graph"])
+def test_bad_inputs_raise_clear_errors(monkeypatch, mode):
+    from mindone.diffusers.models import cpu_layers
+
+    if mode == "compiled":  # the compiled CPU paths: helpers and the whole encoder / decoder graph
+        monkeypatch.setattr(cpu_layers, "SMALL_ELEMENTS", 1)
+        monkeypatch.setattr(cpu_layers, "WHOLE_GRAPH_ELEMENTS", 1)
+    vae = AutoencoderKL(**TINY)
+    vae.set_train(False)
+    if mode == "graph":
+        ms.set_context(mode=ms.GRAPH_MODE)
+    with pytest.raises(ValueError, match=r"`x` must be \(batch_size, in_channels=3, height, width\)"):
+        vae.encode(ms.Tensor(randn((1, 4, 16, 16))))
+    with pytest.raises(ValueError, match=r"`z` must be \(batch_size, latent_channels=4, height, width\)"):
+        vae.decode(ms.Tensor(randn((1, 3, 8, 8))))
+    with pytest.raises(ValueError, match=r"`x` must be"):
+        vae.encode(ms.Tensor(randn((3, 16, 16))))
+    # too small for the stride-2 convolution of the downsampler (diffusers fails too, with torch's message)
+    with pytest.raises(ValueError, match=r"Conv2d: expected .* at least 3 and 3, got shape \(1, 2, 2, 2\)"):
+        vae.encode(ms.Tensor(randn((1, 3, 1, 1))))
+    assert vae.encode(ms.Tensor(randn((1, 3, 16, 16))))[0].mean.shape == (1, 4, 8, 8)
+
+
 @pytest.mark.parametrize(
     "buffer, compiled", [(None, False), (300, False), (None, True)], ids=["eager", "strips", "jit"]
 )

@@ -404,6 +404,12 @@ def test_bad_inputs_raise_clear_errors():
         model(x, t, cap[:1], mask)
     with pytest.raises(ValueError, match="`timestep`"):
         model(x, ms.Tensor(np.zeros((2, 1), np.float32)), cap, mask)
+    with pytest.raises(ValueError, match=r"`timestep` .* length 1 or batch_size \(2\)"):
+        model(x, ms.Tensor(np.zeros((3,), np.float32)), cap, mask)
+    with pytest.raises(ValueError, match=r"`in_channels` = 4 channels"):
+        model(x[:, :3], t, cap, mask)
+    with pytest.raises(ValueError, match=r"cap_feat_dim=32"):
+        model(x, t, cap[:, :, :31], mask)
     small = Lumina2Transformer2DModel(**dict(TINY, axes_lens=(5, 3, 3)))
     with pytest.raises(ValueError, match=r"axes_lens\[0\]"):
         small(x[:, :, :4, :4], t, cap, ms.Tensor(np.ones((2, 6), bool)))

@@ -44,6 +44,14 @@ def _blend_weights(blend_extent: int) -> Tuple[ms.Tensor, ms.Tensor]:
     return ms.Tensor((1 - ramp).astype(np.float32)), ms.Tensor(ramp.astype(np.float32))
 
 
+def _check_nchw(x: ms.Tensor, name: str, config_name: str, channels: int) -> None:
+    if x.ndim != 4 or x.shape[1] != channels:
+        raise ValueError(
+            f"`{name}` must be (batch_size, {config_name}={channels}, height, width) for this model's config, got "
+            f"shape {x.shape}."
+        )
+
+
 class AutoencoderKL(ModelMixin, AutoencoderMixin, ConfigMixin, FromOriginalModelMixin):
     r"""
     A VAE model with KL loss for encoding images into latents and decoding latent representations into images.
@@ -185,6 +193,7 @@ class AutoencoderKL(ModelMixin, AutoencoderMixin, ConfigMixin, FromOriginalModel
                 The latent distribution of the encoded images. If `return_dict` is True, a
                 [`~models.autoencoder_kl.AutoencoderKLOutput`] is returned, otherwise a plain `tuple` is returned.
         """
+        _check_nchw(x, "x", "in_channels", self.config.in_channels)
         if self.use_slicing and x.shape[0] > 1:
             encoded_slices = [self._encode(x_slice) for x_slice in mint.split(x, 1)]
             h = mint.cat(encoded_slices)
@@ -230,6 +239,7 @@ class AutoencoderKL(ModelMixin, AutoencoderMixin, ConfigMixin, FromOriginalModel
                 returned.
 
         """
+        _check_nchw(z, "z", "latent_channels", self.config.latent_channels)
         if self.use_slicing and z.shape[0] > 1:
             decoded_slices = [self._decode(z_slice)[0] for z_slice in mint.split(z, 1)]
             decoded = mint.cat(decoded_slices)

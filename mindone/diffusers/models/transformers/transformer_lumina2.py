@@ -568,17 +568,27 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
             raise ValueError(
                 f"`hidden_states` must be (batch_size, channels, height, width), got shape {hidden_states.shape}."
             )
-        batch_size, _, height, width = hidden_states.shape
+        batch_size, channels, height, width = hidden_states.shape
+        if channels != self.config.in_channels:
+            raise ValueError(
+                f"`hidden_states` must have `in_channels` = {self.config.in_channels} channels (the model's config), "
+                f"got shape {hidden_states.shape}."
+            )
         p = self.patch_size
         if height % p != 0 or width % p != 0:
             raise ValueError(
                 f"`hidden_states` height and width have to be divisible by `patch_size` ({p}) but are {height} and "
                 f"{width}."
             )
-        if encoder_hidden_states.ndim != 3 or encoder_hidden_states.shape[0] != batch_size:
+        cap_feat_dim = self.config.cap_feat_dim
+        if (
+            encoder_hidden_states.ndim != 3
+            or encoder_hidden_states.shape[0] != batch_size
+            or encoder_hidden_states.shape[2] != cap_feat_dim
+        ):
             raise ValueError(
-                f"`encoder_hidden_states` must be (batch_size={batch_size}, sequence_length, cap_feat_dim), got shape "
-                f"{encoder_hidden_states.shape}."
+                f"`encoder_hidden_states` must be (batch_size={batch_size}, sequence_length, cap_feat_dim={cap_feat_dim}), "
+                f"got shape {encoder_hidden_states.shape}."
             )
         encoder_seq_len = encoder_hidden_states.shape[1]
         if encoder_attention_mask is None:
@@ -683,8 +693,11 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
             timestep = ms.Tensor(np.asarray(timestep, dtype=np.float32))
         if timestep.ndim == 0:
             timestep = timestep.reshape(1)
-        if timestep.ndim != 1:
-            raise ValueError(f"`timestep` must be a scalar or a 1-D tensor, got shape {timestep.shape}.")
+        if timestep.ndim != 1 or timestep.shape[0] not in (1, hidden_states.shape[0]):
+            raise ValueError(
+                f"`timestep` must be a scalar or a 1-D tensor of length 1 or batch_size ({hidden_states.shape[0]}), got "
+                f"shape {timestep.shape}."
+            )
 
         prepared = self.prepare_inputs(hidden_states, encoder_hidden_states, encoder_attention_mask)
         # upstream's `@apply_lora_scale("attention_kwargs")`: LoRA layers scaled by `lora_scale` for this call only (on
