@@ -142,10 +142,41 @@ class ModelMixin(CellUtilsMixin):
     def __init__(self):
         super().__init__()
 
-    def enable_gradient_checkpointing(self, *args, **kwargs):
-        raise NotImplementedError(
-            f"{type(self).__name__} does not support gradient checkpointing in this inference port."
-        )
+    def enable_gradient_checkpointing(self, gradient_checkpointing_func=None) -> None:
+        """
+        Recompute activations in the backward pass instead of storing them (gradient checkpointing), as upstream: in
+        the sub-cells that support it (those with a `gradient_checkpointing` attribute), through `mindspore.recompute`,
+        in training mode (`model.set_train(True)`). In GRAPH_MODE the flag is read when the graph is built: set it
+        before the first compiled call.
+
+        Args:
+            gradient_checkpointing_func: not supported (upstream's hook for a custom torch checkpoint function).
+        """
+        if not self._supports_gradient_checkpointing:
+            raise ValueError(
+                f"{self.__class__.__name__} does not support gradient checkpointing. Please make sure to set the "
+                "boolean attribute `_supports_gradient_checkpointing` to `True` in the class definition."
+            )
+        if gradient_checkpointing_func is not None:
+            raise ValueError(
+                "`gradient_checkpointing_func` is not supported: MindSpore's `mindspore.recompute` is used."
+            )
+        self._set_gradient_checkpointing(True)
+
+    def disable_gradient_checkpointing(self) -> None:
+        """Store the activations again (the default)."""
+        if self._supports_gradient_checkpointing:
+            self._set_gradient_checkpointing(False)
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """Whether gradient checkpointing is on in any sub-cell."""
+        return any(getattr(cell, "gradient_checkpointing", False) for _, cell in self.cells_and_names())
+
+    def _set_gradient_checkpointing(self, enable: bool) -> None:
+        for _, cell in self.cells_and_names():
+            if hasattr(cell, "gradient_checkpointing"):
+                cell.gradient_checkpointing = enable
 
     def save_pretrained(
         self,

@@ -18,7 +18,8 @@ default; `generator` is a `numpy.random.Generator`; convolutions are `cpu_layers
 CPU path); tile blending is vectorised (one weighted sum per overlap instead of a Python loop of in-place row
 writes, same numbers); `encode` / `decode` / the forward pass run on the host and call the `encoder`, `decoder` and
 quant-conv cells, which GRAPH_MODE compiles (once per input shape), so tiling, slicing, the posterior object and numpy
-generators work in both modes; no attention-processor switching, QKV fusion or PEFT.
+generators work in both modes; gradient checkpointing by `mindspore.recompute` (reentrant, see `vae.Encoder`); no
+attention-processor switching, QKV fusion or PEFT.
 """
 
 import warnings
@@ -91,7 +92,7 @@ class AutoencoderKL(ModelMixin, AutoencoderMixin, ConfigMixin, FromOriginalModel
             mid_block will only have resnet blocks
     """
 
-    _supports_gradient_checkpointing = False
+    _supports_gradient_checkpointing = True
     _no_split_modules = ["BasicTransformerBlock", "ResnetBlock2D"]
 
     @register_to_config

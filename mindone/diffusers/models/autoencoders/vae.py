@@ -140,17 +140,27 @@ class Encoder(CompiledWhenLarge, nn.Cell):
         conv_out_channels = 2 * out_channels if double_z else out_channels
         self.conv_out = Conv2d(block_out_channels[-1], conv_out_channels, 3, padding=1)
 
+        self.gradient_checkpointing = False
+
     def construct(self, sample: ms.Tensor) -> ms.Tensor:
         r"""The forward method of the `Encoder` class."""
 
         sample = self.conv_in(sample)
 
-        # down
-        for down_block in self.down_blocks:
-            sample = down_block(sample)
+        if self.gradient_checkpointing and self.training:
+            # upstream's `use_reentrant=False` fails in MindSpore 2.10 PyNative on the encoder's last down block (early
+            # stop of the recomputation: "Stack input_args_info_stack_ is empty"); the reentrant form gives the same
+            # gradients
+            for down_block in self.down_blocks:
+                sample = ms.recompute(down_block, sample, use_reentrant=True)
+            sample = ms.recompute(self.mid_block, sample, use_reentrant=True)
+        else:
+            # down
+            for down_block in self.down_blocks:
+                sample = down_block(sample)
 
-        # middle
-        sample = self.mid_block(sample)
+            # middle
+            sample = self.mid_block(sample)
 
         # post-process
         sample = self.conv_norm_out(sample)
@@ -258,17 +268,24 @@ class Decoder(CompiledWhenLarge, nn.Cell):
         self.conv_act = mint.nn.SiLU()
         self.conv_out = Conv2d(block_out_channels[0], out_channels, 3, padding=1)
 
+        self.gradient_checkpointing = False
+
     def construct(self, sample: ms.Tensor) -> ms.Tensor:
         r"""The forward method of the `Decoder` class."""
 
         sample = self.conv_in(sample)
 
-        # middle
-        sample = self.mid_block(sample)
+        if self.gradient_checkpointing and self.training:
+            sample = ms.recompute(self.mid_block, sample, use_reentrant=True)
+            for up_block in self.up_blocks:
+                sample = ms.recompute(up_block, sample, use_reentrant=True)
+        else:
+            # middle
+            sample = self.mid_block(sample)
 
-        # up
-        for up_block in self.up_blocks:
-            sample = up_block(sample)
+            # up
+            for up_block in self.up_blocks:
+                sample = up_block(sample)
 
         # post-process
         sample = self.conv_norm_out(sample)

@@ -787,17 +787,3 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
             .reshape(batch_size, self.out_channels, height, width)
         )
         return output
-
-    def enable_gradient_checkpointing(self, gradient_checkpointing_func=None) -> None:
-        """Recompute the activations of the joint transformer blocks in the backward pass (as upstream), through
-        `mindspore.recompute`, in training mode (`model.set_train(True)`). A custom `gradient_checkpointing_func` is not
-        supported. In GRAPH_MODE the flag is read when the graph is built: set it before the first compiled call."""
-        if gradient_checkpointing_func is not None:
-            raise ValueError(
-                "`gradient_checkpointing_func` is not supported: MindSpore's `mindspore.recompute` is used."
-            )
-        self.gradient_checkpointing = True
-
-    def disable_gradient_checkpointing(self) -> None:
-        """Store the activations of the transformer blocks again (the default)."""
-        self.gradient_checkpointing = False
