@@ -23,6 +23,7 @@ import importlib
 import inspect
 import json
 import os
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, Tuple, Union
@@ -64,6 +65,21 @@ class FrozenDict(OrderedDict):
         super().__setitem__(name, value)
 
 
+def deprecated_config_attribute(obj, name: str, example: str):
+    """Upstream's deprecated access of a config value as an attribute (`scheduler.num_train_timesteps`): the value,
+    with a FutureWarning, when `name` is in `obj`'s config and not one of its attributes; otherwise None."""
+    internal = obj.__dict__.get("_internal_dict")
+    if internal is None or name not in internal or name in obj.__dict__:
+        return None
+    warnings.warn(
+        f"Accessing config attribute `{name}` directly via '{type(obj).__name__}' object attribute is deprecated. "
+        f"Please access '{name}' over '{type(obj).__name__}'s config object instead, e.g. '{example}.config.{name}'.",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return (internal[name],)
+
+
 class ConfigMixin:
     r"""
     Base class for all configuration classes. All configuration parameters are stored under `self.config`. Also
@@ -98,6 +114,12 @@ class ConfigMixin:
         """The config of the class as a frozen dictionary."""
         return self.__dict__["_internal_dict"]
 
+    def __getattr__(self, name: str) -> Any:
+        found = deprecated_config_attribute(self, name, "scheduler")
+        if found is None:
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+        return found[0]
+
     def save_config(self, save_directory: Union[str, os.PathLike], push_to_hub: bool = False, **kwargs):
         """Save a configuration object to `save_directory` so that it can be reloaded with `from_config`.
 
@@ -110,14 +132,18 @@ class ConfigMixin:
         if os.path.isfile(save_directory):
             raise AssertionError(f"Provided path ({save_directory}) should be a directory, not a file")
         if push_to_hub:
-            raise NotImplementedError("`push_to_hub=True` is not supported: upload the saved folder with huggingface_hub.")
+            raise NotImplementedError(
+                "`push_to_hub=True` is not supported: upload the saved folder with huggingface_hub."
+            )
         os.makedirs(save_directory, exist_ok=True)
         output_config_file = os.path.join(save_directory, self.config_name)
         self.to_json_file(output_config_file)
         logger.info(f"Configuration saved in {output_config_file}")
 
     @classmethod
-    def from_config(cls, config: Union[FrozenDict, Dict[str, Any]] = None, return_unused_kwargs: bool = False, **kwargs):
+    def from_config(
+        cls, config: Union[FrozenDict, Dict[str, Any]] = None, return_unused_kwargs: bool = False, **kwargs
+    ):
         r"""Instantiate a Python class from a config dictionary.
 
         Args:
@@ -355,7 +381,11 @@ def register_to_config(init):
         for arg, name in zip(args, parameters.keys()):
             new_kwargs[name] = arg
         new_kwargs.update(
-            {k: init_kwargs.get(k, default) for k, default in parameters.items() if k not in ignore and k not in new_kwargs}
+            {
+                k: init_kwargs.get(k, default)
+                for k, default in parameters.items()
+                if k not in ignore and k not in new_kwargs
+            }
         )
         if len(set(new_kwargs.keys()) - set(init_kwargs)) > 0:
             new_kwargs["_use_default_values"] = list(set(new_kwargs.keys()) - set(init_kwargs))
@@ -364,4 +394,3 @@ def register_to_config(init):
         init(self, *args, **init_kwargs)
 
     return inner_init
-

@@ -256,10 +256,13 @@ class VaeImageProcessor(ConfigMixin):
         if isinstance(images, np.ndarray):
             return np.clip(images * 0.5 + 0.5, 0, 1)
         images = images * 0.5 + 0.5
-        if images.dtype == ms.bfloat16:
+        dtype = images.dtype
+        if dtype == ms.bfloat16:
             # Maximum/Minimum (clamp) have no bfloat16 CPU kernel: clamp in float32 (exact, values are only selected)
-            return mint.clamp(images.astype(ms.float32), 0, 1).astype(ms.bfloat16)
-        return mint.clamp(images, 0, 1)
+            images = images.astype(ms.float32)
+        # MindSpore's CPU clamp turns NaN into 0; `torch.clamp` keeps it (a diverged run shows as NaN, not as black)
+        images = mint.where(images != images, images, mint.clamp(images, 0, 1))
+        return images.astype(dtype)
 
     @staticmethod
     def convert_to_rgb(image: PIL.Image.Image) -> PIL.Image.Image:

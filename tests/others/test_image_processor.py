@@ -292,6 +292,19 @@ def test_postprocess_per_image_denormalize_and_bf16():
     assert_same(actual, expected, "bf16 to np")
 
 
+def test_postprocess_keeps_nan_and_clips_infinities():
+    # torch.clamp keeps NaN (a diverged float16 run shows as NaN upstream, not as a black image)
+    ours, ref = both({})
+    x = np.array([np.nan, -np.inf, np.inf, 0.2, -3.0, 0.99, 1.0, -1.0], np.float32).reshape(1, 2, 2, 2)
+    for output_type, ref_type in [("ms", "pt"), ("np", "np")]:
+        expected = ref.postprocess(torch.from_numpy(x.copy()), output_type=ref_type)
+        actual = ours.postprocess(ms.Tensor(x), output_type=output_type)
+        assert_same(actual, expected, output_type)  # NaN equal to NaN
+        assert np.isnan(actual.asnumpy() if isinstance(actual, ms.Tensor) else actual).sum() == 1
+    actual = ours.postprocess(ms.Tensor(x).astype(ms.bfloat16), output_type="np")
+    assert_same(actual, ref.postprocess(torch.from_numpy(x).to(torch.bfloat16), output_type="np"), "bf16")
+
+
 def test_postprocess_errors_and_unknown_output_type():
     ours, ref = both({})
     x = np_images(32, (1, 3, 8, 8))

@@ -80,6 +80,27 @@ def _params(model):
     return {k: v.asnumpy().copy() for k, v in model.parameters_and_names()}
 
 
+def test_deprecated_config_attribute_access_as_upstream():
+    # upstream reads a config value missing as an attribute from the config, with a FutureWarning
+    from diffusers import FlowMatchEulerDiscreteScheduler as TorchScheduler
+
+    from mindone.diffusers import FlowMatchEulerDiscreteScheduler
+
+    torch_model, model = TinyNet(num_layers=3), MsTinyNet(num_layers=3)
+    for ours, ref in ((model, torch_model), (FlowMatchEulerDiscreteScheduler(shift=3.0), TorchScheduler(shift=3.0))):
+        names = ["num_layers", "dim"] if ours is model else ["num_train_timesteps", "shift_terminal"]
+        for name in names:
+            with pytest.warns(FutureWarning, match=f"Accessing config attribute `{name}` directly"):
+                value = getattr(ours, name)
+            with pytest.warns(FutureWarning):
+                assert value == getattr(ref, name)
+        with pytest.raises(AttributeError, match="no attribute 'not_in_config'"):
+            ours.not_in_config
+        assert not hasattr(ours, "not_in_config")
+    assert isinstance(model.proj_out, mint.nn.Linear)  # parameters and sub-cells first
+    assert model.proj_out.weight.shape == (3, 8)
+
+
 def test_round_trip_diffusers_ours_diffusers(tmp_path):
     ref = _torch_model(dim=8, num_layers=3)
     ref.save_pretrained(tmp_path / "d")

@@ -25,6 +25,7 @@ import mindspore as ms
 from mindspore import nn
 from mindspore.nn.utils import no_init_parameters
 
+from ..configuration_utils import deprecated_config_attribute
 from ..utils import (
     CONFIG_NAME,
     SAFE_WEIGHTS_INDEX_NAME,
@@ -141,6 +142,16 @@ class ModelMixin(CellUtilsMixin):
 
     def __init__(self):
         super().__init__()
+
+    def __getattr__(self, name: str) -> Any:
+        # `nn.Cell.__getattr__` (parameters, sub-cells) first, then upstream's deprecated config-value access
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            found = deprecated_config_attribute(self, name, "unet")
+            if found is None:
+                raise
+            return found[0]
 
     def enable_gradient_checkpointing(self, gradient_checkpointing_func=None) -> None:
         """

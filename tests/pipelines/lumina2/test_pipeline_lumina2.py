@@ -410,6 +410,12 @@ def test_prompt_embeds_give_the_prompt_image(tiny, embeds, base_image):
         negative_prompt_attention_mask=nm, **kwargs,
     )  # fmt: skip
     assert np.abs(with_prompt - both).max() < 1e-6
+    # NumPy embeddings and masks are taken as tensors
+    as_numpy = _run_ms(
+        mp, latents, prompt_embeds=pe.asnumpy(), prompt_attention_mask=pm.asnumpy(),
+        negative_prompt_embeds=ne.asnumpy(), negative_prompt_attention_mask=nm.asnumpy(), **kwargs,
+    )  # fmt: skip
+    assert np.abs(with_prompt - as_numpy).max() < 1e-6
 
 
 def test_call_signature_has_every_diffusers_argument():

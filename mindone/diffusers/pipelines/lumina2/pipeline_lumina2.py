@@ -342,6 +342,11 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
             max_sequence_length (`int`, defaults to `256`):
                 Maximum sequence length to use for the prompt.
         """
+        # NumPy embeddings and masks are taken as tensors (as NumPy `latents` are)
+        prompt_embeds, negative_prompt_embeds, prompt_attention_mask, negative_prompt_attention_mask = (
+            ms.Tensor(value) if isinstance(value, np.ndarray) else value
+            for value in (prompt_embeds, negative_prompt_embeds, prompt_attention_mask, negative_prompt_attention_mask)
+        )
         prompt = [prompt] if isinstance(prompt, str) else prompt
         if prompt is not None:
             batch_size = len(prompt)
