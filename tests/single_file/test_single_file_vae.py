@@ -1,5 +1,7 @@
 """AutoencoderKL single files: FLUX `ae.safetensors` / LDM layout in and out, against diffusers' from_single_file."""
 
+import logging
+
 import numpy as np
 import pytest
 import safetensors.torch
@@ -79,11 +81,17 @@ def reference(flux_like):
     return _params(AutoencoderKL.from_pretrained(d / "pipe" / "vae"))
 
 
-def test_flux_layout_matches_diffusers_from_single_file(flux_like, reference, monkeypatch):
+def test_flux_layout_matches_diffusers_from_single_file(flux_like, reference, monkeypatch, caplog):
     torch_vae, d = flux_like
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     theirs = TorchAutoencoderKL.from_single_file(str(d / "ae.safetensors"), config=str(d / "pipe" / "vae")).eval()
-    ours = AutoencoderKL.from_single_file(d / "ae.safetensors")  # config inferred: FLUX's latent scaling
+    logger = logging.getLogger("mindone")  # the library's root logger does not propagate to pytest's
+    logger.addHandler(caplog.handler)
+    try:
+        ours = AutoencoderKL.from_single_file(d / "ae.safetensors")  # config inferred: FLUX's latent scaling
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "taken from the FLUX VAE (0.3611 / 0.1159)" in caplog.text  # said, since SD3's VAE has the same shapes
     assert ours.config.scaling_factor == 0.3611 and ours.config.shift_factor == 0.1159
     assert list(ours.config.block_out_channels) == [32, 64] and ours.config.layers_per_block == 1
     assert not ours.config.use_quant_conv and ours.config.latent_channels == 16
@@ -105,6 +113,22 @@ def test_prefixes_config_forms_and_linear_attention(flux_like, reference, tmp_pa
     _assert_params_equal(
         AutoencoderKL.from_single_file(tmp_path / "vae_prefix.safetensors", config=dict(torch_vae.config)), reference
     )
+
+
+def test_training_loss_keys_are_ignored_as_upstream(flux_like, reference, tmp_path):
+    # LDM autoencoder checkpoints keep the training loss's weights (LPIPS, discriminator): upstream ignores them
+    torch_vae, d = flux_like
+    tensors = safetensors.torch.load_file(d / "aio.safetensors")
+    tensors["loss.logvar"] = torch.zeros(())
+    tensors["loss.discriminator.main.0.weight"] = torch.ones(64, 3, 4, 4)
+    safetensors.torch.save_file(tensors, tmp_path / "with_loss.safetensors")
+    _assert_params_equal(
+        AutoencoderKL.from_single_file(tmp_path / "with_loss.safetensors", config=dict(torch_vae.config)), reference
+    )
+    theirs = TorchAutoencoderKL.from_single_file(
+        str(tmp_path / "with_loss.safetensors"), config=str(d / "pipe" / "vae")
+    )
+    assert all(torch.equal(p, dict(torch_vae.named_parameters())[k]) for k, p in theirs.named_parameters())
 
 
 def test_all_in_one_file_picks_the_vae(flux_like, reference, tmp_path):

@@ -211,6 +211,14 @@ def test_tiny_parity_config_options(overrides):
     assert_hidden_states_match(run_ms(ms_model, ids, mask), run_torch(torch_model, ids, mask))
 
 
+@pytest.mark.parametrize("activation", ["gelu_new", "gelu_fast", "gelu_python", "quick_gelu", "silu", "relu"])
+def test_tiny_parity_other_activations(activation):
+    # the released checkpoints use gelu_pytorch_tanh; transformers' other ACT2FN functions give other numbers
+    torch_model, ms_model = make_pair(make_config(**{**TINY, "hidden_activation": activation}), seed=7)
+    ids, mask = random_inputs(2, 10, TINY["vocab_size"], lengths=[10, 6], seed=7)
+    assert_hidden_states_match(run_ms(ms_model, ids, mask), run_torch(torch_model, ids, mask))
+
+
 def test_inputs_embeds_and_position_ids(tiny_pair):
     torch_model, ms_model = tiny_pair
     rng = np.random.default_rng(6)
@@ -477,7 +485,7 @@ def test_loading_errors(torch_checkpoints, tmp_path):
     with pytest.raises(ValueError, match="rope_type"):
         Gemma2Model(make_config(**TINY, rope_parameters={"rope_type": "linear", "rope_theta": 1e4, "factor": 2.0}))
     with pytest.raises(ValueError, match="hidden_activation"):
-        Gemma2Model(make_config(**{**TINY, "hidden_activation": "relu"}))
+        Gemma2Model(make_config(**{**TINY, "hidden_activation": "relu6"}))
 
 
 def test_missing_key_in_checkpoint(torch_checkpoints, tmp_path):

@@ -752,7 +752,13 @@ def convert_ldm_vae_key_plan(
     ``up_blocks.(n-1-i)``."""
     n = _num_up_blocks(config)
     plan, unknown = {}, []
+    training_keys = [key for key in shapes if key.startswith("loss.")]
+    if training_keys:
+        # the training loss's weights (LPIPS, discriminator) of LDM autoencoder checkpoints: upstream ignores them
+        logger.info(f"{source}: ignoring {len(training_keys)} training-loss keys (`loss.*`).")
     for key in shapes:
+        if key.startswith("loss."):
+            continue
         mapped = _vae_ldm_to_diffusers_key(key, n)
         if mapped is None:
             unknown.append(key)
@@ -851,6 +857,11 @@ def create_vae_diffusers_config_from_checkpoint(
             "(16 channels, no quant convs: 0.3611 / 0.1159) are known. Pass `config=` (a dict, a config.json, or a "
             "diffusers VAE folder / repo id)."
         )
+    logger.warning(
+        f"{source}: no `config=` given, so the VAE's `scaling_factor` / `shift_factor` (not stored in the weights) are "
+        "taken from the FLUX VAE (0.3611 / 0.1159), the VAE of Lumina-Image-2.0. Another VAE with 16 latent channels "
+        "(SD3's: 1.5305 / 0.0609) needs `config=`."
+    )
     groups = FLUX_VAE_CONFIG["norm_num_groups"]
     if any(w % groups for w in widths):
         raise SingleFileComponentError(

@@ -51,7 +51,18 @@ COMPILE_ON_CPU_ELEMENTS = 1 << 19
 
 _FLOAT_DTYPES = (ms.float16, ms.bfloat16, ms.float32, ms.float64)
 _INT_DTYPES = (ms.int8, ms.int16, ms.int32, ms.int64, ms.uint8, ms.uint16, ms.uint32, ms.uint64)
-_ACTIVATIONS = {"gelu_pytorch_tanh": "tanh", "gelu_new": "tanh", "gelu": "none"}
+# transformers' ACT2FN names (`hidden_activation`) -> the function of `Gemma2MLP.act_fn`
+_ACTIVATIONS = {
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu_new": "gelu_tanh",
+    "gelu_fast": "gelu_tanh",
+    "gelu": "gelu",
+    "gelu_python": "gelu",
+    "quick_gelu": "quick_gelu",
+    "silu": "silu",
+    "swish": "silu",
+    "relu": "relu",
+}
 
 
 def _dtype_min(dtype):
@@ -104,10 +115,18 @@ class Gemma2MLP(nn.Cell):
             raise ValueError(
                 f"`hidden_activation` must be one of {sorted(_ACTIVATIONS)}, got {config.hidden_activation!r}."
             )
-        self.approximate = _ACTIVATIONS[config.hidden_activation]
+        self.activation = _ACTIVATIONS[config.hidden_activation]
 
     def act_fn(self, x):
-        return ops.gelu(x, approximate=self.approximate)
+        if self.activation == "gelu_tanh":
+            return ops.gelu(x, approximate="tanh")
+        if self.activation == "gelu":
+            return ops.gelu(x, approximate="none")
+        if self.activation == "quick_gelu":
+            return x * mint.sigmoid(1.702 * x)
+        if self.activation == "silu":
+            return mint.nn.functional.silu(x)
+        return mint.nn.functional.relu(x)
 
     def construct(self, x):
         down_proj = self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
