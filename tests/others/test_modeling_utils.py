@@ -101,6 +101,12 @@ def test_deprecated_config_attribute_access_as_upstream():
     assert model.proj_out.weight.shape == (3, 8)
 
 
+def test_memory_footprint_matches_diffusers():
+    torch_model, model = TinyNet(num_layers=3), MsTinyNet(num_layers=3)
+    assert model.get_memory_footprint() == torch_model.get_memory_footprint() == (3 * (8 * 8 + 8) + 2 * 8 + 3 * 8) * 4
+    assert model.to(ms.float16).get_memory_footprint() == torch_model.half().get_memory_footprint()
+
+
 def test_round_trip_diffusers_ours_diffusers(tmp_path):
     ref = _torch_model(dim=8, num_layers=3)
     ref.save_pretrained(tmp_path / "d")

@@ -179,6 +179,11 @@ class ModelMixin(CellUtilsMixin):
         if self._supports_gradient_checkpointing:
             self._set_gradient_checkpointing(False)
 
+    def get_memory_footprint(self, return_buffers: bool = True) -> int:
+        """Bytes held by the model's parameters (MindSpore keeps no separate buffers; `return_buffers` is kept for
+        upstream's signature)."""
+        return sum(param.size * param.itemsize for param in self.get_parameters())
+
     @property
     def is_gradient_checkpointing(self) -> bool:
         """Whether gradient checkpointing is on in any sub-cell."""
