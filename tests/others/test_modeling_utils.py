@@ -121,7 +121,7 @@ def test_round_trip_diffusers_ours_diffusers(tmp_path):
     assert rel_l2(_ref(back, x), _ref(ref, x)) == 0.0
 
 
-@pytest.mark.parametrize("shard_size", [600, "1KB"])
+@pytest.mark.parametrize("shard_size", [600, "1KB", 200])  # 200: each 8x8 weight (256 bytes) a shard of its own
 def test_sharded_both_ways(tmp_path, shard_size):
     ref = _torch_model(dim=8, num_layers=4)
     ref.save_pretrained(tmp_path / "d", max_shard_size=shard_size)
@@ -132,6 +132,9 @@ def test_sharded_both_ways(tmp_path, shard_size):
     ours.save_pretrained(tmp_path / "o", max_shard_size=shard_size)
     names = sorted(os.listdir(tmp_path / "o"))
     assert sorted(os.listdir(tmp_path / "d")) == names, "shard file names differ from diffusers'"
+    index = "diffusion_pytorch_model.safetensors.index.json"
+    with open(tmp_path / "d" / index) as theirs, open(tmp_path / "o" / index) as ours_index:
+        assert json.load(ours_index) == json.load(theirs), "shard contents differ from diffusers'"
     back = TinyNet.from_pretrained(tmp_path / "o").eval()
     assert rel_l2(_ref(back, x), _ref(ref, x)) == 0.0
     # saving again unsharded removes stale shards and the index

@@ -60,7 +60,16 @@ def parse_size(size: Union[int, str]) -> int:
     if isinstance(size, int):
         return size
     text = str(size).strip().upper()
-    units = {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+    units = {
+        "KIB": 2**10,
+        "MIB": 2**20,
+        "GIB": 2**30,
+        "TIB": 2**40,
+        "KB": 10**3,
+        "MB": 10**6,
+        "GB": 10**9,
+        "TB": 10**12,
+    }
     for unit, factor in units.items():
         if text.endswith(unit):
             return int(float(text[: -len(unit)]) * factor)
@@ -72,8 +81,7 @@ def parse_size(size: Union[int, str]) -> int:
 
 
 def _nbytes(param) -> int:
-    itemsize = {ms.float64: 8, ms.float32: 4, ms.int32: 4, ms.int64: 8, ms.float16: 2, ms.bfloat16: 2}.get(param.dtype, 4)
-    return int(np.prod(param.shape, dtype=np.int64)) * itemsize
+    return int(np.prod(param.shape, dtype=np.int64)) * param.itemsize
 
 
 def save_state_dict_sharded(
@@ -87,15 +95,23 @@ def save_state_dict_sharded(
     """Write ``tensors`` as one safetensors file or as shards plus an index, with the file names and index layout of
     huggingface_hub's ``split_torch_state_dict_into_shards`` (``name-00001-of-00002.safetensors``)."""
     limit = parse_size(max_shard_size)
-    shards: List[List[str]] = [[]]
-    current = 0
+    # huggingface_hub's split, so that shards hold the keys diffusers' would: a tensor larger than the limit gets a
+    # shard of its own (listed before the one being filled), the others fill shards in order
+    shards: List[List[str]] = []
+    current: List[str] = []
+    current_size = 0
     for name, tensor in tensors.items():
         size = _nbytes(tensor)
-        if shards[-1] and current + size > limit:
-            shards.append([])
-            current = 0
-        shards[-1].append(name)
-        current += size
+        if size > limit:
+            shards.append([name])
+            continue
+        if current_size + size > limit:
+            shards.append(current)
+            current, current_size = [], 0
+        current.append(name)
+        current_size += size
+    if current or not shards:
+        shards.append(current)
     pattern = weights_name.replace(".safetensors", "{suffix}.safetensors")
     stem = weights_name.replace(".safetensors", "")
     # remove shards of a previous save with the same naming scheme
@@ -135,7 +151,9 @@ def resolve_weight_files(
 
     Raises ``EnvironmentError`` naming what was looked for, with a hint when only pickle weights exist."""
     path = os.fspath(pretrained_model_name_or_path)
-    index_file = resolve_file(path, add_variant(index_name, variant), subfolder=subfolder, required=False, **hub_kwargs)
+    index_file = resolve_file(
+        path, add_variant(index_name, variant), subfolder=subfolder, required=False, **hub_kwargs
+    )
     if index_file is not None:
         try:
             with open(index_file, "r", encoding="utf-8") as f:

@@ -5,6 +5,7 @@ tiling tests, and the FLUX widths (128/256/512/512, 16 latent channels, 2 layers
 size.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -395,6 +396,14 @@ def test_load_diffusers_folder(tmp_path):
     reloaded = TorchAutoencoderKL.from_pretrained(tmp_path / "ours").eval()
     for key, value in torch_model.state_dict().items():
         torch.testing.assert_close(reloaded.state_dict()[key], value, rtol=0, atol=0)
+    # parameters in diffusers' state-dict order (the decoder's up blocks before its mid block): sharded saves split
+    # the keys as diffusers does
+    assert [name for name, _ in ms_model.parameters_and_names()] == list(torch_model.state_dict())
+    ms_model.save_pretrained(tmp_path / "ours_sharded", max_shard_size="2KB")
+    torch_model.save_pretrained(tmp_path / "theirs_sharded", max_shard_size="2KB")
+    index = "diffusion_pytorch_model.safetensors.index.json"
+    with open(tmp_path / "ours_sharded" / index) as ours, open(tmp_path / "theirs_sharded" / index) as theirs:
+        assert json.load(ours) == json.load(theirs)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -222,19 +222,6 @@ class Decoder(CompiledWhenLarge, nn.Cell):
 
         temb_channels = None
 
-        # mid
-        self.mid_block = UNetMidBlock2D(
-            in_channels=block_out_channels[-1],
-            resnet_eps=1e-6,
-            resnet_act_fn=act_fn,
-            output_scale_factor=1,
-            resnet_time_scale_shift="default",
-            attention_head_dim=block_out_channels[-1],
-            resnet_groups=norm_num_groups,
-            temb_channels=temb_channels,
-            add_attention=mid_block_add_attention,
-        )
-
         # up
         up_blocks = []
         reversed_block_out_channels = list(reversed(block_out_channels))
@@ -262,6 +249,19 @@ class Decoder(CompiledWhenLarge, nn.Cell):
             up_blocks.append(up_block)
             prev_output_channel = output_channel
         self.up_blocks = nn.CellList(up_blocks)
+
+        # mid (registered after the up blocks, as upstream: checkpoints list its keys after theirs)
+        self.mid_block = UNetMidBlock2D(
+            in_channels=block_out_channels[-1],
+            resnet_eps=1e-6,
+            resnet_act_fn=act_fn,
+            output_scale_factor=1,
+            resnet_time_scale_shift="default",
+            attention_head_dim=block_out_channels[-1],
+            resnet_groups=norm_num_groups,
+            temb_channels=temb_channels,
+            add_attention=mid_block_add_attention,
+        )
 
         # out
         self.conv_norm_out = GroupNorm(num_channels=block_out_channels[0], num_groups=norm_num_groups, eps=1e-6)
