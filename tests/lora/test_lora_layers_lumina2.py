@@ -6,6 +6,7 @@ diffusers; bad input raises and leaves the model exactly as it was. PyNative and
 import json
 import os
 
+import diffusers
 import numpy as np
 import pytest
 
@@ -235,6 +236,25 @@ def test_lora_saved_by_us_loads_in_diffusers(tmp_path):
     _, again = make_twins()
     again.load_lora_adapter(str(tmp_path / "model"), prefix=None, weight_name="ours.safetensors", adapter_name="x")
     np.testing.assert_array_equal(run_ms(again, inputs), ours)
+
+
+def test_save_pretrained_with_lora_layers(tmp_path):
+    """A model with LoRA layers is not saved as a plain model (upstream writes the adapter-wrapped names, a folder that
+    loads back with random base layers): a clear error, nothing written. Fused and unloaded, it saves its fused
+    weights, which diffusers loads."""
+    _, model = make_twins()
+    inputs = make_inputs()
+    ms.set_seed(0)
+    model.add_adapter(mp.LoraConfig(r=3, lora_alpha=6, target_modules=ATTN_TARGETS, init_lora_weights=False), "ours")
+    with_lora = run_ms(model, inputs)
+    with pytest.raises(ValueError, match=r"has LoRA layers .*save_lora_adapter.*unload_lora"):
+        model.save_pretrained(tmp_path / "wrapped")
+    assert not (tmp_path / "wrapped").exists()
+    model.fuse_lora()
+    model.unload_lora()
+    model.save_pretrained(tmp_path / "fused")
+    fused = diffusers.Lumina2Transformer2DModel.from_pretrained(tmp_path / "fused").eval()
+    assert_close(with_lora, run_torch(fused, inputs), TOL, "fused and saved, in diffusers")
 
 
 def test_fuse_with_nan_lora(tmp_path):

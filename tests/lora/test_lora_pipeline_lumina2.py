@@ -162,6 +162,14 @@ def test_pipeline_safe_fusing_and_bad_input(clean, base_images):
     assert mp.get_list_adapters() == {"transformer": ["broken"]}
 
 
+def test_pipeline_save_pretrained_with_lora_is_refused_before_writing(clean, tmp_path):
+    _, mp, loras = clean
+    mp.load_lora_weights(loras["b"], adapter_name="b")
+    with pytest.raises(ValueError, match=r"Lumina2Transformer2DModel has LoRA layers .*save_lora_weights"):
+        mp.save_pretrained(tmp_path / "pipe")
+    assert not (tmp_path / "pipe").exists()  # no component written
+
+
 def test_pipeline_hotswap_like_diffusers(clean, tmp_path):
     tp, mp, loras = clean
     rank4 = make_lora_dir(tmp_path, "c", seed=3, r=4, lora_alpha=2, targets=ATTN_TARGETS)

@@ -185,6 +185,16 @@ def test_to_dtype_and_kwargs_override(tmp_path):
         MsTinyNet.from_pretrained(tmp_path / "d", torch_dtype="float32")
     with pytest.raises(ValueError, match="Unknown dtype"):
         MsTinyNet.from_pretrained(tmp_path / "d", mindspore_dtype="int3")
+    with pytest.raises(TypeError, match="`dtype` is not supported.*mindspore_dtype"):
+        MsTinyNet.from_pretrained(tmp_path / "d", dtype="float32")
+    with pytest.raises(TypeError, match="ignore_mismatched_sizes"):
+        MsTinyNet.from_pretrained(tmp_path / "d", ignore_mismatched_sizes=True)
+    # upstream's forms: loading info (empty: mismatches raise), a dtype that is not one ("auto") -> float32
+    model, info = MsTinyNet.from_pretrained(tmp_path / "d", output_loading_info=True, ignore_mismatched_sizes=False)
+    _, theirs = TinyNet.from_pretrained(tmp_path / "d", output_loading_info=True)
+    assert info == theirs == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
+    assert isinstance(model, MsTinyNet)
+    assert MsTinyNet.from_pretrained(tmp_path / "d", mindspore_dtype="auto").dtype == ms.float32
 
 
 def test_config_json_compat(tmp_path, caplog):
@@ -314,6 +324,23 @@ def test_failed_load_leaves_model_unchanged(tmp_path, saved):
     _rewrite(good / "diffusion_pytorch_model.safetensors", lambda t: {k: v * 2 for k, v in t.items()})
     model.load_weights([good / "diffusion_pytorch_model.safetensors"])
     np.testing.assert_allclose(_params(model)["norm.weight"], before["norm.weight"] * 2)
+
+
+def test_failed_state_dict_load_leaves_model_unchanged(saved):
+    # right shapes, but the last value cannot be read (a torch bfloat16 tensor): nothing may be written
+    from mindone.diffusers.models.model_loading_utils import load_state_dict_into_model
+
+    model = MsTinyNet.from_pretrained(saved)
+    before = _params(model)
+    state = {k: v + 1 for k, v in before.items()}
+    state["proj_out.weight"] = torch.zeros(3, 8, dtype=torch.bfloat16)
+    with pytest.raises(TypeError):
+        load_state_dict_into_model(model, state)
+    for k, v in _params(model).items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    state["proj_out.weight"] = before["proj_out.weight"] + 1
+    load_state_dict_into_model(model, state)
+    np.testing.assert_array_equal(_params(model)["norm.weight"], before["norm.weight"] + 1)
 
 
 def test_reload_into_a_jit_compiled_model(tmp_path, saved):

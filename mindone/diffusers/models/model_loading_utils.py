@@ -342,8 +342,12 @@ def load_state_dict_into_model(
             source,
             type(model).__name__,
         )
-    for name, value in state.items():
-        if name in params:
-            tensor = value if isinstance(value, ms.Tensor) else ms.Tensor(np.asarray(value))
-            set_parameter_data(params[name], tensor.astype(params[name].dtype))
+    # every value converted before the first write: a value that cannot be read leaves the model unchanged
+    tensors = {
+        name: (value if isinstance(value, ms.Tensor) else ms.Tensor(np.asarray(value))).astype(params[name].dtype)
+        for name, value in state.items()
+        if name in params
+    }
+    for name, tensor in tensors.items():
+        set_parameter_data(params[name], tensor)
     return missing, unexpected

@@ -50,6 +50,8 @@ _FLOAT_DTYPES = (ms.float16, ms.float32, ms.bfloat16, ms.float64)
 _HUB_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision")
 _UNSUPPORTED_KWARGS = {
     "torch_dtype": "use `mindspore_dtype=` (e.g. `mindspore_dtype=ms.float32`).",
+    "dtype": "use `mindspore_dtype=` (e.g. `mindspore_dtype=ms.float32`).",
+    "ignore_mismatched_sizes": "the checkpoint's shapes must match the model's (a mismatch raises `CheckpointError`).",
     "device_map": "MindSpore places tensors through the context; there is no device map.",
     "device": "MindSpore places tensors through `ms.set_context(device_target=...)`.",
     "quantization_config": "quantized checkpoints are not supported by this port.",
@@ -194,6 +196,19 @@ class ModelMixin(CellUtilsMixin):
             if hasattr(cell, "gradient_checkpointing"):
                 cell.gradient_checkpointing = enable
 
+    def _check_no_lora_layers(self) -> None:
+        """`save_pretrained` writes plain models only. Upstream writes the adapter-wrapped names
+        (`to_q.base_layer.weight`, `to_q.lora_A...`): a folder whose base layers load back randomly initialised."""
+        from ...peft import BaseTunerLayer  # the LoRA engine imports this module
+
+        wrapped = [name for name, cell in self.cells_and_names() if isinstance(cell, BaseTunerLayer)]
+        if wrapped:
+            raise ValueError(
+                f"{type(self).__name__} has LoRA layers ({len(wrapped)}, e.g. `{wrapped[0]}`): save the adapters with "
+                "`save_lora_adapter` (or the pipeline's `save_lora_weights`), and the base model after `unload_lora()` "
+                "(`fuse_lora()` first to keep the adapters in its weights)."
+            )
+
     def save_pretrained(
         self,
         save_directory: Union[str, os.PathLike],
@@ -235,6 +250,7 @@ class ModelMixin(CellUtilsMixin):
             raise ValueError("`save_function` is not supported: weights are always written as safetensors.")
         if push_to_hub:
             raise NotImplementedError("`push_to_hub=True` is not supported: upload the folder with huggingface_hub.")
+        self._check_no_lora_layers()
         os.makedirs(save_directory, exist_ok=True)
         if is_main_process:
             self.save_config(save_directory)
@@ -248,12 +264,12 @@ class ModelMixin(CellUtilsMixin):
     @classmethod
     def _pop_loading_kwargs(cls, kwargs: Dict[str, Any]):
         for name, hint in _UNSUPPORTED_KWARGS.items():
-            if kwargs.get(name) is not None:
+            if kwargs.get(name) not in (None, False):
                 raise TypeError(f"`{name}` is not supported by mindone's `from_pretrained`: {hint}")
             kwargs.pop(name, None)
         if kwargs.pop("use_safetensors", None) is False:
             raise ValueError("`use_safetensors=False` is not supported: only safetensors checkpoints are read.")
-        for name in ("low_cpu_mem_usage", "output_loading_info", "user_agent", "_from_pipeline", "mirror"):
+        for name in ("low_cpu_mem_usage", "user_agent", "_from_pipeline", "mirror"):
             kwargs.pop(name, None)
         if kwargs.pop("allow_pickle", False):
             raise ValueError("`allow_pickle=True` is not supported: pickle checkpoints are never read.")
@@ -287,12 +303,23 @@ class ModelMixin(CellUtilsMixin):
                 The subfolder location of a model file within a larger model repository on the Hub or locally.
             variant (`str`, *optional*):
                 Load weights from a specified `variant` filename such as `"fp16"`.
+            output_loading_info (`bool`, *optional*, defaults to `False`):
+                Also return upstream's dict of missing, unexpected and mismatched keys and error messages (all empty
+                here: any of them raises `CheckpointError`).
             kwargs (remaining dictionary of keyword arguments, *optional*):
                 Update the configuration object after it is loaded (e.g. `num_layers=2`).
         """
-        mindspore_dtype = str_to_dtype(kwargs.pop("mindspore_dtype", None))
+        mindspore_dtype = kwargs.pop("mindspore_dtype", None)
+        if isinstance(mindspore_dtype, str) and mindspore_dtype == "auto":
+            # upstream: a `torch_dtype` that is not a dtype loads in float32, with this warning
+            logger.warning(
+                f"Passed `mindspore_dtype` {mindspore_dtype!r} is not a MindSpore dtype. Defaulting to float32."
+            )
+            mindspore_dtype = None
+        mindspore_dtype = str_to_dtype(mindspore_dtype)
         subfolder = kwargs.pop("subfolder", None)
         variant = kwargs.pop("variant", None)
+        output_loading_info = kwargs.pop("output_loading_info", False)
         hub = cls._pop_loading_kwargs(kwargs)
 
         config, unused_kwargs = cls.load_config(
@@ -319,6 +346,9 @@ class ModelMixin(CellUtilsMixin):
         model.set_train(False)
         if mindspore_dtype is not None:
             logger.info(f"Loaded {cls.__name__} in {dtype_to_str(mindspore_dtype)}.")
+        if output_loading_info:
+            # any missing, unexpected or mismatched key has raised `CheckpointError` above
+            return model, {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
         return model
 
     def load_weights(self, files: List[str], mindspore_dtype=None) -> "ModelMixin":

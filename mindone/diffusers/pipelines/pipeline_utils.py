@@ -289,6 +289,11 @@ class DiffusionPipeline(ConfigMixin):
             return True
 
         model_index_dict = {k: v for k, v in model_index_dict.items() if is_saveable_module(k, v)}
+        # before anything is written: a model with LoRA layers is refused (`ModelMixin.save_pretrained`)
+        for component_name in model_index_dict:
+            check = getattr(getattr(self, component_name, None), "_check_no_lora_layers", None)
+            if check is not None:
+                check()
         os.makedirs(save_directory, exist_ok=True)
         for component_name in model_index_dict:
             sub_model = getattr(self, component_name)
