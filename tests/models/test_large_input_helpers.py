@@ -188,6 +188,27 @@ def test_attention_chunk_layouts(mode_context, q_len, kv_len, monkeypatch):
     assert_close(_SDPA()(ms.Tensor(q), ms.Tensor(k[:1]), ms.Tensor(v[:1]), None), expected, 1e-5, what="kv batch 1")
 
 
+def test_attention_chunk_count_is_capped(monkeypatch, graph_mode):
+    # 24 heads x 4 row chunks x batch 2 = 192 chunks of 1024 elements: a compiled graph that deep failed ("Exceed
+    # function call depth limit", as the real-width transformer at 1024x1024 with CFG did); the chunks grow until at
+    # most `ATTENTION_MAX_CHUNKS` remain (48 of 4096 elements here), compiled in GRAPH_MODE with torch's result
+    monkeypatch.setattr(attention_processor, "ATTENTION_CHUNK_ELEMENTS", 1024)
+    assert attention_processor._chunk_steps(2, 24, 64, 64) == (1, 64)
+    monkeypatch.setattr(attention_processor, "ATTENTION_MAX_CHUNKS", 1 << 20)
+    assert attention_processor._chunk_steps(2, 24, 64, 64) == (1, 16)  # uncapped: 192 chunks
+    monkeypatch.undo()
+    monkeypatch.setattr(attention_processor, "ATTENTION_CHUNK_ELEMENTS", 1024)
+    assert attention_processor._chunk_steps(2, 24, 40, 10) == (2, 40)  # small heads: groups of heads as before
+    assert attention_processor._chunk_steps(200, 2, 64, 64) == (2, 64)  # at least one chunk per batch element
+    rng = np.random.default_rng(3)
+    q, k, v = (rng.standard_normal((2, 24, 64, 8)).astype(np.float32) for _ in range(3))
+    keep = (np.arange(64)[None, :] < np.array([64, 21])[:, None])[:, None, None, :]
+    expected = F.scaled_dot_product_attention(
+        *(torch.from_numpy(a) for a in (q, k, v)), torch.from_numpy(keep), scale=0.1
+    )
+    assert_close(_SDPA()(ms.Tensor(q), ms.Tensor(k), ms.Tensor(v), ms.Tensor(keep)), expected, 1e-5)
+
+
 def test_attention_chunks_half_precision(monkeypatch):
     # float16 inputs take the unfolded path (scores in the input dtype, scale and BiasAdd in float32)
     monkeypatch.setattr(attention_processor, "ATTENTION_CHUNK_ELEMENTS", 1 << 14)

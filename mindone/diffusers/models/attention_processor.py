@@ -21,7 +21,7 @@ fp16/bf16 inputs (untested on hardware).
 """
 
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import mindspore as ms
 from mindspore import mint, nn, ops
@@ -70,6 +70,26 @@ def scaled_dot_product_attention(
 
 # query rows per chunk of `_attention_chunks`: one chunk's float32 scores hold at most this many elements (16 MiB)
 ATTENTION_CHUNK_ELEMENTS = 1 << 22
+# at most this many chunks per call (larger chunks beyond it): each chunk, ordered after the previous one, adds to the
+# call depth of a compiled graph, and MindSpore refuses graphs deeper than its `max_call_depth` (1000): ~130 chunks
+# failed to compile ("Exceed function call depth limit"), as the real-width transformer at 1024x1024 with CFG did
+# (240 chunks of 16 MiB)
+ATTENTION_MAX_CHUNKS = 64
+
+
+def _chunk_steps(batch: int, heads: int, q_len: int, kv_len: int) -> Tuple[int, int]:
+    """(heads, query rows) per chunk of `_attention_chunks`: scores of at most `ATTENTION_CHUNK_ELEMENTS` elements,
+    the chunks doubled in size while there are more than `ATTENTION_MAX_CHUNKS` of them."""
+    elements = ATTENTION_CHUNK_ELEMENTS
+    while True:
+        if q_len * kv_len <= elements:
+            head_step, row_step = min(heads, max(1, elements // (q_len * kv_len))), q_len
+        else:
+            head_step, row_step = 1, max(1, elements // kv_len)
+        count = batch * -(-heads // head_step) * -(-q_len // row_step)
+        if count <= ATTENTION_MAX_CHUNKS or head_step == heads:
+            return head_step, row_step
+        elements *= 2
 
 
 def _attention_chunks(query, key, value, attn_mask, scale):
@@ -85,10 +105,7 @@ def _attention_chunks(query, key, value, attn_mask, scale):
     dtype = query.dtype
     batch, heads, q_len, _ = query.shape
     kv_len = key.shape[-2]
-    if q_len * kv_len <= ATTENTION_CHUNK_ELEMENTS:
-        head_step, row_step = max(1, ATTENTION_CHUNK_ELEMENTS // (q_len * kv_len)), q_len
-    else:
-        head_step, row_step = 1, max(1, ATTENTION_CHUNK_ELEMENTS // kv_len)
+    head_step, row_step = _chunk_steps(batch, heads, q_len, kv_len)
     key_bias, mask = None, None
     if attn_mask is not None:
         if attn_mask.dtype == ms.bool_:
@@ -353,7 +370,9 @@ class Attention(nn.Cell):
         self.use_flash = is_ascend()
 
         if norm_num_groups is not None:
-            self.group_norm = mint.nn.GroupNorm(num_channels=query_dim, num_groups=norm_num_groups, eps=eps, affine=True)
+            self.group_norm = mint.nn.GroupNorm(
+                num_channels=query_dim, num_groups=norm_num_groups, eps=eps, affine=True
+            )
         else:
             self.group_norm = None
 
