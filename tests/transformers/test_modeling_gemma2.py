@@ -302,6 +302,7 @@ def test_pynative_cpu_compiles_large_calls(monkeypatch):
 
 def test_output_formats(tiny_pair):
     torch_model, ms_model = tiny_pair
+    assert ms_model.get_memory_footprint() == torch_model.get_memory_footprint(return_buffers=False)
     ids, mask = random_inputs(2, 5, TINY["vocab_size"], lengths=[5, 3], seed=9)
     out = ms_model(ms.Tensor(ids), attention_mask=ms.Tensor(mask))
     assert isinstance(out, tuple) and len(out) == 1 and out[0].shape == (2, 5, TINY["hidden_size"])

@@ -93,6 +93,11 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
             raise TypeError(f"`to` takes a MindSpore dtype such as ms.float32, got {dtype!r}.")
         return cast_cell(self, str_to_dtype(dtype), self._keep_in_fp32_modules or ())
 
+    def get_memory_footprint(self, return_buffers: bool = True) -> int:
+        """Bytes held by the model's parameters, as upstream's `return_buffers=False`: constants that torch keeps as
+        buffers (rotary frequencies, say) are not parameters here and are not counted."""
+        return sum(param.size * param.itemsize for param in self.get_parameters())
+
     def float(self):
         """Cast floating parameters to float32."""
         return self.to(ms.float32)
@@ -180,11 +185,6 @@ class ModelMixin(CellUtilsMixin):
         """Store the activations again (the default)."""
         if self._supports_gradient_checkpointing:
             self._set_gradient_checkpointing(False)
-
-    def get_memory_footprint(self, return_buffers: bool = True) -> int:
-        """Bytes held by the model's parameters (MindSpore keeps no separate buffers; `return_buffers` is kept for
-        upstream's signature)."""
-        return sum(param.size * param.itemsize for param in self.get_parameters())
 
     @property
     def is_gradient_checkpointing(self) -> bool:
