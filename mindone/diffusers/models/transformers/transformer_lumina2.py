@@ -35,7 +35,8 @@ from ....peft import lora_scale as scaled_lora_layers
 from ...configuration_utils import ConfigMixin, register_to_config
 from ...loaders.peft import PeftAdapterMixin
 from ...loaders.single_file_model import FromOriginalModelMixin
-from ...utils import logging
+from ...utils import is_ascend, logging
+from ...utils.mindspore_utils import tanh
 from ..attention import LuminaFeedForward
 from ..attention_processor import Attention, scaled_dot_product_attention
 from ..cpu_layers import (
@@ -63,12 +64,6 @@ logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 # which cost 1.07x torch's peak memory against 1.00x (`cpu_layers.blocks_compiled_this_call`); `float("inf")` keeps
 # the whole-model graph.
 COMPILE_ON_CPU_ELEMENTS = 1 << 22
-
-
-def _tanh(x: ms.Tensor) -> ms.Tensor:
-    # MindSpore 2.10's CPU `tanh` kernel is off by up to 1e-4 (it returns -1.0000068 at -4.99); 2 * sigmoid(2x) - 1
-    # in float32 stays within 3e-7 of the exact value on every backend, and the gates it is used for are small tensors
-    return (2 * mint.sigmoid(2 * x.astype(ms.float32)) - 1).astype(x.dtype)
 
 
 class Lumina2CombinedTimestepCaptionEmbedding(nn.Cell):
@@ -205,6 +200,9 @@ class Lumina2TransformerBlock(ReleasesHeapAfterCompile, nn.Cell):
         super().__init__()
         self.head_dim = dim // num_attention_heads
         self.modulation = modulation
+        # the gates' tanh in float64 on CPU, whose float32 kernel is imprecise (`mindspore_utils.tanh`); decided here
+        # because the device cannot be read inside a graph
+        self.tanh_in_float64 = not is_ascend()
 
         self.attn = Attention(
             query_dim=dim,
@@ -261,9 +259,13 @@ class Lumina2TransformerBlock(ReleasesHeapAfterCompile, nn.Cell):
                 image_rotary_emb=image_rotary_emb,
             )
             # gate * x as x * gate with the gate tiled (`broadcast_mul`): the same products, fast on CPU
-            hidden_states = hidden_states + broadcast_mul(self.norm2(attn_output), _tanh(gate_msa.unsqueeze(1)))
+            hidden_states = hidden_states + broadcast_mul(
+                self.norm2(attn_output), tanh(gate_msa.unsqueeze(1), self.tanh_in_float64)
+            )
             mlp_output = self.feed_forward(broadcast_mul(self.ffn_norm1(hidden_states), 1 + scale_mlp.unsqueeze(1)))
-            hidden_states = hidden_states + broadcast_mul(self.ffn_norm2(mlp_output), _tanh(gate_mlp.unsqueeze(1)))
+            hidden_states = hidden_states + broadcast_mul(
+                self.ffn_norm2(mlp_output), tanh(gate_mlp.unsqueeze(1), self.tanh_in_float64)
+            )
         else:
             norm_hidden_states = self.norm1(hidden_states)
             attn_output = self.attn(

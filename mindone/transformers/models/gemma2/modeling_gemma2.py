@@ -40,6 +40,7 @@ from ....diffusers.models.cpu_layers import (
     mean_last_axis,
 )
 from ....diffusers.utils import is_ascend
+from ....diffusers.utils.mindspore_utils import tanh
 from ...modeling_outputs import BaseModelOutputWithPast
 from ...modeling_utils import PreTrainedModel
 
@@ -220,14 +221,6 @@ def repeat_kv(hidden_states: ms.Tensor, n_rep: int) -> ms.Tensor:
     return hidden_states.reshape(batch, num_key_value_heads * n_rep, slen, head_dim)
 
 
-def _tanh(x, precise: bool):
-    if precise:
-        # MindSpore 2.10 CPU: float32 Tanh is off by up to 1e-4 (relative) for |x| in [3, 6]; the float64 kernel is not
-        x = mint.tanh(x.astype(ms.float64)).astype(x.dtype)
-        return x
-    return mint.tanh(x)
-
-
 _batch_matmul_nt = ops.BatchMatMul(transpose_b=True)
 
 
@@ -252,7 +245,7 @@ def eager_attention_forward(
 
     if softcap is not None:
         attn_weights = attn_weights / softcap
-        attn_weights = _tanh(attn_weights, precise_tanh)
+        attn_weights = tanh(attn_weights, precise_tanh)
         attn_weights = attn_weights * softcap
     if attention_mask is not None:
         attn_weights = broadcast_add(attn_weights, attention_mask)
