@@ -426,7 +426,8 @@ class DiffusionPipeline(ConfigMixin):
             mindspore_dtype (`ms.Type`, `str` or `Dict[str, ms.Type]`, *optional*):
                 The dtype of the models' floating parameters (default: `ms.float32`, whatever the checkpoint stores). A
                 dict gives one dtype per component, with `"default"` for the others (e.g. `{"transformer":
-                ms.bfloat16, "default": ms.float32}`).
+                ms.bfloat16, "default": ms.float32}`). `"auto"`, as upstream, is float32 with a warning; as a dict
+                value it goes to that component (a text encoder then takes the dtype its config records).
             subfolder (`str`, *optional*):
                 The folder of the pipeline inside the repository or directory.
             variant (`str`, *optional*):
@@ -466,7 +467,15 @@ class DiffusionPipeline(ConfigMixin):
             kwargs.pop(name, None)
         mindspore_dtype = kwargs.pop("mindspore_dtype", None)
         if isinstance(mindspore_dtype, dict):
-            mindspore_dtype = {k: str_to_dtype(v) for k, v in mindspore_dtype.items()}
+            # "auto" goes to the component as is: models load it in float32 with a warning, text encoders in the
+            # dtype their config records
+            mindspore_dtype = {k: v if v == "auto" else str_to_dtype(v) for k, v in mindspore_dtype.items()}
+        elif isinstance(mindspore_dtype, str) and mindspore_dtype == "auto":
+            # upstream: a `dtype` that is neither a dtype nor a dict loads every component in float32, with this warning
+            logger.warning(
+                f"Passed `mindspore_dtype` {mindspore_dtype!r} is not a MindSpore dtype. Defaulting to float32."
+            )
+            mindspore_dtype = ms.float32
         else:
             mindspore_dtype = str_to_dtype(mindspore_dtype)
         subfolder = kwargs.pop("subfolder", None)
@@ -503,7 +512,8 @@ class DiffusionPipeline(ConfigMixin):
                 )
         # fail early (before loading anything) on a dtype the pipeline cannot run in
         for dtype in mindspore_dtype.values() if isinstance(mindspore_dtype, dict) else [mindspore_dtype]:
-            pipeline_class._validate_mindspore_dtype(dtype)
+            if dtype != "auto":
+                pipeline_class._validate_mindspore_dtype(dtype)
 
         # 3. Components passed by the caller, and those to load
         expected_modules, optional_kwargs = cls._get_signature_keys(pipeline_class)

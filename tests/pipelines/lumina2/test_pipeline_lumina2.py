@@ -672,6 +672,24 @@ def test_bfloat16_on_cpu_fails_early_and_float16_warns(tiny):
     assert half.transformer.dtype == ms.float16 and half.dtype == ms.float16
 
 
+def test_auto_dtype_as_upstream(tiny):
+    _, mp, path = tiny
+    with _captured_warnings() as records:
+        auto = Lumina2Pipeline.from_pretrained(path, mindspore_dtype="auto")
+    assert any("'auto' is not a MindSpore dtype. Defaulting to float32" in r for r in records), records
+    assert {m.dtype for m in (auto.transformer, auto.vae, auto.text_encoder)} == {ms.float32}
+    # as a dict value "auto" goes to the component: diffusers' models warn and load float32, the text encoder takes
+    # its config's dtype (float32 in this folder)
+    with _captured_warnings() as records:
+        auto = Lumina2Pipeline.from_pretrained(path, mindspore_dtype={"default": "auto"})
+    assert sum("'auto' is not a MindSpore dtype" in r for r in records) == 2, records
+    assert {m.dtype for m in (auto.transformer, auto.vae, auto.text_encoder)} == {ms.float32}
+    # a bfloat16 text encoder (a bf16 checkpoint loaded with "auto") fails with a clear error on CPU
+    auto.text_encoder.to(ms.bfloat16)
+    with pytest.raises(ValueError, match="text encoder's dtype is bfloat16.*needs float32"):
+        auto(PROMPT, num_inference_steps=1, height=32, width=32)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # DiffusionPipeline: loading, saving, components
 

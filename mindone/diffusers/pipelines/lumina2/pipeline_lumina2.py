@@ -253,6 +253,8 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
                 f" {max_sequence_length} tokens: {removed_text}"
             )
 
+        if self.text_encoder.dtype == ms.bfloat16:  # e.g. loaded with `mindspore_dtype="auto"` from a bf16 checkpoint
+            _check_compute_dtype(ms.bfloat16, "The text encoder's dtype")
         prompt_attention_mask = ms.Tensor(text_inputs.attention_mask.astype(np.int64))
         prompt_embeds = self.text_encoder(
             ms.Tensor(text_input_ids.astype(np.int64)),
