@@ -250,6 +250,22 @@ def test_gemma2_2b_widths_two_layers():
         assert rel_l2(a, e) <= TOL
 
 
+@pytest.mark.parametrize("head_dim,theta", [(256, 10000.0), (16, 10000.0), (64, 500000.0)])
+def test_rotary_embedding_equals_transformers(head_dim, theta):
+    from transformers.models.gemma2.modeling_gemma2 import Gemma2RotaryEmbedding as TorchRotary
+
+    from mindone.transformers.models.gemma2.modeling_gemma2 import Gemma2RotaryEmbedding
+
+    config = make_config(
+        **dict(TINY, head_dim=head_dim, rope_parameters={"rope_type": "default", "rope_theta": theta})
+    )
+    position_ids = np.stack([np.arange(300), np.arange(300) + 17])
+    expected = TorchRotary(config)(torch.zeros(1), torch.from_numpy(position_ids))
+    actual = Gemma2RotaryEmbedding(config)(ms.Tensor(np.zeros(1, np.float32)), ms.Tensor(position_ids))
+    for a, e in zip(actual, expected):
+        assert rel_l2(a, e) < 1e-7  # inverse frequencies computed in float64 throughout were 1.2e-6 off
+
+
 def test_graph_mode_matches_pynative(tiny_pair, graph_mode):
     torch_model, ms_model = tiny_pair
     ids, mask = random_inputs(3, 11, TINY["vocab_size"], lengths=[11, 7, 2], seed=8)

@@ -165,9 +165,10 @@ class Gemma2RotaryEmbedding(nn.Cell):
         dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
 
         attention_factor = 1.0  # Unused in this type of RoPE
-        # Compute the inverse frequencies (float32, as torch computes them)
+        # Compute the inverse frequencies (float32, as torch computes them: the reciprocal of the float32 power; a
+        # reciprocal taken in float64 moved cos / sin by 1.2e-6 at 256 positions)
         exponent = np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)
-        inv_freq = (1.0 / (base ** exponent.astype(np.float64))).astype(np.float32)
+        inv_freq = np.float32(1.0) / (base ** exponent.astype(np.float64)).astype(np.float32)
         return inv_freq, attention_factor
 
     def construct(self, x, position_ids):
