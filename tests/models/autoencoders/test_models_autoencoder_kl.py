@@ -5,6 +5,7 @@ tiling tests, and the FLUX widths (128/256/512/512, 16 latent channels, 2 layers
 size.
 """
 
+import copy
 import json
 import os
 import subprocess
@@ -673,6 +674,50 @@ def test_gradient_checkpointing_gives_the_same_gradients(monkeypatch):
         assert rel_l2(g_ckpt, g) <= 1e-6, param.name
     with pytest.raises(ValueError, match="gradient_checkpointing_func"):
         vae.enable_gradient_checkpointing(gradient_checkpointing_func=lambda *a: None)
+
+
+def test_gradients_match_torch():
+    """The gradients of a loss through encode (posterior mode) and decode with respect to every parameter and the image
+    equal diffusers' (mid-block attention, quant convs, odd size, batch 2). The reference is diffusers in float64:
+    these gradients are ill-conditioned enough that diffusers' own float32 ones are up to ~1e-5 from it, so each of
+    ours must be within 1e-5 or twice diffusers' float32 error, whichever is larger. Gradients that are zero in exact
+    arithmetic (a key bias under the softmax, a bias the next group norm removes) must stay at rounding level."""
+    torch_model, ms_model = make_twins({**TINY_32_64, "norm_num_groups": 8})
+    image = randn((2, 3, 18, 22), seed=3)
+    with torch.no_grad():
+        out_shape = torch_model(torch.from_numpy(image)).sample.shape
+    weights = randn(tuple(out_shape), seed=4)
+
+    def torch_grads(dtype):
+        model = copy.deepcopy(torch_model).to(dtype)
+        x = torch.from_numpy(image).to(dtype).requires_grad_()
+        (model(x).sample * torch.from_numpy(weights).to(dtype)).sum().backward()
+        grads = {name: p.grad.double().numpy() for name, p in model.named_parameters()}
+        return grads, x.grad.double().numpy()
+
+    exact, exact_image = torch_grads(torch.float64)
+    single, single_image = torch_grads(torch.float32)
+
+    weights_ms = ms.Tensor(weights)
+
+    def loss(x):
+        return (ms_model(x)[0] * weights_ms).sum()
+
+    params = ms_model.trainable_params()
+    grad_image, grads = ms.grad(loss, grad_position=0, weights=params)(ms.Tensor(image))
+    assert rel_l2(grad_image, exact_image) <= max(TOL, 2 * rel_l2(single_image, exact_image))
+    assert sorted(p.name for p in params) == sorted(exact)
+    typical = np.median([np.linalg.norm(g) for g in exact.values()])
+    zero = 0
+    for param, grad in zip(params, grads):
+        name, grad = param.name, grad.asnumpy().astype(np.float64)
+        if np.linalg.norm(exact[name]) < 1e-6 * typical:
+            zero += 1
+            assert np.linalg.norm(grad) < 1e-5 * typical, name
+            continue
+        bound = max(TOL, 2 * rel_l2(single[name], exact[name]))
+        assert rel_l2(grad, exact[name]) <= bound, f"gradient of {name}: {rel_l2(grad, exact[name]):.2e} > {bound:.2e}"
+    assert 0 < zero < len(params) // 4  # the two attention blocks' key biases at least
 
 
 def test_gradient_checkpointing_unsupported_raises():
