@@ -5,6 +5,7 @@ import json
 import numpy as np
 import peft
 import pytest
+import torch
 from peft.tuners.tuners_utils import delete_adapter as torch_delete_adapter
 
 import mindspore as ms
@@ -108,6 +109,28 @@ def test_peft_to_ours_and_back(case):
     incompatible = peft.set_peft_model_state_dict(torch_model2, ms_sd_to_torch(state), adapter_name="theirs")
     assert not incompatible.unexpected_keys
     assert_close(run_torch(torch_model2, x), run_ms(ms_model2, x), TOL, f"{case}: ours -> peft")
+
+
+@pytest.mark.parametrize("case", ["plain", "rslora_patterns", "lora_bias"])
+def test_lora_gradients_match_peft(case):
+    """Training a LoRA: the gradients of a loss with respect to every adapter parameter (and the input) equal PEFT's,
+    with the adapter's scaling, rank / alpha patterns and LoRA biases."""
+    x = make_input(seed=3)
+    weights = np.random.default_rng(4).standard_normal((2, 5, 6)).astype(np.float32)
+    torch_model, ms_model = _inject_both(CASES[case])
+    torch_model.eval()  # dropout off, as in our inference-mode model
+    tx = torch.from_numpy(x).requires_grad_()
+    (torch_model(tx) * torch.from_numpy(weights)).sum().backward()
+    expected = {name: p.grad.numpy() for name, p in torch_model.named_parameters() if "lora_" in name}
+
+    weights_ms = ms.Tensor(weights)
+    params = [p for p in ms_model.trainable_params() if "lora_" in p.name]
+    assert sorted(p.name for p in params) == sorted(expected)
+    grad_x, grads = ms.grad(lambda x: (ms_model(x) * weights_ms).sum(), grad_position=0, weights=params)(ms.Tensor(x))
+    assert_close(grad_x, tx.grad.numpy(), TOL, f"{case}: input gradient")
+    for param, grad in zip(params, grads):
+        assert np.abs(expected[param.name]).max() > 0, param.name
+        assert_close(grad, expected[param.name], TOL, f"{case}: gradient of {param.name}")
 
 
 def test_inject_from_state_dict_keys():
