@@ -25,7 +25,6 @@ import copy
 import os
 from typing import Optional, Union
 
-import mindspore as ms
 from mindspore import nn
 from mindspore.nn.utils import no_init_parameters
 

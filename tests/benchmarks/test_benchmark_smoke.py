@@ -109,5 +109,7 @@ def test_avx2_modes_set_the_worker_environment(monkeypatch):
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.setattr(bench.subprocess, "run", fake_run)
     for mode in args.vae_ms_modes:
-        assert bench.run_worker({"section": "vae", "side": "ms", "mode": mode}, 10, lambda msg: None) == {"times": [1.0]}
+        assert bench.run_worker({"section": "vae", "side": "ms", "mode": mode}, 10, lambda msg: None) == {
+            "times": [1.0]
+        }
     assert seen == {"jit": None, "pynative-blocking+avx2": "AVX2"}

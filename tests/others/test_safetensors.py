@@ -40,8 +40,10 @@ def test_torch_file_loads_bit_exactly(tmp_path):
     assert loaded["bf16"].dtype == ms.bfloat16
     assert loaded["f16"].dtype == ms.float16
     for k, t in tensors.items():
-        np.testing.assert_array_equal(loaded[k].astype(ms.float32).asnumpy() if k != "i64" else loaded[k].asnumpy(),
-                                      t.float().numpy() if k != "i64" else t.numpy())
+        np.testing.assert_array_equal(
+            loaded[k].astype(ms.float32).asnumpy() if k != "i64" else loaded[k].asnumpy(),
+            t.float().numpy() if k != "i64" else t.numpy(),
+        )
     # cast on load, as `mindspore_dtype` does
     as_f32 = load_file(path, dtype=ms.float32)
     np.testing.assert_array_equal(as_f32["bf16"].asnumpy(), tensors["bf16"].float().numpy())
@@ -77,7 +79,9 @@ def test_our_file_loads_in_torch(tmp_path):
     ref = safetensors.torch.load_file(str(path))
     np.testing.assert_array_equal(ref["a"].numpy(), a)
     assert ref["a_bf16"].dtype == torch.bfloat16
-    np.testing.assert_array_equal(ref["a_bf16"].float().numpy(), torch.from_numpy(a).to(torch.bfloat16).float().numpy())
+    np.testing.assert_array_equal(
+        ref["a_bf16"].float().numpy(), torch.from_numpy(a).to(torch.bfloat16).float().numpy()
+    )
     assert ref["a_f16"].dtype == torch.float16
     np.testing.assert_array_equal(ref["ids"].numpy(), np.arange(5))
     with safetensors.safe_open(str(path), "pt") as f:

@@ -1,8 +1,8 @@
 from . import logging
 from .constants import (
     CONFIG_NAME,
-    PICKLE_SUFFIXES,
     DIFFUSERS_REFERENCE_VERSION,
+    PICKLE_SUFFIXES,
     SAFE_WEIGHTS_INDEX_NAME,
     SAFETENSORS_WEIGHTS_NAME,
     WEIGHTS_NAME,

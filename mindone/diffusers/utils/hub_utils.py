@@ -35,7 +35,9 @@ def resolve_file(
             return candidate
         if not required:
             return None
-        raise EnvironmentError(f"Error no file named {filename} found in directory {os.path.join(path, subfolder or '')}.")
+        raise EnvironmentError(
+            f"Error no file named {filename} found in directory {os.path.join(path, subfolder or '')}."
+        )
     try:
         return hf_hub_download(
             path,
