@@ -25,6 +25,7 @@ import importlib
 import inspect
 import os
 import re
+import typing
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -37,6 +38,7 @@ import mindspore as ms
 from mindspore import nn
 
 from ..configuration_utils import ConfigMixin
+from ..models.modeling_utils import ModelMixin
 from ..utils import BaseOutput, dtype_to_str, logging, str_to_dtype
 
 logger = logging.get_logger(__name__)
@@ -609,6 +611,146 @@ class DiffusionPipeline(ConfigMixin):
                 optional_parameters.remove(name)
 
         return sorted(expected_modules), sorted(optional_parameters)
+
+    @classmethod
+    def _get_signature_types(cls):
+        """{argument of `__init__`: tuple of the types its annotation allows} (empty tuple when unannotated)."""
+        try:
+            hints = typing.get_type_hints(cls.__init__)
+        except Exception:
+            hints = {
+                k: v.annotation
+                for k, v in inspect.signature(cls.__init__).parameters.items()
+                if v.annotation is not inspect.Parameter.empty
+            }
+        signature_types = {}
+        for name in inspect.signature(cls.__init__).parameters:
+            if name == "self":
+                continue
+            annotation = hints.get(name, inspect.Parameter.empty)
+            if inspect.isclass(annotation):
+                signature_types[name] = (annotation,)
+            elif typing.get_origin(annotation) is Union:
+                signature_types[name] = typing.get_args(annotation)
+            else:
+                signature_types[name] = (inspect.Signature.empty,)
+        return signature_types
+
+    @classmethod
+    def from_pipe(cls, pipeline, **kwargs):
+        r"""
+        Create a new pipeline from the components of `pipeline` (shared, not copied), as diffusers does.
+
+        Arguments:
+            pipeline (`DiffusionPipeline`):
+                The pipeline whose components and configuration the new one takes.
+            mindspore_dtype (`ms.Type` or `str`, *optional*, defaults to `ms.float32`):
+                As upstream, the new pipeline is cast to this dtype, which casts the shared models in place (and so the
+                models of `pipeline` too): pass the dtype `pipeline` runs in to keep it.
+            kwargs (remaining dictionary of keyword arguments, *optional*):
+                Components (e.g. `scheduler=...`) or `__init__` arguments replacing those of `pipeline`.
+
+        Examples:
+
+        ```py
+        >>> from mindone.diffusers import FlowMatchEulerDiscreteScheduler, Lumina2Pipeline
+
+        >>> pipe = Lumina2Pipeline.from_pretrained("Alpha-VLLM/Lumina-Image-2.0")
+        >>> scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, shift=3.0)
+        >>> shifted = Lumina2Pipeline.from_pipe(pipe, scheduler=scheduler)  # same weights, another scheduler
+        ```
+        """
+        for name, hint in _UNSUPPORTED_KWARGS.items():
+            if kwargs.get(name) not in (None, False):
+                raise TypeError(f"`{name}` is not supported by mindone's `DiffusionPipeline.from_pipe`: {hint}")
+            kwargs.pop(name, None)
+        dtype = str_to_dtype(kwargs.pop("mindspore_dtype", None)) or ms.float32
+        original_config = dict(pipeline.config)
+        expected_modules, optional_kwargs = cls._get_signature_keys(cls)
+        # components with a default in the signature need not be passed to `__init__`
+        parameters = inspect.signature(cls.__init__).parameters
+        true_optional_modules = {
+            k for k, v in parameters.items() if v.default != inspect._empty and k in expected_modules
+        }
+        component_types = cls._get_signature_types()
+        pretrained_model_name_or_path = original_config.pop("_name_or_path", None)
+
+        passed_class_obj = {k: kwargs.pop(k) for k in expected_modules if k in kwargs}
+        original_class_obj = {}
+        for name, component in pipeline.components.items():
+            if name in expected_modules and name not in passed_class_obj:
+                # a model is not switched over to a pipeline whose signature expects another class
+                if (
+                    not isinstance(component, ModelMixin)
+                    or type(component) in component_types[name]
+                    or (component is None and name in cls._optional_components)
+                ):
+                    original_class_obj[name] = component
+                else:
+                    logger.warning(
+                        f"component {name} is not switched over to new pipeline because type does not match the "
+                        f"expected. {name} is {type(component)} while the new pipeline expect {component_types[name]}."
+                        f" please pass the component of the correct type to the new pipeline. "
+                        f"`from_pipe(..., {name}={name})`"
+                    )
+
+        passed_pipe_kwargs = {k: kwargs.pop(k) for k in optional_kwargs if k in kwargs}
+        original_pipe_kwargs = {
+            k: original_config[k] for k in original_config if k in optional_kwargs and k not in passed_pipe_kwargs
+        }
+        # config values another pipeline class had (kept private by an earlier `from_pipe`) that this one accepts
+        for k in [
+            k[1:]
+            for k in original_config
+            if k.startswith("_") and k[1:] in optional_kwargs and k[1:] not in passed_pipe_kwargs
+        ]:
+            original_pipe_kwargs[k] = original_config.pop(f"_{k}")
+
+        pipeline_kwargs = {
+            **passed_class_obj,
+            **original_class_obj,
+            **passed_pipe_kwargs,
+            **original_pipe_kwargs,
+            **kwargs,
+        }
+        unused_original_config = {
+            f"{'' if k.startswith('_') else '_'}{k}": v for k, v in original_config.items() if k not in pipeline_kwargs
+        }
+        missing_modules = (
+            set(expected_modules)
+            - set(getattr(pipeline, "_optional_components", None) or [])
+            - set(pipeline_kwargs)
+            - true_optional_modules
+        )
+        if missing_modules:
+            raise ValueError(
+                f"Pipeline {cls} expected {expected_modules}, but only "
+                f"{set(list(passed_class_obj.keys()) + list(original_class_obj.keys()))} were passed"
+            )
+
+        new_pipeline = cls(**pipeline_kwargs)
+        if pretrained_model_name_or_path is not None:
+            new_pipeline.register_to_config(_name_or_path=pretrained_model_name_or_path)
+        new_pipeline.register_to_config(**unused_original_config)
+        new_pipeline.to(dtype)
+        return new_pipeline
+
+    def enable_attention_slicing(self, slice_size: Union[str, int, None] = "auto"):
+        r"""
+        Upstream's attention slicing: `set_attention_slice(slice_size)` on every model of the pipeline that has it. As
+        in diffusers, Lumina2's transformer and VAE have none, so this changes nothing for them (on CPU this port
+        already computes large attentions in chunks); it is here so that code written for diffusers runs unchanged.
+        """
+        self.set_attention_slice(slice_size)
+
+    def disable_attention_slicing(self):
+        r"""Undo `enable_attention_slicing` (`set_attention_slice(None)` on the models that have it)."""
+        self.enable_attention_slicing(None)
+
+    def set_attention_slice(self, slice_size: Union[str, int, None]):
+        for module in self._models():
+            if hasattr(module, "set_attention_slice"):
+                module.set_attention_slice(slice_size)
 
     @property
     def components(self) -> Dict[str, Any]:

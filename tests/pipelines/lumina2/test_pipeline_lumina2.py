@@ -750,6 +750,55 @@ def test_components_reuse_and_overrides(tiny, base_image):
         Lumina2Pipeline.from_pretrained(path, transformer=tp.transformer)
 
 
+def test_from_pipe_as_upstream(tiny, base_image):
+    tp, mp, path = tiny
+    same = Lumina2Pipeline.from_pipe(mp)
+    same.set_progress_bar_config(disable=True)
+    assert same is not mp and same.name_or_path == mp.name_or_path == path
+    assert all(same.components[name] is component for name, component in mp.components.items())
+    assert dict(same.config) == dict(mp.config)
+    public = {k: v for k, v in diffusers.Lumina2Pipeline.from_pipe(tp).config.items() if not k.startswith("_")}
+    assert {k: tuple(v) for k, v in same.config.items() if not k.startswith("_")} == public
+    np.testing.assert_array_equal(_run_ms(same, _latents(1), **BASE), base_image)
+
+    # a component passed replaces the original one, in the new pipeline only; the image equals diffusers' from_pipe
+    shifted = Lumina2Pipeline.from_pipe(mp, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0))
+    shifted.set_progress_bar_config(disable=True)
+    assert shifted.scheduler.config.shift == 3.0 and mp.scheduler.config.shift == 1.0
+    assert shifted.transformer is mp.transformer
+    torch_shifted = diffusers.Lumina2Pipeline.from_pipe(
+        tp, scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
+    )
+    expected = _run_torch(torch_shifted, _latents(1), **BASE)
+    assert_close(_run_ms(shifted, _latents(1), **BASE), expected, 1e-5, what="from_pipe with another scheduler")
+    assert rel_l2(expected, base_image) > 1e-3  # the scheduler mattered
+
+    # as upstream, the dtype (float32 by default) is applied to the shared models in place
+    fresh = _ms_pipeline(path)
+    half = Lumina2Pipeline.from_pipe(fresh, mindspore_dtype="float16")
+    assert half.transformer is fresh.transformer and fresh.transformer.dtype == ms.float16
+    assert Lumina2Pipeline.from_pipe(fresh).transformer.dtype == ms.float32
+    with pytest.raises(TypeError, match="`torch_dtype` is not supported .*mindspore_dtype"):
+        Lumina2Pipeline.from_pipe(fresh, torch_dtype=torch.float16)
+
+    # a model of another class than the signature's is not switched over: a warning, then the missing component
+    wrong = Lumina2Pipeline(**{**fresh.components, "vae": fresh.transformer})
+    with _captured_warnings() as records, pytest.raises(ValueError, match="expected .*vae.* but only"):
+        Lumina2Pipeline.from_pipe(wrong)
+    assert any("component vae is not switched over" in r for r in records), records
+
+
+def test_attention_slicing_dispatches_as_upstream(tiny, base_image, monkeypatch):
+    _, mp, _ = tiny
+    calls = []
+    monkeypatch.setattr(mp.transformer, "set_attention_slice", calls.append, raising=False)
+    mp.enable_attention_slicing()
+    np.testing.assert_array_equal(_run_ms(mp, _latents(1), **BASE), base_image)
+    mp.disable_attention_slicing()
+    mp.enable_attention_slicing(2)
+    assert calls == ["auto", None, 2]
+
+
 def test_generic_loader_and_skipped_text_encoder(tiny, embeds, base_image):
     _, mp, path = tiny
     generic = DiffusionPipeline.from_pretrained(path)
