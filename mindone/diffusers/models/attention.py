@@ -11,18 +11,19 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Feed-forward layers of the Lumina2 closure.
+"""Feed-forward layers of the Lumina2 closure, and the processor part of `AttentionMixin`.
 
 Adapted from diffusers v0.42.1 `models/attention.py` (and `FP32SiLU` from `models/activations.py`); MindSpore changes:
-only `LuminaFeedForward` is ported, with `cpu_layers.Linear` layers (`mint.nn.Linear` with a faster CPU matmul), and it
+of the feed-forward layers only `LuminaFeedForward` is ported, with `cpu_layers.Linear` layers (`mint.nn.Linear` with a faster CPU matmul), and it
 runs large inputs in chunks of rows (`FEED_FORWARD_CHUNK_ELEMENTS`).
 """
 
-from typing import Optional
+from typing import Any, Dict, Optional, Union
 
 import mindspore as ms
 from mindspore import mint, nn, ops
 
+from ...peft import invalidate_compiled_graphs
 from .cpu_layers import Linear
 
 # `LuminaFeedForward` runs its input in equal chunks of rows whose inner activations hold at most this many elements
@@ -31,6 +32,52 @@ from .cpu_layers import Linear
 # at the same speed (three or six chunks were a few % slower) and with the same result bit for bit (an output row
 # depends on its input row only)
 FEED_FORWARD_CHUNK_ELEMENTS = 6 << 20
+
+
+class AttentionMixin:
+    """upstream's `AttentionMixin` without QKV fusion: the attention processors of every `Attention` layer of a model."""
+
+    @property
+    def attn_processors(self) -> Dict[str, Any]:
+        r"""
+        Returns:
+            `dict` of attention processors: A dictionary containing all attention processors used in the model with
+            indexed by its weight name.
+        """
+        return {
+            f"{name}.processor": cell.get_processor()
+            for name, cell in self.cells_and_names()
+            if name and hasattr(cell, "get_processor")
+        }
+
+    def set_attn_processor(self, processor: Union[Any, Dict[str, Any]]):
+        r"""
+        Sets the attention processor to use to compute attention.
+
+        Parameters:
+            processor (`dict` of `AttentionProcessor` or only `AttentionProcessor`):
+                The instantiated processor class or a dictionary of processor classes that will be set as the processor
+                for **all** `Attention` layers.
+
+                If `processor` is a dict, the key needs to define the path to the corresponding cross attention
+                processor. This is strongly recommended when setting trainable attention processors.
+        """
+        names = list(self.attn_processors)
+        if isinstance(processor, dict):
+            if len(processor) != len(names):
+                raise ValueError(
+                    f"A dict of processors was passed, but the number of processors {len(processor)} does not match the"
+                    f" number of attention layers: {len(names)}. Please make sure to pass {len(names)} processor classes."
+                )
+            # checked before any layer changes (upstream fails with a KeyError part way)
+            unknown = sorted(set(processor) - set(names))
+            if unknown:
+                raise ValueError(f"Unknown attention processor keys {unknown}: the model's keys are {names}.")
+        for name, cell in self.cells_and_names():
+            if name and hasattr(cell, "set_processor"):
+                cell.set_processor(processor[f"{name}.processor"] if isinstance(processor, dict) else processor)
+        # compiled graphs (GRAPH_MODE, the compiled CPU paths) folded the old processors in
+        invalidate_compiled_graphs(self)
 
 
 class FP32SiLU(nn.Cell):

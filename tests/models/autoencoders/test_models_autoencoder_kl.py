@@ -180,6 +180,56 @@ def test_compiled_cpu_paths_parity(monkeypatch, whole_graph):
     assert_close(ms_model.decode(ms.Tensor(latents))[0], t_dec, TOL, "decode, compiled CPU paths, new weights")
 
 
+class _SkipAttention:
+    """A custom processor (either framework): the attention layer passes its input through."""
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None):
+        return hidden_states
+
+
+@pytest.mark.parametrize("whole_graph", [False, True], ids=["op-by-op", "whole-graph"])
+def test_attention_processors_as_upstream(monkeypatch, whole_graph):
+    from diffusers.models.attention_processor import AttnProcessor as TorchAttnProcessor
+
+    from mindone.diffusers.models import cpu_layers
+    from mindone.diffusers.models.attention_processor import AttnProcessor
+
+    # the decoder compiled as one graph (`CompiledWhenLarge`): a new processor must not be folded into a stale graph
+    monkeypatch.setattr(cpu_layers, "WHOLE_GRAPH_ELEMENTS", 1 if whole_graph else 1 << 40)
+    torch_model, ms_model = make_twins(TINY_32_64, seed=2)
+    latents = randn((1, 4, 6, 5), seed=2)
+    names = list(torch_model.attn_processors)
+    assert list(ms_model.attn_processors) == names and len(names) == 2
+    assert all(type(p) is AttnProcessor for p in ms_model.attn_processors.values())
+    default = ms_model.decode(ms.Tensor(latents))[0].asnumpy()
+    assert bool(ms_model.decoder.compile_cache) is whole_graph
+
+    ms_model.set_attn_processor(_SkipAttention())
+    torch_model.set_attn_processor(_SkipAttention())
+    with torch.no_grad():
+        expected = torch_model.decode(torch.from_numpy(latents)).sample
+    skipped = ms_model.decode(ms.Tensor(latents))[0]
+    assert_close(skipped, expected, TOL, "decode with a custom processor")
+    assert rel_l2(skipped, default) > 1e-3
+
+    # bad dicts change nothing
+    with pytest.raises(ValueError, match="number of processors 1 does not match .* attention layers: 2"):
+        ms_model.set_attn_processor({names[0]: AttnProcessor()})
+    with pytest.raises(ValueError, match="Unknown attention processor keys .*mid_block.processor"):
+        ms_model.set_attn_processor({names[0]: AttnProcessor(), "mid_block.processor": AttnProcessor()})
+    assert all(isinstance(p, _SkipAttention) for p in ms_model.attn_processors.values())
+    with pytest.raises(ValueError, match="Cannot call `set_default_attn_processor`"):
+        ms_model.set_default_attn_processor()
+
+    ms_model.set_attn_processor({name: AttnProcessor() for name in names})
+    ms_model.set_default_attn_processor()
+    torch_model.set_attn_processor(TorchAttnProcessor())
+    with torch.no_grad():
+        expected = torch_model.decode(torch.from_numpy(latents)).sample
+    assert_close(ms_model.decode(ms.Tensor(latents))[0], expected, TOL, "decode after set_default_attn_processor")
+    np.testing.assert_allclose(ms_model.decode(ms.Tensor(latents))[0].asnumpy(), default, rtol=0, atol=1e-6)
+
+
 def test_compiled_cpu_path_graph_lifecycle(monkeypatch):
     """The whole-decoder graph (`CompiledWhenLarge`): the free C heap is released once per fresh compile, not per call; the
     weights are passed into the inlined helpers without copies (`_in_graph`); under `ms.grad` of the model in

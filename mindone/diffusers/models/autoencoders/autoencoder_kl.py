@@ -32,6 +32,8 @@ from mindspore import mint
 
 from ...configuration_utils import ConfigMixin, register_to_config
 from ...loaders.single_file_model import FromOriginalModelMixin
+from ..attention import AttentionMixin
+from ..attention_processor import AttnProcessor
 from ..cpu_layers import Conv2d
 from ..modeling_outputs import AutoencoderKLOutput
 from ..modeling_utils import ModelMixin
@@ -53,7 +55,7 @@ def _check_nchw(x: ms.Tensor, name: str, config_name: str, channels: int) -> Non
         )
 
 
-class AutoencoderKL(ModelMixin, AutoencoderMixin, ConfigMixin, FromOriginalModelMixin):
+class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, FromOriginalModelMixin):
     r"""
     A VAE model with KL loss for encoding images into latents and decoding latent representations into images.
 
@@ -159,6 +161,20 @@ class AutoencoderKL(ModelMixin, AutoencoderMixin, ConfigMixin, FromOriginalModel
         )
         self.tile_latent_min_size = int(sample_size / (2 ** (len(self.config.block_out_channels) - 1)))
         self.tile_overlap_factor = 0.25
+
+    def set_default_attn_processor(self):
+        """
+        Disables custom attention processors and sets the default attention implementation.
+        """
+        processors = self.attn_processors.values()
+        # upstream picks `AttnProcessor` when every processor is one of its cross-attention processors; here the
+        # default processor is the only one
+        if not all(isinstance(proc, AttnProcessor) for proc in processors):
+            raise ValueError(
+                "Cannot call `set_default_attn_processor` when attention processors are of type "
+                f"{next(iter(processors))}"
+            )
+        self.set_attn_processor(AttnProcessor())
 
     def __call__(self, *args, **kwargs):
         # The forward pass orchestrates on the host (tiling loops, the posterior object, numpy generators): in
