@@ -184,6 +184,17 @@ class ConfigMixin:
         return model
 
     @classmethod
+    def get_config_dict(cls, *args, **kwargs):
+        # upstream's deprecated name of `load_config`
+        warnings.warn(
+            f" The function get_config_dict is deprecated. Please use {cls}.load_config instead. This function will be"
+            " removed in version v1.0.0",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return cls.load_config(*args, **kwargs)
+
+    @classmethod
     def load_config(
         cls,
         pretrained_model_name_or_path: Union[str, os.PathLike],

@@ -101,6 +101,13 @@ def test_deprecated_config_attribute_access_as_upstream():
     assert model.proj_out.weight.shape == (3, 8)
 
 
+def test_get_config_dict_is_the_deprecated_load_config(tmp_path):
+    TinyNet(num_layers=3).save_pretrained(tmp_path)
+    with pytest.warns(FutureWarning, match="get_config_dict is deprecated"):
+        config = MsTinyNet.get_config_dict(tmp_path)
+    assert config == MsTinyNet.load_config(tmp_path) and config["num_layers"] == 3
+
+
 def test_memory_footprint_matches_diffusers():
     torch_model, model = TinyNet(num_layers=3), MsTinyNet(num_layers=3)
     assert model.get_memory_footprint() == torch_model.get_memory_footprint() == (3 * (8 * 8 + 8) + 2 * 8 + 3 * 8) * 4
