@@ -614,7 +614,8 @@ class DiffusionPipeline(ConfigMixin):
 
     @classmethod
     def _get_signature_types(cls):
-        """{argument of `__init__`: tuple of the types its annotation allows} (empty tuple when unannotated)."""
+        """{argument of `__init__`: tuple of the types its annotation allows}, `(inspect.Signature.empty,)` for an
+        unannotated one (as upstream)."""
         try:
             hints = typing.get_type_hints(cls.__init__)
         except Exception:
