@@ -14,8 +14,9 @@
 """Feed-forward layers of the Lumina2 closure, and the processor part of `AttentionMixin`.
 
 Adapted from diffusers v0.42.1 `models/attention.py` (and `FP32SiLU` from `models/activations.py`); MindSpore changes:
-of the feed-forward layers only `LuminaFeedForward` is ported, with `cpu_layers.Linear` layers (`mint.nn.Linear` with a faster CPU matmul), and it
-runs large inputs in chunks of rows (`FEED_FORWARD_CHUNK_ELEMENTS`).
+of the feed-forward layers only `LuminaFeedForward` is ported, with `cpu_layers.Linear` layers (`mint.nn.Linear` with
+a faster CPU matmul), and it runs large inputs in chunks of rows (`FEED_FORWARD_CHUNK_ELEMENTS`). `AttentionMixin` has
+no QKV fusion, checks a processor dict before it changes anything, and invalidates compiled graphs.
 """
 
 from typing import Any, Dict, Optional, Union
@@ -35,7 +36,7 @@ FEED_FORWARD_CHUNK_ELEMENTS = 6 << 20
 
 
 class AttentionMixin:
-    """upstream's `AttentionMixin` without QKV fusion: the attention processors of every `Attention` layer of a model."""
+    """upstream's `AttentionMixin` without QKV fusion: the attention processors of every `Attention` layer."""
 
     @property
     def attn_processors(self) -> Dict[str, Any]:
@@ -66,8 +67,9 @@ class AttentionMixin:
         if isinstance(processor, dict):
             if len(processor) != len(names):
                 raise ValueError(
-                    f"A dict of processors was passed, but the number of processors {len(processor)} does not match the"
-                    f" number of attention layers: {len(names)}. Please make sure to pass {len(names)} processor classes."
+                    f"A dict of processors was passed, but the number of processors {len(processor)} does not match"
+                    f" the number of attention layers: {len(names)}. Please make sure to pass {len(names)} processor"
+                    " classes."
                 )
             # checked before any layer changes (upstream fails with a KeyError part way)
             unknown = sorted(set(processor) - set(names))

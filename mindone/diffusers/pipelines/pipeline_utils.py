@@ -473,7 +473,8 @@ class DiffusionPipeline(ConfigMixin):
             # dtype their config records
             mindspore_dtype = {k: v if v == "auto" else str_to_dtype(v) for k, v in mindspore_dtype.items()}
         elif isinstance(mindspore_dtype, str) and mindspore_dtype == "auto":
-            # upstream: a `dtype` that is neither a dtype nor a dict loads every component in float32, with this warning
+            # upstream: a `dtype` that is neither a dtype nor a dict loads every component in float32, with this
+            # warning
             logger.warning(
                 f"Passed `mindspore_dtype` {mindspore_dtype!r} is not a MindSpore dtype. Defaulting to float32."
             )
