@@ -3,7 +3,7 @@
 Covers diffusers' tiny test config and the 2B release's widths, batches of 1 and 3, captions of different lengths
 (the masked joint sequence), equal-but-padded captions (gathered, unmasked), non-square and odd patch grids, both
 return types, PyNative, GRAPH_MODE, `ms.jit` (whole model and per block), `from_pretrained` of a diffusers folder,
-gradient checkpointing, the attention processor with GQA / masks / proportional attention, and the rotary and
+gradients against diffusers' (tiny and real widths), gradient checkpointing, the attention processor with GQA / masks / proportional attention, and the rotary and
 timestep helpers.
 """
 
@@ -365,14 +365,9 @@ def test_gradients_in_graph_mode_through_construct(graph_mode):
     assert rel_l2(graph, ms.grad(loss)(x)) < 1e-6
 
 
-@pytest.mark.parametrize("case", ["b3_ragged_captions_nonsquare", "b1_padded_caption_odd_grid"])
-def test_gradients_match_torch(case):
-    """Training parity: the gradients of a loss through the whole model (3 joint, 2+2 refiner layers) with respect to
-    every parameter, the latents and the caption features equal diffusers' (each within 1e-5). With the gates' tanh
-    as `2 * sigmoid(2x) - 1` in float32 (before `mindspore_utils.tanh`) the worst parameter was at 1.1-1.5e-5."""
-    config = dict(TINY, num_layers=3, num_refiner_layers=2)
+def _assert_gradients_match_torch(config, inputs):
     torch_model, model = _twins(config)
-    x, t, cap, mask = _inputs(config, *CASES[case])
+    x, t, cap, mask = inputs
     weights = np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
 
     tx, tcap = torch.from_numpy(x).requires_grad_(), torch.from_numpy(cap).requires_grad_()
@@ -393,6 +388,21 @@ def test_gradients_match_torch(case):
     for param, grad in zip(params, grads):
         assert np.abs(expected[param.name]).max() > 0, param.name
         assert_close(grad, expected[param.name], what=f"gradient of {param.name}")
+
+
+@pytest.mark.parametrize("case", ["b3_ragged_captions_nonsquare", "b1_padded_caption_odd_grid"])
+def test_gradients_match_torch(case):
+    """Training parity: the gradients of a loss through the whole model (3 joint, 2+2 refiner layers) with respect to
+    every parameter, the latents and the caption features equal diffusers' (each within 1e-5). With the gates' tanh
+    as `2 * sigmoid(2x) - 1` in float32 (before `mindspore_utils.tanh`) the worst parameter was at 1.1-1.5e-5."""
+    config = dict(TINY, num_layers=3, num_refiner_layers=2)
+    _assert_gradients_match_torch(config, _inputs(config, *CASES[case]))
+
+
+@pytest.mark.slow
+def test_real_width_gradients_match_torch():
+    # the 2B release's widths, one block of each kind, ragged captions (worst parameter ~4e-6)
+    _assert_gradients_match_torch(REAL_WIDTH, _inputs(REAL_WIDTH, 2, (16, 12), (20, 13), 24))
 
 
 @pytest.mark.slow
