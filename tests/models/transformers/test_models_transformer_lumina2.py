@@ -3,8 +3,8 @@
 Covers diffusers' tiny test config and the 2B release's widths, batches of 1 and 3, captions of different lengths
 (the masked joint sequence), equal-but-padded captions (gathered, unmasked), non-square and odd patch grids, both
 return types, PyNative, GRAPH_MODE, `ms.jit` (whole model and per block), `from_pretrained` of a diffusers folder,
-gradients against diffusers' (tiny and real widths), gradient checkpointing, the attention processor with GQA / masks / proportional attention, and the rotary and
-timestep helpers.
+gradients against diffusers' (tiny and real widths), gradient checkpointing, the attention processor with GQA / masks /
+proportional attention, and the rotary and timestep helpers.
 """
 
 import numpy as np
