@@ -34,6 +34,7 @@ from ..utils import (
     logging,
     str_to_dtype,
 )
+from ..utils.mindspore_utils import auto_dtype_as_float32
 from .cpu_layers import ReleasesHeapAfterCompile
 from .model_loading_utils import (
     add_variant,
@@ -309,14 +310,8 @@ class ModelMixin(CellUtilsMixin):
             kwargs (remaining dictionary of keyword arguments, *optional*):
                 Update the configuration object after it is loaded (e.g. `num_layers=2`).
         """
-        mindspore_dtype = kwargs.pop("mindspore_dtype", None)
-        if isinstance(mindspore_dtype, str) and mindspore_dtype == "auto":
-            # upstream: a `torch_dtype` that is not a dtype loads in float32, with this warning
-            logger.warning(
-                f"Passed `mindspore_dtype` {mindspore_dtype!r} is not a MindSpore dtype. Defaulting to float32."
-            )
-            mindspore_dtype = None
-        mindspore_dtype = str_to_dtype(mindspore_dtype)
+        # upstream: a `torch_dtype` that is not a dtype loads in float32, with a warning
+        mindspore_dtype = str_to_dtype(auto_dtype_as_float32(kwargs.pop("mindspore_dtype", None)))
         subfolder = kwargs.pop("subfolder", None)
         variant = kwargs.pop("variant", None)
         output_loading_info = kwargs.pop("output_loading_info", False)

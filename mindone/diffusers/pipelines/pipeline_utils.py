@@ -40,6 +40,7 @@ from mindspore import nn
 from ..configuration_utils import ConfigMixin
 from ..models.modeling_utils import ModelMixin
 from ..utils import BaseOutput, dtype_to_str, logging, str_to_dtype
+from ..utils.mindspore_utils import auto_dtype_as_float32
 
 logger = logging.get_logger(__name__)
 
@@ -71,6 +72,14 @@ _UNSUPPORTED_KWARGS = {
     "use_flashpack": "FlashPack checkpoints are not supported by this port.",
     "trust_remote_code": "components defined by code in the repository are never imported.",
 }
+
+
+def _reject_unsupported_kwargs(kwargs: Dict[str, Any], method: str) -> None:
+    """Raise on an upstream argument this port does not support (set to anything but None / False); drop the rest."""
+    for name, hint in _UNSUPPORTED_KWARGS.items():
+        if kwargs.get(name) not in (None, False):
+            raise TypeError(f"`{name}` is not supported by mindone's `DiffusionPipeline.{method}`: {hint}")
+        kwargs.pop(name, None)
 
 
 @dataclass
@@ -459,10 +468,7 @@ class DiffusionPipeline(ConfigMixin):
         >>> pipe = DiffusionPipeline.from_pretrained("Alpha-VLLM/Lumina-Image-2.0", mindspore_dtype=ms.bfloat16)
         ```
         """
-        for name, hint in _UNSUPPORTED_KWARGS.items():
-            if kwargs.get(name) not in (None, False):
-                raise TypeError(f"`{name}` is not supported by mindone's `DiffusionPipeline.from_pretrained`: {hint}")
-            kwargs.pop(name, None)
+        _reject_unsupported_kwargs(kwargs, "from_pretrained")
         if kwargs.pop("use_safetensors", None) is False:
             raise ValueError("`use_safetensors=False` is not supported: only safetensors checkpoints are read.")
         for name in ("low_cpu_mem_usage", "output_loading_info", "mirror", "disable_mmap", "max_memory"):
@@ -472,15 +478,9 @@ class DiffusionPipeline(ConfigMixin):
             # "auto" goes to the component as is: models load it in float32 with a warning, text encoders in the
             # dtype their config records
             mindspore_dtype = {k: v if v == "auto" else str_to_dtype(v) for k, v in mindspore_dtype.items()}
-        elif isinstance(mindspore_dtype, str) and mindspore_dtype == "auto":
-            # upstream: a `dtype` that is neither a dtype nor a dict loads every component in float32, with this
-            # warning
-            logger.warning(
-                f"Passed `mindspore_dtype` {mindspore_dtype!r} is not a MindSpore dtype. Defaulting to float32."
-            )
-            mindspore_dtype = ms.float32
         else:
-            mindspore_dtype = str_to_dtype(mindspore_dtype)
+            # upstream: a `dtype` that is neither a dtype nor a dict loads every component in float32, with a warning
+            mindspore_dtype = str_to_dtype(auto_dtype_as_float32(mindspore_dtype))
         subfolder = kwargs.pop("subfolder", None)
         variant = kwargs.pop("variant", None)
         hub = {
@@ -662,10 +662,7 @@ class DiffusionPipeline(ConfigMixin):
         >>> shifted = Lumina2Pipeline.from_pipe(pipe, scheduler=scheduler)  # same weights, another scheduler
         ```
         """
-        for name, hint in _UNSUPPORTED_KWARGS.items():
-            if kwargs.get(name) not in (None, False):
-                raise TypeError(f"`{name}` is not supported by mindone's `DiffusionPipeline.from_pipe`: {hint}")
-            kwargs.pop(name, None)
+        _reject_unsupported_kwargs(kwargs, "from_pipe")
         dtype = str_to_dtype(kwargs.pop("mindspore_dtype", None)) or ms.float32
         original_config = dict(pipeline.config)
         expected_modules, optional_kwargs = cls._get_signature_keys(cls)

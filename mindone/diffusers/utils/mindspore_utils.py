@@ -7,6 +7,10 @@ import numpy as np
 import mindspore as ms
 from mindspore import mint
 
+from . import logging
+
+logger = logging.get_logger(__name__)
+
 
 def randn_tensor(
     shape: Union[Tuple, List],
@@ -49,6 +53,15 @@ def tanh(x: ms.Tensor, in_float64: bool) -> ms.Tensor:
     if in_float64:
         return mint.tanh(x.astype(ms.float64)).astype(x.dtype)
     return mint.tanh(x)
+
+
+def auto_dtype_as_float32(dtype):
+    """`dtype`, or float32 (with upstream's warning) for `"auto"`: diffusers loads its models and pipelines in float32
+    when given a dtype argument that is not a dtype."""
+    if isinstance(dtype, str) and dtype == "auto":
+        logger.warning(f"Passed `mindspore_dtype` {dtype!r} is not a MindSpore dtype. Defaulting to float32.")
+        return ms.float32
+    return dtype
 
 
 def dtype_to_str(dtype) -> str:
