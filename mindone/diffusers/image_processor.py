@@ -23,7 +23,7 @@ import PIL.Image
 from PIL import Image, ImageFilter, ImageOps
 
 import mindspore as ms
-from mindspore import mint, ops
+from mindspore import mint
 
 from .configuration_utils import ConfigMixin, register_to_config
 from .utils import CONFIG_NAME
@@ -93,6 +93,16 @@ def is_valid_image_imagelist(images):
     elif isinstance(images, list):
         return all(is_valid_image(image) for image in images)
     return False
+
+
+def _stack(tensors: List[ms.Tensor]) -> ms.Tensor:
+    # Stack has no bfloat16 CPU kernel in MindSpore 2.10; Concat of unsqueezed views has, and is the same copy
+    return mint.cat([t.unsqueeze(0) for t in tensors], dim=0)
+
+
+def _reducible(image: ms.Tensor) -> ms.Tensor:
+    # ReduceMin / ReduceMax have no bfloat16 or bool CPU kernel: read the range in float32 (exact for both)
+    return image.astype(ms.float32) if image.dtype in (ms.bfloat16, ms.bool_) else image
 
 
 class VaeImageProcessor(ConfigMixin):
@@ -476,6 +486,13 @@ class VaeImageProcessor(ConfigMixin):
     @staticmethod
     def _interpolate_nearest(image: ms.Tensor, height: int, width: int) -> ms.Tensor:
         # torch's `F.interpolate(image, size)` default: mode "nearest" (same index rule in MindSpore).
+        if image.dtype not in (ms.uint8, ms.float16, ms.bfloat16, ms.float32, ms.float64):
+            # torch raises too ("upsample_nearest2d" has no integer kernel but uint8); MindSpore's CPU kernel would only
+            # fail at the next synchronisation, in a later call
+            raise TypeError(
+                f"Cannot resize an image tensor of dtype {image.dtype}: pass a float tensor with values in [0, 1] "
+                "(or uint8), or set `do_resize=False`."
+            )
         # UpsampleNearest2D has no bfloat16 CPU kernel: go through float32 (exact for a nearest-neighbour copy).
         if image.dtype == ms.bfloat16:
             return mint.nn.functional.interpolate(image.astype(ms.float32), size=(height, width)).astype(ms.bfloat16)
@@ -551,6 +568,13 @@ class VaeImageProcessor(ConfigMixin):
             `np.ndarray` or `ms.Tensor`:
                 The binarized image. Values less than 0.5 are set to 0, values greater than 0.5 are set to 1.
         """
+        if isinstance(image, ms.Tensor) and image.dtype == ms.bfloat16:
+            # Less / Select have no bfloat16 CPU kernel: binarize in float32 (0 and 1 are exact), write back in place
+            binary = image.astype(ms.float32)
+            binary[binary < 0.5] = 0
+            binary[binary >= 0.5] = 1
+            image.assign_value(binary.astype(ms.bfloat16))
+            return image
         image[image < 0.5] = 0
         image[image >= 0.5] = 1
 
@@ -570,7 +594,7 @@ class VaeImageProcessor(ConfigMixin):
         if do_denormalize is None:
             return self.denormalize(images) if self.config.do_normalize else images
 
-        return ops.stack(
+        return _stack(
             [self.denormalize(images[i]) if do_denormalize[i] else images[i] for i in range(images.shape[0])]
         )
 
@@ -720,7 +744,7 @@ class VaeImageProcessor(ConfigMixin):
                 image = self.resize(image, height, width)
 
         elif isinstance(image[0], ms.Tensor):
-            image = mint.cat(image, dim=0) if image[0].ndim == 4 else ops.stack(image, axis=0)
+            image = mint.cat(image, dim=0) if image[0].ndim == 4 else _stack(image)
 
             if self.config.do_convert_grayscale and image.ndim == 3:
                 image = image.unsqueeze(1)
@@ -736,11 +760,11 @@ class VaeImageProcessor(ConfigMixin):
 
         # expected range [0,1], normalize to [-1,1]
         do_normalize = self.config.do_normalize
-        if do_normalize and float(image.min()) < 0:
+        if do_normalize and float(_reducible(image).min()) < 0:
             warnings.warn(
                 "Passing `image` as MindSpore tensor with value range in [-1,1] is deprecated. The expected value range "
                 "for image tensor is [0,1] when passing as MindSpore tensor or numpy Array. You passed `image` with "
-                f"value range [{image.min()},{image.max()}]",
+                f"value range [{_reducible(image).min()},{_reducible(image).max()}]",
                 FutureWarning,
             )
             do_normalize = False

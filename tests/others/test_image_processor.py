@@ -292,6 +292,42 @@ def test_postprocess_per_image_denormalize_and_bf16():
     assert_same(actual, expected, "bf16 to np")
 
 
+def test_bfloat16_bool_and_integer_tensors():
+    # MindSpore 2.10 has no bfloat16 CPU kernel for Stack, ReduceMin, Less or UpsampleNearest2D: what torch runs in
+    # bfloat16 must still give its values; bool images are read as torch reads them
+    x = np_images(33, (2, 3, 9, 7))
+    for config in ({}, {"do_normalize": False}, {"do_binarize": True}, {"do_resize": False}):
+        ours, ref = both(config)
+        for make in (lambda a: a, lambda a: list(a)):  # a batch, and a list of 3-d images (stacked)
+            expected = ref.preprocess(make(torch.from_numpy(x).to(torch.bfloat16)), height=16, width=8)
+            actual = ours.preprocess(make(ms.Tensor(x).astype(ms.bfloat16)), height=16, width=8)
+            assert_same(actual, expected, f"bf16 preprocess {config}")
+    ours, ref = both({"do_resize": False})
+    assert_same(ours.preprocess(ms.Tensor(x > 0.5)), ref.preprocess(torch.from_numpy(x > 0.5)), "bool preprocess")
+
+    ours, ref = both({})
+    flags = [False, True]
+    expected = ref.postprocess(torch.from_numpy(x * 2 - 1).to(torch.bfloat16), output_type="pt", do_denormalize=flags)
+    actual = ours.postprocess(ms.Tensor(x * 2 - 1).astype(ms.bfloat16), output_type="ms", do_denormalize=flags)
+    assert_same(actual, expected, "bf16 per-image denormalize")
+
+    image = ms.Tensor(x).astype(ms.bfloat16)
+    assert ours.binarize(image) is image  # in place, as upstream
+    assert_same(image, ref.binarize(torch.from_numpy(x).to(torch.bfloat16)), "bf16 binarize")
+
+    # integer tensors: torch has no nearest-neighbour kernel for them (uint8 aside); MindSpore's would fail only at
+    # a later call's synchronisation, so the port checks first
+    for dtype in (ms.int32, ms.int64, ms.bool_):
+        with pytest.raises(TypeError, match="do_resize=False"):
+            ours.preprocess(ms.Tensor(np.ones((1, 3, 16, 16), np.float32)).astype(dtype))
+    with pytest.raises(RuntimeError):
+        ref.preprocess(torch.ones(1, 3, 16, 16, dtype=torch.int32))
+    expected = ref.preprocess(torch.from_numpy(x), height=16, width=8)
+    assert_same(ours.preprocess(ms.Tensor(x), height=16, width=8), expected, "the next call is unaffected")
+    uint8 = (x * 255).astype(np.uint8)
+    assert_same(ours.resize(ms.Tensor(uint8), 16, 8), ref.resize(torch.from_numpy(uint8), 16, 8), "uint8 resize")
+
+
 def test_postprocess_keeps_nan_and_clips_infinities():
     # torch.clamp keeps NaN (a diverged float16 run shows as NaN upstream, not as a black image)
     ours, ref = both({})

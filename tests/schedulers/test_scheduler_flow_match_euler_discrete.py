@@ -284,6 +284,28 @@ def test_scale_noise_matches(mode):
     assert_equal_arrays(out, expected, "scale_noise")
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_scale_noise_in_half_precision_matches(dtype):
+    # upstream computes in the sample's dtype; MindSpore's CPU scalar Sub has no bfloat16 kernel
+    ours, ref = make_pair({"shift": 3.0})
+    ours.set_timesteps(num_inference_steps=6)
+    ref.set_timesteps(num_inference_steps=6)
+    rng = np.random.default_rng(8)
+    sample = rng.standard_normal((2, 4, 5, 3)).astype(np.float32)
+    noise = rng.standard_normal(sample.shape).astype(np.float32)
+    ms_dtype, torch_dtype = getattr(ms, dtype), getattr(torch, dtype)
+    out = ours.scale_noise(
+        ms.Tensor(sample).astype(ms_dtype),
+        ms.Tensor(ours.timesteps.asnumpy()[[1, 4]]),
+        ms.Tensor(noise).astype(ms_dtype),
+    )
+    expected = ref.scale_noise(
+        torch.from_numpy(sample).to(torch_dtype), ref.timesteps[[1, 4]], torch.from_numpy(noise).to(torch_dtype)
+    )
+    assert out.dtype == ms_dtype
+    np.testing.assert_array_equal(out.astype(ms.float32).asnumpy(), expected.float().numpy())
+
+
 def test_index_for_timestep_duplicates_and_errors():
     ours, ref = make_pair({})
     timesteps = [900.0, 700.0, 700.0, 300.0]

@@ -227,8 +227,11 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
         # picked on the host, then cast to the sample's dtype (upstream casts then picks: the same values)
         sigma = _to_numpy(self.sigmas)[step_indices].flatten()
         sigma = ms.Tensor(sigma.reshape(sigma.shape + (1,) * (sample.ndim - 1))).astype(sample.dtype)
+        # `1.0 - sigma` on the host from the sigma in the sample's dtype, rounded back to it (upstream's tensor op):
+        # MindSpore's scalar Sub has no bfloat16 CPU kernel
+        one_minus_sigma = ms.Tensor(1.0 - sigma.astype(ms.float64).asnumpy()).astype(sample.dtype)
 
-        sample = sigma * noise + (1.0 - sigma) * sample
+        sample = sigma * noise + one_minus_sigma * sample
 
         return sample
 
