@@ -503,6 +503,12 @@ class DiffusionPipeline(ConfigMixin):
             cached_folder = os.path.join(folder, subfolder) if subfolder else folder
         config_dict = cls.load_config(cached_folder)
         config_dict.pop("_ignore_files", None)
+        components = [k for k, v in config_dict.items() if not k.startswith("_") and isinstance(v, (list, tuple))]
+        if variant is not None and not any(_component_variant(cached_folder, name, variant) for name in components):
+            raise ValueError(
+                f"You are trying to load the model files of the `variant={variant}`, but no such modeling files are"
+                f" available in {cached_folder}. Drop `variant` to load the plain weights."
+            )
 
         # 2. The pipeline class: `cls`, or the one the config names when called on `DiffusionPipeline`
         pipeline_class = cls

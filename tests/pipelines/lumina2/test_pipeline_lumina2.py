@@ -724,6 +724,11 @@ def test_save_load_round_trip_both_ways(tiny, base_image, tmp_path):
     assert os.path.isfile(tmp_path / "fp16" / "text_encoder" / "model.safetensors.index.fp16.json")
     variant = _ms_pipeline(str(tmp_path / "fp16"), variant="fp16")
     np.testing.assert_array_equal(_run_ms(variant, latents, **BASE), expected)
+    # a variant no component has is an error upstream (the plain weights are not loaded instead)
+    with pytest.raises(ValueError, match="no such modeling files"):
+        diffusers.Lumina2Pipeline.from_pretrained(str(tmp_path / "ours"), variant="bf16")
+    with pytest.raises(ValueError, match="variant=bf16.*no such modeling files"):
+        Lumina2Pipeline.from_pretrained(str(tmp_path / "ours"), variant="bf16")
 
 
 def test_components_reuse_and_overrides(tiny, base_image):
