@@ -231,6 +231,9 @@ class PreTrainedModel(CellUtilsMixin):
                 Load weights from a variant file name such as `model.fp16.safetensors`.
             attn_implementation (`str`, *optional*):
                 Only the eager math path exists: `None` or `"eager"`.
+            output_loading_info (`bool`, *optional*, defaults to `False`):
+                Also return upstream's loading report: a dict of `missing_keys`, `unexpected_keys` (the head weights of
+                a checkpoint with a head), `mismatched_keys` and `error_msgs`. Other key problems raise instead.
             kwargs (remaining dictionary of keyword arguments, *optional*):
                 Update the configuration after it is loaded (e.g. `num_hidden_layers=2`).
         """
@@ -238,7 +241,8 @@ class PreTrainedModel(CellUtilsMixin):
             if kwargs.get(name) is not None:
                 raise TypeError(f"`{name}` is not supported by mindone's `from_pretrained`: {hint}")
             kwargs.pop(name, None)
-        for name in ("ignore_mismatched_sizes", "output_loading_info", "trust_remote_code", "from_tf", "from_flax"):
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        for name in ("ignore_mismatched_sizes", "trust_remote_code", "from_tf", "from_flax"):
             if kwargs.pop(name, False):
                 raise ValueError(f"`{name}=True` is not supported by mindone's `from_pretrained`.")
         for name in ("low_cpu_mem_usage", "proxies", "_from_pipeline", "_from_auto", "user_agent"):
@@ -310,6 +314,8 @@ class PreTrainedModel(CellUtilsMixin):
         # 3. build without initializing parameters, then fill them from the checkpoint
         with no_init_parameters():
             model = cls(config)
+        checkpoint_keys = _checkpoint_keys(files)
+        key_mapping = _prefix_key_mapping(model, cls.base_model_prefix, checkpoint_keys)
         load_checkpoint_into_model(
             model,
             files,
@@ -317,9 +323,13 @@ class PreTrainedModel(CellUtilsMixin):
             keep_in_fp32_modules=cls._keep_in_fp32_modules or (),
             ignore_unexpected=cls._keys_to_ignore_on_load_unexpected or (),
             ignore_missing=cls._keys_to_ignore_on_load_missing or (),
-            key_mapping=_prefix_key_mapping(model, cls.base_model_prefix, _checkpoint_keys(files)),
+            key_mapping=key_mapping,
         )
         model.set_train(False)
         if mindspore_dtype is not None:
             logger.info(f"Loaded {cls.__name__} in {dtype_to_str(mindspore_dtype)}.")
+        if output_loading_info:
+            # any other missing, unexpected or mismatched key has raised `CheckpointError` above
+            head = {k for k in checkpoint_keys if key_mapping is not None and key_mapping(k) is None}
+            return model, {"missing_keys": set(), "unexpected_keys": head, "mismatched_keys": set(), "error_msgs": []}
         return model
