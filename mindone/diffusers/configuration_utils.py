@@ -148,7 +148,8 @@ class ConfigMixin:
 
         Args:
             config (`Dict[str, Any]`):
-                A config dictionary from which the Python class is instantiated.
+                A config dictionary from which the Python class is instantiated. A path or repo id is still read
+                (with `load_config`) but deprecated, as upstream.
             return_unused_kwargs (`bool`, *optional*, defaults to `False`):
                 Whether kwargs that are not consumed by the Python class should be returned or not.
             kwargs (remaining dictionary of keyword arguments, *optional*):
@@ -158,6 +159,15 @@ class ConfigMixin:
             config = kwargs.pop("pretrained_model_name_or_path")
         if config is None:
             raise ValueError("Please make sure to provide a config as the first positional argument.")
+        if isinstance(config, (str, os.PathLike)):
+            # upstream's deprecated form: a path or repo id, read with `load_config`
+            warnings.warn(
+                "It is deprecated to pass a pretrained model name or path to `from_config`: use "
+                f"`{cls.__name__}.from_config({cls.__name__}.load_config(...))` (or `from_pretrained`) instead. This "
+                "functionality will be removed in v1.0.0.",
+                FutureWarning,
+            )
+            config, kwargs = cls.load_config(config, return_unused_kwargs=True, **kwargs)
         if not isinstance(config, dict):
             raise ValueError(
                 f"`from_config` expects a config dictionary (e.g. `model.config`), got {type(config).__name__}. "

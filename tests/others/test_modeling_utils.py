@@ -1,6 +1,7 @@
 """ModelMixin / ConfigMixin: checkpoints and configs move both ways between diffusers (torch) and this port."""
 
 import json
+import logging
 import os
 import shutil
 
@@ -19,6 +20,7 @@ from mindone.diffusers.configuration_utils import ConfigMixin, FrozenDict, regis
 from mindone.diffusers.models.model_loading_utils import CheckpointError
 from mindone.diffusers.models.modeling_utils import ModelMixin
 from mindone.diffusers.models.normalization import LayerNorm
+from mindone.diffusers.utils.logging import _ROOT as _LOGGER_ROOT
 from tests.testing_utils import assert_close, rel_l2
 
 
@@ -204,16 +206,24 @@ def test_to_dtype_and_kwargs_override(tmp_path):
     assert MsTinyNet.from_pretrained(tmp_path / "d", mindspore_dtype="auto").dtype == ms.float32
 
 
-def test_config_json_compat(tmp_path, caplog):
+def test_config_json_compat(tmp_path):
     ref = _torch_model(dim=8)
     ref.save_pretrained(tmp_path / "d")
     cfg_path = tmp_path / "d" / "config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["some_future_option"] = 7  # unknown keys are ignored with a warning, as diffusers does
     cfg_path.write_text(json.dumps(cfg))
-    ours = MsTinyNet.from_pretrained(tmp_path / "d")
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger(_LOGGER_ROOT).addHandler(handler)  # ours does not propagate to the root logger, as upstream's
+    try:
+        ours = MsTinyNet.from_pretrained(tmp_path / "d")
+    finally:
+        logging.getLogger(_LOGGER_ROOT).removeHandler(handler)
+    warned = "The config attributes {'some_future_option': 7} were passed to TinyNet, but are not expected"
+    assert any(warned in r.getMessage() and r.levelno == logging.WARNING for r in records)
     theirs = TinyNet.from_pretrained(tmp_path / "d")
-    assert "The config attributes {'some_future_option': 7} were passed to TinyNet" in caplog.text or True
     # the same config as diffusers builds, unknown key kept as a hidden entry
     drop = {"_name_or_path", "_diffusers_version"}
     assert {k: v for k, v in ours.config.items() if k not in drop} == {
@@ -225,6 +235,12 @@ def test_config_json_compat(tmp_path, caplog):
         ours.config.update({"dim": 3})
     # from_config accepts a diffusers config and overrides
     tiny = MsTinyNet.from_config(ref.config, num_layers=1)
+    # ... and, deprecated as upstream, a path
+    with pytest.warns(FutureWarning, match="deprecated to pass a pretrained model name or path"):
+        from_path = MsTinyNet.from_config(tmp_path / "d", num_layers=1)
+    assert [from_path.config[k] for k in ("dim", "num_layers", "out_dim")] == [8, 1, 3] and len(from_path.blocks) == 1
+    with pytest.warns(FutureWarning):
+        assert TinyNet.from_config(str(tmp_path / "d")).config.num_layers == ref.config.num_layers
     assert tiny.config.num_layers == 1 and len(tiny.blocks) == 1
     # defaults that were not in the file are recorded as upstream does
     assert MsTinyNet.from_config({"dim": 4}).config._use_default_values
