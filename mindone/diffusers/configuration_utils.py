@@ -30,7 +30,7 @@ from typing import Any, Dict, Tuple, Union
 
 import numpy as np
 
-from .utils import DIFFUSERS_REFERENCE_VERSION, logging, resolve_file
+from .utils import DIFFUSERS_REFERENCE_VERSION, local_subfolder, logging, resolve_file
 
 logger = logging.get_logger(__name__)
 
@@ -239,6 +239,7 @@ class ConfigMixin:
                 "`ConfigMixin`. Please make sure to define `config_name` in a class inheriting from `ConfigMixin`"
             )
         path = os.fspath(pretrained_model_name_or_path)
+        subfolder = local_subfolder(path, subfolder, cls.config_name)
         if os.path.isdir(path) and not os.path.isfile(os.path.join(path, subfolder or "", cls.config_name)):
             raise EnvironmentError(
                 f"Error no file named {cls.config_name} found in directory {os.path.join(path, subfolder or '')}."

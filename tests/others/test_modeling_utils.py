@@ -259,6 +259,21 @@ def test_hub_cache_offline(tmp_path, monkeypatch):
         MsTinyNet.from_pretrained("org/absent", cache_dir=tmp_path / "cache")
 
 
+def test_absent_local_subfolder_reads_the_folder_itself(tmp_path):
+    # upstream's load_config and _get_model_file: a local folder without that subfolder but with the files
+    ref = _torch_model(num_layers=3)
+    ref.save_pretrained(tmp_path)
+    ours = MsTinyNet.from_pretrained(tmp_path, subfolder="transformer")
+    assert_close(_run(ours, _x()), _ref(TinyNet.from_pretrained(tmp_path, subfolder="transformer"), _x()), 1e-6)
+    assert MsTinyNet.load_config(tmp_path, subfolder="transformer")["num_layers"] == 3
+    # an existing subfolder is read, and one without the files is still an error
+    ref.save_pretrained(tmp_path / "transformer")
+    assert len(MsTinyNet.from_pretrained(tmp_path, subfolder="transformer").blocks) == 3
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EnvironmentError, match="config.json"):
+        MsTinyNet.from_pretrained(tmp_path, subfolder="empty")
+
+
 # ---- bad input: clear errors, nothing half-loaded -------------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ from ..utils import (
     SAFE_WEIGHTS_INDEX_NAME,
     SAFETENSORS_WEIGHTS_NAME,
     dtype_to_str,
+    local_subfolder,
     logging,
     str_to_dtype,
 )
@@ -312,7 +313,7 @@ class ModelMixin(CellUtilsMixin):
         """
         # upstream: a `torch_dtype` that is not a dtype loads in float32, with a warning
         mindspore_dtype = str_to_dtype(auto_dtype_as_float32(kwargs.pop("mindspore_dtype", None)))
-        subfolder = kwargs.pop("subfolder", None)
+        subfolder = local_subfolder(pretrained_model_name_or_path, kwargs.pop("subfolder", None), cls.config_name)
         variant = kwargs.pop("variant", None)
         output_loading_info = kwargs.pop("output_loading_info", False)
         hub = cls._pop_loading_kwargs(kwargs)

@@ -7,7 +7,7 @@ from .constants import (
     SAFETENSORS_WEIGHTS_NAME,
     WEIGHTS_NAME,
 )
-from .hub_utils import resolve_file
+from .hub_utils import local_subfolder, resolve_file
 from .mindspore_utils import dtype_to_str, is_ascend, randn_tensor, str_to_dtype
 from .outputs import BaseOutput
 
@@ -19,6 +19,7 @@ __all__ = [
     "SAFE_WEIGHTS_INDEX_NAME",
     "SAFETENSORS_WEIGHTS_NAME",
     "WEIGHTS_NAME",
+    "local_subfolder",
     "resolve_file",
     "dtype_to_str",
     "is_ascend",

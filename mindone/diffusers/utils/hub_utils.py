@@ -12,6 +12,20 @@ from huggingface_hub.errors import (
 )
 
 
+def local_subfolder(path, subfolder: Optional[str], filename: str) -> Optional[str]:
+    """`subfolder`, or `None` when a local folder has no such subfolder but holds `filename` itself: upstream then
+    reads the folder's own files (diffusers' `load_config` and `_get_model_file`)."""
+    path = os.fspath(path)
+    if (
+        subfolder
+        and os.path.isdir(path)
+        and not os.path.isdir(os.path.join(path, subfolder))
+        and os.path.isfile(os.path.join(path, filename))
+    ):
+        return None
+    return subfolder
+
+
 def resolve_file(
     pretrained_model_name_or_path,
     filename: str,
