@@ -121,6 +121,19 @@ def test_transformer_lora_lifecycle_matches_diffusers(tmp_path, monkeypatch, mod
     np.testing.assert_array_equal(run_ms(model, inputs), base)
     model.enable_lora()
     assert_close(run_ms(model, inputs), run_torch(torch_model, inputs), TOL, "enabled again")
+    # fusing while disabled: PEFT merges, then unmerges at the next forward of the disabled layers (the base
+    # model comes out, and enabling again gives the unfused LoRA)
+    for m in (model, torch_model):
+        m.disable_lora()
+        m.fuse_lora()
+    assert_close(run_ms(model, inputs), run_torch(torch_model, inputs), TOL, "fused while disabled")
+    np.testing.assert_array_equal(run_ms(model, inputs), base)
+    _assert_base_params_equal(model, base_params)
+    for m in (model, torch_model):
+        m.enable_lora()
+    assert_close(run_ms(model, inputs), run_torch(torch_model, inputs), TOL, "enabled after the disabled fuse")
+    for m in (model, torch_model):
+        m.unfuse_lora()
 
     # delete one adapter (GRAPH_MODE: the engine's tests cover deleting; spare a compilation here)
     for m in (model, torch_model):

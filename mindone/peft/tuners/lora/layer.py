@@ -297,6 +297,10 @@ class Linear(nn.Cell, LoraLayer):
         adapter_names = [name for name in adapter_names if name in self.lora_A]
         if not adapter_names:
             return
+        if self._disable_adapters:
+            # PEFT merges, then unmerges at the next forward of the disabled layer: the same errors, no change here
+            self._check_merge(safe_merge, adapter_names)
+            return
         weight, bias = self._merged_values(adapter_names, safe_merge)
         base_layer = self.get_base_layer()
         if not self.merged_adapters:
