@@ -346,6 +346,12 @@ def test_bad_keys_and_shapes_leave_the_model_unchanged(loaded):
         model.load_lora_adapter(state_dict, adapter_name="a")
     _check_unchanged(model, snapshot, ["a"], inputs, expected)
 
+    # metadata with no entry under the prefix: upstream fails building its config from `{}`; inferring the config
+    # from the shapes instead would load alpha = rank (scale 1, not the 2 meant here)
+    with pytest.raises(ValueError, match=r"metadata has no entry .*`transformer\.`"):
+        model.load_lora_adapter(state_dict, adapter_name="b", metadata={"r": 4, "lora_alpha": 8})
+    _check_unchanged(model, snapshot, ["a"], inputs, expected)
+
     with pytest.raises(ValueError, match="not supported"):  # DoRA (PEFT's magnitude vectors)
         model.load_lora_adapter(
             dict(state_dict, **{"transformer.layers.0.attn.to_q.lora_magnitude_vector": ms.Tensor(np.ones(8))}),

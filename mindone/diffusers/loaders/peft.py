@@ -152,7 +152,7 @@ def get_peft_kwargs(rank_dict, network_alpha_dict, peft_state_dict, is_unet=True
 
 
 def _create_lora_config(state_dict, network_alphas, metadata, rank_pattern_dict, is_unet=True):
-    if metadata:
+    if metadata is not None:
         lora_config_kwargs = dict(metadata)
     else:
         lora_config_kwargs = get_peft_kwargs(
@@ -341,6 +341,15 @@ class PeftAdapterMixin:
                 metadata = {k.removeprefix(f"{prefix}."): v for k, v in metadata.items() if k.startswith(f"{prefix}.")}
 
         if len(state_dict) > 0:
+            if metadata is not None and not metadata:
+                # upstream fails building its LoraConfig from the empty dict; inferring the config instead would
+                # silently load another alpha than the one the metadata was meant to give
+                raise ValueError(
+                    "The LoRA adapter metadata has no entry for these weights"
+                    + (f" (none of its keys starts with `{prefix}.`)" if prefix is not None else "")
+                    + ": prefix its keys as the state dict's, or pass `metadata=None` to infer the config from the "
+                    "weights' shapes."
+                )
             if adapter_name in getattr(self, "peft_config", {}) and not hotswap:
                 raise ValueError(
                     f"Adapter name {adapter_name} already in use in the model - please select a new adapter name."
