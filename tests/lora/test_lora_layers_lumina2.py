@@ -382,6 +382,8 @@ def test_bad_arguments(loaded, tmp_path):
         model.set_adapters(["a", "zz"])
     with pytest.raises(ValueError, match="Length of adapter names 1 is not equal to the length of their weights 2"):
         model.set_adapters("a", weights=[1.0, 2.0])
+    with pytest.raises(ValueError, match=r"must be unique, got \['a'\] more than once"):
+        model.set_adapters(["a", "a"], weights=[0.5, 2.0])
     with pytest.raises(ValueError, match="could not be found: zz"):
         model.set_adapter("zz")
     with pytest.raises(ValueError, match="could not be found: zz"):

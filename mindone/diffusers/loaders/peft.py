@@ -570,6 +570,10 @@ class PeftAdapterMixin:
                 f"Length of adapter names {len(adapter_names)} is not equal to the length of their weights {len(weights)}."
             )
         self._check_adapter_names(adapter_names)
+        repeated = sorted({name for name in adapter_names if adapter_names.count(name) > 1})
+        if repeated:
+            # PEFT would add such an adapter once per mention, each time with the last weight given for it
+            raise ValueError(f"Adapter names must be unique, got {repeated} more than once in {adapter_names}.")
 
         # Set None values to default of 1.0
         # e.g. [{...}, 7] -> [{...}, 7] ; [None, None] -> [1.0, 1.0]
