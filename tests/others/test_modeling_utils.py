@@ -20,6 +20,7 @@ from mindone.diffusers.configuration_utils import ConfigMixin, FrozenDict, regis
 from mindone.diffusers.models.model_loading_utils import CheckpointError
 from mindone.diffusers.models.modeling_utils import ModelMixin
 from mindone.diffusers.models.normalization import LayerNorm
+from mindone.diffusers.utils import dtype_to_str
 from mindone.diffusers.utils.logging import _ROOT as _LOGGER_ROOT
 from tests.testing_utils import assert_close, rel_l2
 
@@ -204,6 +205,26 @@ def test_to_dtype_and_kwargs_override(tmp_path):
     assert info == theirs == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
     assert isinstance(model, MsTinyNet)
     assert MsTinyNet.from_pretrained(tmp_path / "d", mindspore_dtype="auto").dtype == ms.float32
+
+
+def test_keep_in_fp32_modules_as_upstream(tmp_path):
+    # kept in float32 by from_pretrained; `.to` / `.half()` cast every parameter, as torch's Module.to does
+    class KeepNorm(TinyNet):
+        _keep_in_fp32_modules = ["norm"]
+
+    class MsKeepNorm(MsTinyNet):
+        _keep_in_fp32_modules = ["norm"]
+
+    _torch_model().save_pretrained(tmp_path)
+    for ms_dtype, torch_dtype in [(ms.float16, torch.float16), (ms.bfloat16, torch.bfloat16)]:
+        ours = MsKeepNorm.from_pretrained(tmp_path, mindspore_dtype=ms_dtype)
+        theirs = KeepNorm.from_pretrained(tmp_path, torch_dtype=torch_dtype)
+        expected = {name: str(p.dtype).split(".")[-1] for name, p in theirs.named_parameters()}
+        assert {name: dtype_to_str(p.dtype) for name, p in ours.parameters_and_names()} == expected
+        assert expected["norm.weight"] == "float32" and expected["proj_out.weight"] == dtype_to_str(ms_dtype)
+        assert {p.dtype for p in ours.float().get_parameters()} == {ms.float32}
+        assert {p.dtype for p in ours.half().get_parameters()} == {ms.float16}
+        assert {p.dtype for p in theirs.half().parameters()} == {torch.float16}
 
 
 def test_config_json_compat(tmp_path):

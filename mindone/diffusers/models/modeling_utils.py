@@ -90,10 +90,11 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
         return ms.float32
 
     def to(self, dtype: ms.Type = None):
-        """Cast floating parameters to ``dtype`` (MindSpore has no ``.to(device)``)."""
+        """Cast floating parameters to ``dtype`` (MindSpore has no ``.to(device)``). As torch's `Module.to`, every
+        parameter: `_keep_in_fp32_modules` stay float32 only when loading (`from_pretrained`)."""
         if dtype is None or not isinstance(str_to_dtype(dtype), ms.dtype.Type):
             raise TypeError(f"`to` takes a MindSpore dtype such as ms.float32, got {dtype!r}.")
-        return cast_cell(self, str_to_dtype(dtype), self._keep_in_fp32_modules or ())
+        return cast_cell(self, str_to_dtype(dtype))
 
     def get_memory_footprint(self, return_buffers: bool = True) -> int:
         """Bytes held by the model's parameters, as upstream's `return_buffers=False`: constants that torch keeps as
