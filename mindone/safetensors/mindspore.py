@@ -3,6 +3,8 @@
 The format is an 8-byte little-endian header length, a JSON header ``{name: {dtype, shape, data_offsets}}`` (plus an
 optional ``__metadata__`` dict of strings) and one flat byte buffer. NumPy has no bfloat16, so bf16 tensors are read as
 their raw 16 bits and widened exactly to float32 (bf16 is the upper half of an fp32 word), then cast to what was asked.
+float8 tensors (``F8_E4M3``, ``F8_E5M2``, as torch writes ``float8_e4m3fn`` / ``float8_e5m2``) are read and widened to
+float32 the same way (through a table of the 256 values); they are not written.
 """
 
 import json
@@ -26,7 +28,9 @@ _NP_DTYPES = {
     "I8": np.int8,
     "U8": np.uint8,
     "BOOL": np.bool_,
-    "BF16": np.uint16,  # raw bits, widened in `_to_mindspore`
+    "BF16": np.uint16,  # raw bits, widened in `get_numpy`
+    "F8_E4M3": np.uint8,  # raw bits, widened in `get_numpy` (read only: MindSpore's CPU backend has no float8)
+    "F8_E5M2": np.uint8,
 }
 _MS_DTYPES = {
     "F64": ms.float64,
@@ -41,6 +45,7 @@ _MS_DTYPES = {
     "BOOL": ms.bool_,
 }
 _ST_DTYPES = {v: k for k, v in _MS_DTYPES.items()}
+_MS_DTYPES.update({"F8_E4M3": ms.float32, "F8_E5M2": ms.float32})  # widened exactly
 _MAX_HEADER = 100 * 1024 * 1024
 
 
@@ -59,6 +64,27 @@ def float32_to_bf16_bits(array: np.ndarray) -> np.ndarray:
     nan = np.isnan(array)
     rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
     return np.where(nan, np.uint16(0x7FC0), rounded)
+
+
+def _float8_table(exponent_bits: int, mantissa_bits: int, finite_only: bool) -> np.ndarray:
+    """float32 value of each of the 256 float8 bit patterns (sign, exponent, mantissa; IEEE-style bias). `finite_only`
+    is e4m3fn's layout: no infinities, NaN only where exponent and mantissa are all ones."""
+    bits = np.arange(256, dtype=np.int64)
+    bias = (1 << (exponent_bits - 1)) - 1
+    exponent = (bits >> mantissa_bits) & ((1 << exponent_bits) - 1)
+    mantissa = (bits & ((1 << mantissa_bits) - 1)).astype(np.float64)
+    top = (1 << exponent_bits) - 1
+    normal = (1.0 + mantissa / (1 << mantissa_bits)) * np.exp2(exponent - bias)
+    subnormal = mantissa / (1 << mantissa_bits) * np.exp2(1 - bias)
+    value = np.where(exponent == 0, subnormal, normal)
+    if finite_only:
+        value = np.where((exponent == top) & (mantissa == (1 << mantissa_bits) - 1), np.nan, value)
+    else:
+        value = np.where(exponent == top, np.where(mantissa == 0, np.inf, np.nan), value)
+    return np.where(bits & 0x80, -value, value).astype(np.float32)
+
+
+_FLOAT8_TABLES = {"F8_E4M3": _float8_table(4, 3, finite_only=True), "F8_E5M2": _float8_table(5, 2, finite_only=False)}
 
 
 class safe_open:
@@ -104,9 +130,14 @@ class safe_open:
             if dtype not in _NP_DTYPES:
                 raise SafetensorError(f"{self.filename}: tensor {name!r} has unsupported dtype {dtype}.")
             expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(_NP_DTYPES[dtype]).itemsize
-            if end - start != expected or end > data_size or start < 0:
+            if end - start != expected or start < 0:
                 raise SafetensorError(
-                    f"{self.filename} is truncated or corrupt: tensor {name!r} needs bytes {start}..{end} "
+                    f"{self.filename} has a corrupt header: tensor {name!r} ({dtype}{list(shape)}) needs {expected} "
+                    f"bytes, but its data_offsets {start}..{end} span {end - start}."
+                )
+            if end > data_size:
+                raise SafetensorError(
+                    f"{self.filename} is truncated: tensor {name!r} needs bytes {start}..{end} "
                     f"({dtype}{list(shape)}) of a {data_size}-byte data section."
                 )
 
@@ -144,10 +175,13 @@ class safe_open:
         return out
 
     def get_numpy(self, name: str) -> np.ndarray:
-        """The tensor as a NumPy array (bf16 widened exactly to float32)."""
+        """The tensor as a NumPy array (bf16 and float8 widened exactly to float32)."""
         raw = self._raw(name)
-        if self._header[name]["dtype"] == "BF16":
+        dtype = self._header[name]["dtype"]
+        if dtype == "BF16":
             return bf16_bits_to_float32(raw)
+        if dtype in _FLOAT8_TABLES:
+            return _FLOAT8_TABLES[dtype][raw]
         return raw
 
     def get_tensor(self, name: str, dtype: Optional[ms.dtype.Type] = None) -> ms.Tensor:

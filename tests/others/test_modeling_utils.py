@@ -185,6 +185,21 @@ def test_bf16_checkpoint_into_fp32_and_bf16(tmp_path):
         np.testing.assert_array_equal(v.float().numpy(), expected[k])
 
 
+def test_float8_checkpoint_loads_widened_as_in_diffusers(tmp_path):
+    ref = _torch_model()
+    ref.save_pretrained(tmp_path)
+    weights = tmp_path / "diffusion_pytorch_model.safetensors"
+    state = safetensors.torch.load_file(str(weights))
+    safetensors.torch.save_file({k: v.to(torch.float8_e4m3fn) for k, v in state.items()}, str(weights))
+    theirs = TinyNet.from_pretrained(tmp_path)
+    ours = MsTinyNet.from_pretrained(tmp_path)
+    assert ours.dtype == ms.float32
+    expected = {k: v.float().numpy() for k, v in theirs.state_dict().items()}
+    for k, v in ours.parameters_and_names():
+        np.testing.assert_array_equal(v.asnumpy(), expected[k])
+    assert_close(_run(ours, _x()), _ref(theirs, _x()), 1e-6)
+
+
 def test_to_dtype_and_kwargs_override(tmp_path):
     _torch_model().save_pretrained(tmp_path / "d")
     model = MsTinyNet.from_pretrained(tmp_path / "d", mindspore_dtype="float16")
