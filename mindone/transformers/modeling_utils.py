@@ -178,6 +178,7 @@ class PreTrainedModel(CellUtilsMixin):
             add_variant(SAFE_WEIGHTS_INDEX_NAME, variant),
             max_shard_size,
             metadata={"format": "pt"},
+            index_metadata={"total_parameters": self.num_parameters()},
         )
         logger.info(f"Model weights saved in {save_directory}")
 

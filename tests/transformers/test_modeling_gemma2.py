@@ -445,6 +445,12 @@ def test_save_pretrained_loads_in_transformers(tiny_pair, tmp_path, max_shard_si
     files = sorted(os.listdir(tmp_path))
     if max_shard_size == "20KB":
         assert "model.safetensors.index.json" in files and "model.safetensors" not in files
+        torch_model.save_pretrained(str(tmp_path / "theirs"), max_shard_size=max_shard_size)
+        index, theirs = (
+            json.loads((folder / "model.safetensors.index.json").read_text())
+            for folder in (tmp_path, tmp_path / "theirs")
+        )
+        assert index == theirs  # the same shards, weight map and metadata (total_parameters, total_size)
     else:
         assert "model.safetensors" in files
     saved = json.loads((tmp_path / "config.json").read_text())

@@ -91,9 +91,11 @@ def save_state_dict_sharded(
     index_name: str,
     max_shard_size: Union[int, str] = "10GB",
     metadata: Optional[Dict[str, str]] = None,
+    index_metadata: Optional[Dict[str, int]] = None,
 ) -> List[str]:
     """Write ``tensors`` as one safetensors file or as shards plus an index, with the file names and index layout of
-    huggingface_hub's ``split_torch_state_dict_into_shards`` (``name-00001-of-00002.safetensors``)."""
+    huggingface_hub's ``split_torch_state_dict_into_shards`` (``name-00001-of-00002.safetensors``). ``index_metadata``
+    adds entries to the index's ``metadata`` (transformers records ``total_parameters``)."""
     limit = parse_size(max_shard_size)
     # huggingface_hub's split, so that shards hold the keys diffusers' would: a tensor larger than the limit gets a
     # shard of its own (listed before the one being filled), the others fill shards in order
@@ -133,7 +135,8 @@ def save_state_dict_sharded(
         save_file({k: tensors[k] for k in names}, os.path.join(save_directory, filename), metadata=metadata)
         files.append(filename)
         weight_map.update({k: filename for k in names})
-    index = {"metadata": {"total_size": sum(_nbytes(t) for t in tensors.values())}, "weight_map": weight_map}
+    index_metadata = {**(index_metadata or {}), "total_size": sum(_nbytes(t) for t in tensors.values())}
+    index = {"metadata": index_metadata, "weight_map": weight_map}
     with open(index_path, "w", encoding="utf-8") as f:
         f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
     return files
