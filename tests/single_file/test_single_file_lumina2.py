@@ -343,6 +343,11 @@ def test_bad_arguments(tiny, tmp_path):
         Lumina2Transformer2DModel.from_single_file(path, config=TINY, torch_dtype="float16")
     with pytest.raises(TypeError, match=r"unexpected keyword arguments \['num_blocks'\]"):
         Lumina2Transformer2DModel.from_single_file(path, config=TINY, num_blocks=3)
+    # what upstream's from_single_file accepts and ignores
+    plain = Lumina2Transformer2DModel.from_single_file(path, config=TINY)
+    ignored = Lumina2Transformer2DModel.from_single_file(path, config=TINY, use_safetensors=True, variant="fp16")
+    for (name, a), (_, b) in zip(plain.parameters_and_names(), ignored.parameters_and_names()):
+        np.testing.assert_array_equal(a.asnumpy(), b.asnumpy(), err_msg=name)
     with pytest.raises(TypeError, match="`config` must be a dict"):
         Lumina2Transformer2DModel.from_single_file(path, config=3)
     vae_config = tmp_path / "config.json"

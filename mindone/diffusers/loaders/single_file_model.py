@@ -63,7 +63,9 @@ _UNSUPPORTED_KWARGS = {
     "original_config": "original (yaml) configs are not read; pass `config=` (a dict, a config.json, or a diffusers "
     "folder / repo id) or nothing to infer the config from the weights.",
 }
-_IGNORED_KWARGS = ("low_cpu_mem_usage", "disable_mmap", "user_agent")
+# accepted and ignored, as upstream's `from_single_file` ignores them (a single file has no variant; it is read as
+# safetensors whatever `use_safetensors` says, and pickle files are refused when opened)
+_IGNORED_KWARGS = ("low_cpu_mem_usage", "disable_mmap", "user_agent", "use_safetensors", "variant")
 
 
 def _lumina2_infer_from_diffusers(shapes, source):
