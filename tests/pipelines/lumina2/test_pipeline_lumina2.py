@@ -477,6 +477,28 @@ def test_output_types_and_shapes(tiny):
     assert isinstance(latent, ms.Tensor) and tuple(latent.shape) == (1, 4, 4, 6)
 
 
+def test_outdated_output_type_and_numpy_scalars_as_upstream(tiny, base_image):
+    tp, mp, _ = tiny
+    latents = _latents(2)
+    # upstream's VaeImageProcessor.postprocess: an unknown output_type (or None) is "np", with a FutureWarning
+    for output_type in ("numpy", None):
+        with pytest.warns(FutureWarning, match="has been set to `np`"):
+            image = mp(latents=ms.Tensor(latents[:1]), output_type=output_type, **BASE)[0]
+        np.testing.assert_array_equal(image, base_image)
+    # NumPy scalars (a guidance sweep with np.linspace) work as Python numbers do
+    numpy_args = dict(BASE, guidance_scale=np.float32(5.0), num_images_per_prompt=np.int64(2))
+    image = _run_ms(mp, latents, **numpy_args)
+    np.testing.assert_array_equal(image, _run_ms(mp, latents, **dict(BASE, num_images_per_prompt=2)))
+    assert_close(image, _run_torch(tp, latents, **numpy_args), 1e-5)
+    assert len(mp(**dict(BASE, cfg_renorm_factor=np.float32(1.0), num_inference_steps=1))[0]) == 1
+    # encode_prompt: embeddings without their mask (upstream fails on the missing mask)
+    pe, pm, ne, nm = mp.encode_prompt(PROMPT, True)
+    with pytest.raises(ValueError, match="Must provide `prompt_attention_mask` when specifying `prompt_embeds`"):
+        mp.encode_prompt(None, False, prompt_embeds=pe)
+    with pytest.raises(ValueError, match="Must provide `negative_prompt_attention_mask`"):
+        mp.encode_prompt(None, True, prompt_embeds=pe, prompt_attention_mask=pm, negative_prompt_embeds=ne)
+
+
 def test_default_call_returns_a_pil_image(tiny):
     """`pipe(prompt)[0][0]` is a PIL image of the model's default size (sample_size * 8)."""
     _, mp, _ = tiny
@@ -626,7 +648,6 @@ CHECK_INPUT_ERRORS = {
         dict(max_sequence_length=513),
         r"`max_sequence_length` cannot be greater than 512 but is 513",
     ),
-    "bad_output_type": (dict(output_type="numpy"), r"`output_type` must be one of .* but is 'numpy'"),
     "bad_guidance_mode": (dict(guidance_mode="flux"), r"`guidance_mode` must be one of .* but is 'flux'"),
     "bad_renorm_factor": (dict(cfg_renorm_factor=0.0), r"`cfg_renorm_factor` must be a number > 0 but is 0.0"),
     "bad_num_images_per_prompt": (dict(num_images_per_prompt=0), r"`num_images_per_prompt` must be an int >= 1"),

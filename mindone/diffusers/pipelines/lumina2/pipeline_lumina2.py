@@ -23,6 +23,8 @@ positive ones. Opt-in extras (defaults unchanged): the guidance of the original 
 """
 
 import inspect
+import numbers
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
@@ -359,6 +361,14 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
             prefix = self._system_prompt_prefix(system_prompt)
             prompt = [prefix + p for p in prompt]
 
+        if prompt_embeds is not None and prompt_attention_mask is None:
+            raise ValueError("Must provide `prompt_attention_mask` when specifying `prompt_embeds`.")
+        if (
+            do_classifier_free_guidance
+            and negative_prompt_embeds is not None
+            and negative_prompt_attention_mask is None
+        ):
+            raise ValueError("Must provide `negative_prompt_attention_mask` when specifying `negative_prompt_embeds`.")
         if prompt_embeds is None:
             prompt_embeds, prompt_attention_mask = self._get_gemma_prompt_embeds(
                 prompt=prompt,
@@ -417,7 +427,6 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
         negative_prompt_attention_mask=None,
         callback_on_step_end_tensor_inputs=None,
         max_sequence_length=None,
-        output_type="pil",
         guidance_mode="diffusers",
         cfg_renorm_factor=1.0,
         num_images_per_prompt=1,
@@ -500,13 +509,15 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
         if max_sequence_length is not None and max_sequence_length > 512:
             raise ValueError(f"`max_sequence_length` cannot be greater than 512 but is {max_sequence_length}")
 
-        if output_type not in OUTPUT_TYPES and output_type != "pt":
-            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES} but is {output_type!r}.")
         if guidance_mode not in GUIDANCE_MODES:
             raise ValueError(f"`guidance_mode` must be one of {GUIDANCE_MODES} but is {guidance_mode!r}.")
-        if not isinstance(cfg_renorm_factor, (int, float)) or not cfg_renorm_factor > 0:
+        if not isinstance(cfg_renorm_factor, numbers.Real) or not cfg_renorm_factor > 0:
             raise ValueError(f"`cfg_renorm_factor` must be a number > 0 but is {cfg_renorm_factor!r}.")
-        if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
+        if (
+            not isinstance(num_images_per_prompt, numbers.Integral)
+            or isinstance(num_images_per_prompt, bool)
+            or num_images_per_prompt < 1
+        ):
             raise ValueError(f"`num_images_per_prompt` must be an int >= 1 but is {num_images_per_prompt!r}.")
 
     def prepare_latents(self, batch_size, num_channels_latents, height, width, dtype, generator, latents=None):
@@ -686,6 +697,19 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
         height = height or self.default_sample_size * self.vae_scale_factor
         width = width or self.default_sample_size * self.vae_scale_factor
         output_type = "ms" if output_type == "pt" else output_type  # upstream's tensor output, as VaeImageProcessor
+        if output_type not in OUTPUT_TYPES:
+            # upstream's VaeImageProcessor.postprocess (after the whole run): warned here, before it
+            warnings.warn(
+                f"the output_type {output_type!r} is outdated and has been set to `np`. Please make sure to set it to "
+                f"one of these instead: {', '.join(OUTPUT_TYPES)}",
+                FutureWarning,
+            )
+            output_type = "np"
+        # NumPy scalars (e.g. from `np.linspace`) as Python numbers: a NumPy float times a tensor gives an array
+        guidance_scale, num_images_per_prompt = (
+            value.item() if isinstance(value, np.generic) else value
+            for value in (guidance_scale, num_images_per_prompt)
+        )
         self._guidance_scale = guidance_scale
         self._attention_kwargs = attention_kwargs
 
@@ -701,7 +725,6 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
             negative_prompt_attention_mask=negative_prompt_attention_mask,
             max_sequence_length=max_sequence_length,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
-            output_type=output_type,
             guidance_mode=guidance_mode,
             cfg_renorm_factor=cfg_renorm_factor,
             num_images_per_prompt=num_images_per_prompt,
