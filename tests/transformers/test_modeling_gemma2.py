@@ -387,6 +387,9 @@ def test_load_transformers_checkpoint(torch_checkpoints, name):
     # output_loading_info: upstream's report (everything that would fill it raises here instead)
     _, info = Gemma2Model.from_pretrained(str(folder), output_loading_info=True)
     assert info == TorchGemma2Model.from_pretrained(str(folder), output_loading_info=True)[1]
+    for kwargs in ({}, {"exclude_embeddings": True}, {"only_trainable": True, "exclude_embeddings": True}):
+        assert model.num_parameters(**kwargs) == reference.num_parameters(**kwargs), kwargs
+    assert model.num_parameters(exclude_embeddings=True) < model.num_parameters()
     ids, mask = random_inputs(2, 9, TINY["vocab_size"], lengths=[9, 4], seed=14)
     assert_hidden_states_match(run_ms(model, ids, mask), run_torch(reference, ids, mask))
     # the base class loads too (the Lumina2 pipeline types its text encoder as Gemma2PreTrainedModel)

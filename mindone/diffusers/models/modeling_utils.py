@@ -22,7 +22,7 @@ import os
 from typing import Any, Dict, List, Optional, Union
 
 import mindspore as ms
-from mindspore import nn
+from mindspore import mint, nn
 from mindspore.nn.utils import no_init_parameters
 
 from ..configuration_utils import deprecated_config_attribute
@@ -75,6 +75,11 @@ def cast_cell(cell: nn.Cell, dtype: ms.Type, keep_in_fp32_modules=()) -> nn.Cell
     return cell
 
 
+def _is_embedding(cell: nn.Cell) -> bool:
+    # MindSpore's embedding cells, and ports of torch `nn.Embedding` subclasses that mark themselves
+    return isinstance(cell, (nn.Embedding, mint.nn.Embedding)) or getattr(cell, "is_embedding", False)
+
+
 class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
     """dtype helpers and state dict shared by `ModelMixin` and mindone.transformers' `PreTrainedModel`; the C heap freed
     by compiling the model's graph is released before it runs (`ReleasesHeapAfterCompile`)."""
@@ -123,9 +128,17 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
         self.set_train(mode)
         return self
 
-    def num_parameters(self, only_trainable: bool = False) -> int:
-        """Number of parameters (only those with `requires_grad` if `only_trainable`)."""
-        return sum(int(p.size) for _, p in self.parameters_and_names() if not only_trainable or p.requires_grad)
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """Number of parameters (only those with `requires_grad` if `only_trainable`; without the weights of
+        embedding lookups, as upstream's `nn.Embedding` modules, if `exclude_embeddings`)."""
+        skip = set()
+        if exclude_embeddings:
+            skip = {id(cell.weight) for _, cell in self.cells_and_names() if _is_embedding(cell)}
+        return sum(
+            int(p.size)
+            for _, p in self.parameters_and_names()
+            if (not only_trainable or p.requires_grad) and id(p) not in skip
+        )
 
     def state_dict(self) -> Dict[str, ms.Parameter]:
         """Structural parameter names -> parameters: the keys checkpoints are written with and read by."""

@@ -425,6 +425,8 @@ def test_from_pretrained_of_diffusers_folder(tmp_path):
     model = Lumina2Transformer2DModel.from_pretrained(tmp_path)
     inputs = _inputs(TINY, 3, (12, 8), (16, 3, 10), 16, seed=2)
     assert_close(_run_ours(model, inputs)[0], _run_torch(torch_model, inputs), 1e-5)
+    for kwargs in ({}, {"exclude_embeddings": True}, {"only_trainable": True}):
+        assert model.num_parameters(**kwargs) == torch_model.num_parameters(**kwargs), kwargs
 
 
 def test_gradient_checkpointing_gives_the_same_gradients():

@@ -352,6 +352,8 @@ class Gemma2TextScaledWordEmbedding(nn.Cell):
     `mint.nn.Embedding` has no CPU kernel in MindSpore 2.10: the rows of `weight` are gathered with `ops.gather`.
     """
 
+    is_embedding = True  # a torch `nn.Embedding` upstream (`num_parameters(exclude_embeddings=True)`)
+
     def __init__(
         self,
         num_embeddings: int,
