@@ -553,6 +553,12 @@ def test_input_errors(tiny_pair):
         model(inputs_embeds=ms.Tensor(np.zeros((1, 3, 31), np.float32)))
     with pytest.raises(ValueError, match="no KV cache"):
         model(ids, use_cache=True)
+    # transformers' cache_position without a cache: the default positions are accepted, others refused
+    np.testing.assert_array_equal(
+        model(ids, cache_position=ms.Tensor(np.arange(3)))[0].asnumpy(), model(ids)[0].asnumpy()
+    )
+    with pytest.raises(ValueError, match=r"`cache_position` must be None or 0 \.\. 2"):
+        model(ids, cache_position=ms.Tensor(np.arange(1, 4)))
     with pytest.raises(TypeError, match="labels"):
         model(ids, labels=ids)
     with pytest.raises(TypeError, match="output_hidden_states"):

@@ -523,6 +523,7 @@ class Gemma2Model(Gemma2PreTrainedModel):
         use_cache: Optional[bool] = None,
         cache=None,
         past_key_values=None,
+        cache_position: Optional[ms.Tensor] = None,
         **kwargs,
     ):
         r"""
@@ -544,12 +545,21 @@ class Gemma2Model(Gemma2PreTrainedModel):
                 Whether to return a [`BaseModelOutputWithPast`] instead of a plain tuple.
             use_cache, cache, past_key_values:
                 Not supported (no KV cache): must be `None`/`False`.
+            cache_position (`ms.Tensor` of shape `(sequence_length,)`, *optional*):
+                Without a cache, only the default `0 .. sequence_length - 1` (accepted, as transformers does).
 
         Returns:
             `tuple(ms.Tensor)` `(last_hidden_state, hidden_states?, attentions?)` or [`BaseModelOutputWithPast`].
         """
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {sorted(kwargs)}.")
+        if cache_position is not None:
+            length = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+            if not np.array_equal(np.asarray(cache_position.asnumpy()).reshape(-1), np.arange(length)):
+                raise ValueError(
+                    f"`cache_position` must be None or 0 .. {length - 1} (no KV cache in this port); use "
+                    "`position_ids` for other positions."
+                )
         if use_cache or cache is not None or past_key_values is not None:
             raise ValueError(
                 f"{type(self).__name__} has no KV cache in this port: `use_cache` must be False/None and "
