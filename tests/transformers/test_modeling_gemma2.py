@@ -530,6 +530,33 @@ def test_missing_key_in_checkpoint(torch_checkpoints, tmp_path):
         Gemma2Model.from_pretrained(str(tmp_path))
 
 
+def test_padding_row_as_torch_padding_idx(tiny_pair):
+    # transformers' word embedding is an nn.Embedding(padding_idx=pad_token_id): its padding row starts at zero and
+    # gets no gradient (the forward reads it as stored)
+    torch_model, ms_model = tiny_pair
+    pad = ms_model.config.pad_token_id
+    fresh = Gemma2Model(ms_model.config).embed_tokens.weight.asnumpy()
+    assert not fresh[pad].any() and fresh[pad + 1].any()
+    ids, mask = random_inputs(2, 9, TINY["vocab_size"], lengths=[9, 5], seed=3)
+    assert (ids == pad).any()
+    projection = np.random.default_rng(4).standard_normal((2, 9, TINY["hidden_size"])).astype(np.float32)
+    weight = torch_model.embed_tokens.weight
+    try:
+        out = torch_model(torch.tensor(ids), attention_mask=torch.tensor(mask)).last_hidden_state
+        (out * torch.from_numpy(projection)).sum().backward()
+        expected = weight.grad.numpy().copy()
+    finally:
+        weight.grad = None
+
+    def loss():
+        out = ms_model(ms.Tensor(ids), attention_mask=ms.Tensor(mask))[0]
+        return (out * ms.Tensor(projection)).sum()
+
+    grad = ms.grad(loss, grad_position=None, weights=[ms_model.embed_tokens.weight])()[0].asnumpy()
+    assert not expected[pad].any() and not grad[pad].any()
+    assert rel_l2(grad, expected) <= TOL
+
+
 def test_input_errors(tiny_pair):
     _, model = tiny_pair
     ids = ms.Tensor(np.array([[5, 6, 7]], np.int64))

@@ -345,6 +345,18 @@ class Gemma2DecoderLayer(nn.Cell):
         return hidden_states, attn_weights
 
 
+class _NormalWithZeroRow(Normal):
+    """Normal initialization with one row set to zero (torch's `nn.Embedding(padding_idx=...)` after init)."""
+
+    def __init__(self, sigma: float, zero_row: int):
+        super().__init__(sigma=sigma)
+        self.zero_row = zero_row
+
+    def _initialize(self, arr):
+        super()._initialize(arr)
+        arr[self.zero_row] = 0
+
+
 class Gemma2TextScaledWordEmbedding(nn.Cell):
     """
     An embedding lookup multiplied by `embed_scale` (cast to the weight dtype, as transformers does).
@@ -366,14 +378,18 @@ class Gemma2TextScaledWordEmbedding(nn.Cell):
         self.num_embeddings = num_embeddings
         self.embedding_dim = embedding_dim
         self.padding_idx = padding_idx
-        self.weight = Parameter(
-            initializer(Normal(init_std), (num_embeddings, embedding_dim), ms.float32), name="weight"
-        )
+        init = Normal(init_std) if padding_idx is None else _NormalWithZeroRow(init_std, padding_idx)
+        self.weight = Parameter(initializer(init, (num_embeddings, embedding_dim), ms.float32), name="weight")
         self.scalar_embed_scale = embed_scale
 
     def construct(self, input_ids):
         embed_scale = ms.Tensor(self.scalar_embed_scale, ms.float32).astype(self.weight.dtype)
-        return ops.gather(self.weight, input_ids, 0) * embed_scale
+        embeds = ops.gather(self.weight, input_ids, 0)
+        if self.padding_idx is not None:
+            # torch's `padding_idx`: the padding row gets no gradient (the forward is unchanged)
+            is_padding = (input_ids == self.padding_idx).expand_dims(-1)
+            embeds = mint.where(is_padding, ops.stop_gradient(embeds), embeds)
+        return embeds * embed_scale
 
 
 class Gemma2PreTrainedModel(PreTrainedModel):
