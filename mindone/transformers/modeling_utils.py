@@ -23,6 +23,7 @@ replaces `torch_dtype=`; without it parameters stay float32 (a bf16 checkpoint w
 
 import copy
 import os
+import re
 from typing import Optional, Union
 
 from mindspore import nn
@@ -74,6 +75,22 @@ def _prefix_key_mapping(model: nn.Cell, prefix: str, checkpoint_keys):
     if model_has_prefix and not checkpoint_has_prefix:
         return lambda key: start + key
     return None
+
+
+_LAYER_KEY = re.compile(r"^layers\.(\d+)\.")
+
+
+def _layer_index(key: Optional[str]) -> Optional[int]:
+    match = _LAYER_KEY.match(key) if key is not None else None
+    return int(match.group(1)) if match else None
+
+
+def _layers_beyond(checkpoint_keys, key_mapping, num_layers: Optional[int]) -> set:
+    """Indices of the checkpoint's `layers.<i>.` at or beyond `num_layers` (model names)."""
+    if num_layers is None:
+        return set()
+    indices = {_layer_index(key_mapping(k) if key_mapping is not None else k) for k in checkpoint_keys}
+    return {i for i in indices if i is not None and i >= num_layers}
 
 
 class PreTrainedModel(CellUtilsMixin):
@@ -317,12 +334,21 @@ class PreTrainedModel(CellUtilsMixin):
             model = cls(config)
         checkpoint_keys = _checkpoint_keys(files)
         key_mapping = _prefix_key_mapping(model, cls.base_model_prefix, checkpoint_keys)
+        # a config with fewer layers than the checkpoint (`num_hidden_layers=...`): transformers loads the first
+        # layers and reports the others as unexpected keys
+        dropped_layers = _layers_beyond(checkpoint_keys, key_mapping, getattr(config, "num_hidden_layers", None))
+        if dropped_layers:
+            logger.warning(
+                f"{cls.__name__} has {config.num_hidden_layers} layers: the checkpoint's layers {sorted(dropped_layers)} "
+                "are not loaded."
+            )
         load_checkpoint_into_model(
             model,
             files,
             dtype=mindspore_dtype,
             keep_in_fp32_modules=cls._keep_in_fp32_modules or (),
-            ignore_unexpected=cls._keys_to_ignore_on_load_unexpected or (),
+            ignore_unexpected=list(cls._keys_to_ignore_on_load_unexpected or ())
+            + [rf"^layers\.{index}\." for index in sorted(dropped_layers)],
             ignore_missing=cls._keys_to_ignore_on_load_missing or (),
             key_mapping=key_mapping,
         )
@@ -331,6 +357,16 @@ class PreTrainedModel(CellUtilsMixin):
             logger.info(f"Loaded {cls.__name__} in {dtype_to_str(mindspore_dtype)}.")
         if output_loading_info:
             # any other missing, unexpected or mismatched key has raised `CheckpointError` above
-            head = {k for k in checkpoint_keys if key_mapping is not None and key_mapping(k) is None}
-            return model, {"missing_keys": set(), "unexpected_keys": head, "mismatched_keys": set(), "error_msgs": []}
+            unexpected = {
+                k
+                for k in checkpoint_keys
+                if (key_mapping is not None and key_mapping(k) is None)
+                or _layer_index(key_mapping(k) if key_mapping is not None else k) in dropped_layers
+            }
+            return model, {
+                "missing_keys": set(),
+                "unexpected_keys": unexpected,
+                "mismatched_keys": set(),
+                "error_msgs": [],
+            }
         return model

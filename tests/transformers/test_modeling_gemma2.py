@@ -396,6 +396,18 @@ def test_load_transformers_checkpoint(torch_checkpoints, name):
     assert issubclass(Gemma2Model, Gemma2PreTrainedModel) and issubclass(Gemma2PreTrainedModel, PreTrainedModel)
 
 
+@pytest.mark.parametrize("name", ["base", "causal_lm_sharded"])
+def test_load_fewer_layers_than_the_checkpoint(torch_checkpoints, name):
+    # transformers loads the first layers and reports the others as unexpected keys
+    folder = torch_checkpoints[0] / name
+    theirs, their_info = TorchGemma2Model.from_pretrained(str(folder), num_hidden_layers=1, output_loading_info=True)
+    ours, info = Gemma2Model.from_pretrained(str(folder), num_hidden_layers=1, output_loading_info=True)
+    assert len(ours.layers) == 1 and info["unexpected_keys"] == their_info["unexpected_keys"]
+    assert any(".layers.2." in k or k.startswith("layers.2.") for k in info["unexpected_keys"])
+    ids, mask = random_inputs(2, 9, TINY["vocab_size"], lengths=[9, 4], seed=15)
+    assert_hidden_states_match(run_ms(ours, ids, mask), run_torch(theirs.eval(), ids, mask))
+
+
 def test_load_bf16_checkpoint_and_dtypes(torch_checkpoints):
     root, _, _, bf16 = torch_checkpoints
     torch_state = {k: v.float().numpy() for k, v in bf16.state_dict().items()}
