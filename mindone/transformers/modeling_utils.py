@@ -85,11 +85,11 @@ def _layer_index(key: Optional[str]) -> Optional[int]:
     return int(match.group(1)) if match else None
 
 
-def _layers_beyond(checkpoint_keys, key_mapping, num_layers: Optional[int]) -> set:
-    """Indices of the checkpoint's `layers.<i>.` at or beyond `num_layers` (model names)."""
+def _layers_beyond(model_keys, num_layers: Optional[int]) -> set:
+    """Indices of the `layers.<i>.` keys at or beyond `num_layers`."""
     if num_layers is None:
         return set()
-    indices = {_layer_index(key_mapping(k) if key_mapping is not None else k) for k in checkpoint_keys}
+    indices = {_layer_index(k) for k in model_keys}
     return {i for i in indices if i is not None and i >= num_layers}
 
 
@@ -334,9 +334,10 @@ class PreTrainedModel(CellUtilsMixin):
             model = cls(config)
         checkpoint_keys = _checkpoint_keys(files)
         key_mapping = _prefix_key_mapping(model, cls.base_model_prefix, checkpoint_keys)
+        model_keys = {k: key_mapping(k) if key_mapping is not None else k for k in checkpoint_keys}  # None: a head's
         # a config with fewer layers than the checkpoint (`num_hidden_layers=...`): transformers loads the first
         # layers and reports the others as unexpected keys
-        dropped_layers = _layers_beyond(checkpoint_keys, key_mapping, getattr(config, "num_hidden_layers", None))
+        dropped_layers = _layers_beyond(model_keys.values(), getattr(config, "num_hidden_layers", None))
         if dropped_layers:
             logger.warning(
                 f"{cls.__name__} has {config.num_hidden_layers} layers: the checkpoint's layers {sorted(dropped_layers)} "
@@ -357,12 +358,7 @@ class PreTrainedModel(CellUtilsMixin):
             logger.info(f"Loaded {cls.__name__} in {dtype_to_str(mindspore_dtype)}.")
         if output_loading_info:
             # any other missing, unexpected or mismatched key has raised `CheckpointError` above
-            unexpected = {
-                k
-                for k in checkpoint_keys
-                if (key_mapping is not None and key_mapping(k) is None)
-                or _layer_index(key_mapping(k) if key_mapping is not None else k) in dropped_layers
-            }
+            unexpected = {k for k, key in model_keys.items() if key is None or _layer_index(key) in dropped_layers}
             return model, {
                 "missing_keys": set(),
                 "unexpected_keys": unexpected,
