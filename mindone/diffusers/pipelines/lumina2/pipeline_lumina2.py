@@ -24,7 +24,6 @@ positive ones. Opt-in extras (defaults unchanged): the guidance of the original 
 
 import inspect
 import numbers
-import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
@@ -72,7 +71,6 @@ SYSTEM_PROMPTS = {
     "empty": "",
 }
 GUIDANCE_MODES = ("diffusers", "original")
-OUTPUT_TYPES = ("pil", "np", "ms", "latent")
 
 
 # Copied from diffusers.pipelines.flux.pipeline_flux.calculate_shift
@@ -697,14 +695,6 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
         height = height or self.default_sample_size * self.vae_scale_factor
         width = width or self.default_sample_size * self.vae_scale_factor
         output_type = "ms" if output_type == "pt" else output_type  # upstream's tensor output, as VaeImageProcessor
-        if output_type not in OUTPUT_TYPES:
-            # upstream's VaeImageProcessor.postprocess (after the whole run): warned here, before it
-            warnings.warn(
-                f"the output_type {output_type!r} is outdated and has been set to `np`. Please make sure to set it to "
-                f"one of these instead: {', '.join(OUTPUT_TYPES)}",
-                FutureWarning,
-            )
-            output_type = "np"
         # NumPy scalars (e.g. from `np.linspace`) as Python numbers: a NumPy float times a tensor gives an array
         guidance_scale, num_images_per_prompt = (
             value.item() if isinstance(value, np.generic) else value
