@@ -229,7 +229,7 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
         sigma = ms.Tensor(sigma.reshape(sigma.shape + (1,) * (sample.ndim - 1))).astype(sample.dtype)
         # `1.0 - sigma` on the host from the sigma in the sample's dtype, rounded back to it (upstream's tensor op):
         # MindSpore's scalar Sub has no bfloat16 CPU kernel
-        one_minus_sigma = ms.Tensor(1.0 - sigma.astype(ms.float64).asnumpy()).astype(sample.dtype)
+        one_minus_sigma = ms.Tensor(1.0 - _to_numpy(sigma)).astype(sample.dtype)
 
         sample = sigma * noise + one_minus_sigma * sample
 
