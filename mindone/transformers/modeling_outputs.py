@@ -49,3 +49,8 @@ class BaseModelOutputWithPast(BaseOutput):
     cache: Optional[Any] = None
     hidden_states: Optional[Tuple[ms.Tensor, ...]] = None
     attentions: Optional[Tuple[ms.Tensor, ...]] = None
+
+    @property
+    def past_key_values(self):
+        """transformers' deprecated name of `cache`."""
+        return self.cache

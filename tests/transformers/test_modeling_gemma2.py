@@ -211,12 +211,136 @@ def test_tiny_parity_config_options(overrides):
     assert_hidden_states_match(run_ms(ms_model, ids, mask), run_torch(torch_model, ids, mask))
 
 
-@pytest.mark.parametrize("activation", ["gelu_new", "gelu_fast", "gelu_python", "quick_gelu", "silu", "relu"])
+@pytest.mark.parametrize(
+    "activation",
+    [
+        "gelu_new",
+        "gelu_fast",
+        "gelu_python",
+        "gelu_python_tanh",
+        "gelu_accurate",
+        "gelu_10",
+        "quick_gelu",
+        "silu",
+        "swish",
+        "relu",
+        "relu2",
+        "relu6",
+        "leaky_relu",
+        "hardswish",
+        "mish",
+        "tanh",
+        "sigmoid",
+        "laplace",
+        "sqrtsoftplus",
+        "linear",
+    ],
+)
 def test_tiny_parity_other_activations(activation):
     # the released checkpoints use gelu_pytorch_tanh; transformers' other ACT2FN functions give other numbers
     torch_model, ms_model = make_pair(make_config(**{**TINY, "hidden_activation": activation}), seed=7)
     ids, mask = random_inputs(2, 10, TINY["vocab_size"], lengths=[10, 6], seed=7)
     assert_hidden_states_match(run_ms(ms_model, ids, mask), run_torch(torch_model, ids, mask))
+
+
+def test_activations_equal_transformers_on_every_range():
+    """Each ACT2FN function on values from -30 to 30 (softplus's exp / log1p regions, relu6 and gelu_10's clips)."""
+    from transformers.activations import ACT2FN
+
+    from mindone.transformers.models.gemma2.modeling_gemma2 import _ACTIVATIONS, Gemma2MLP
+
+    x = np.concatenate([np.linspace(-30, 30, 241), np.random.default_rng(0).normal(0, 4, 256)]).astype(np.float32)
+    for name in _ACTIVATIONS:
+        mlp = Gemma2MLP(make_config(**{**TINY, "hidden_activation": name}))
+        actual = mlp.act_fn(ms.Tensor(x))
+        expected = ACT2FN[name](torch.tensor(x))
+        assert rel_l2(actual, expected) <= 5e-7, name  # MindSpore's float32 Sigmoid: ~1.2e-7
+        assert np.abs(to_numpy(actual) - to_numpy(expected)).max() <= 2e-6 * max(1.0, np.abs(to_numpy(expected)).max())
+
+
+def test_packed_sequences_from_position_ids(graph_mode_param):
+    """Without an attention mask and without a cache, position ids that restart (or jump) mark packed sequences that
+    attend only within themselves (transformers' `find_packed_sequence_indices`); with a cache (the default
+    `config.use_cache=True`) they do not."""
+    packed = [[0, 1, 2, 3, 0, 1, 2, 0, 1, 2], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]]
+    jumps = [[0, 2, 4, 6, 8, 10, 12, 14, 16, 18]]
+    ids, _ = random_inputs(2, 10, TINY["vocab_size"], seed=11)
+    for config_use_cache in (True, False):
+        torch_model, ms_model = make_pair(make_config(**{**TINY, "use_cache": config_use_cache}), seed=11)
+        for positions in (packed, jumps):
+            for use_cache in (None, False):
+                kwargs = dict(position_ids=np.array(positions, np.int64), use_cache=use_cache)
+                with torch.no_grad():
+                    expected = torch_model(
+                        torch.tensor(ids),
+                        position_ids=torch.tensor(kwargs["position_ids"]),
+                        use_cache=use_cache,
+                        output_hidden_states=True,
+                    )
+                actual = ms_model(
+                    ms.Tensor(ids),
+                    position_ids=ms.Tensor(kwargs["position_ids"]),
+                    use_cache=use_cache,
+                    output_hidden_states=True,
+                    return_dict=True,
+                )
+                assert_hidden_states_match(actual, expected)
+        # `use_cache=None` packs only when the config has no cache: the two calls differ exactly then
+        default = ms_model(ms.Tensor(ids), position_ids=ms.Tensor(np.array(packed)), use_cache=None)[0]
+        packed_out = ms_model(ms.Tensor(ids), position_ids=ms.Tensor(np.array(packed)), use_cache=False)[0]
+        assert (rel_l2(default, packed_out) > 1e-2) == config_use_cache
+
+
+@pytest.fixture(params=["pynative", "graph"])
+def graph_mode_param(request):
+    ms.set_context(mode=ms.GRAPH_MODE if request.param == "graph" else ms.PYNATIVE_MODE)
+    yield request.param
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+@pytest.mark.parametrize("layer_types", [None, ["sliding_attention"] * 3])
+def test_bidirectional_attention(layer_types, graph_mode_param):
+    """`config.is_causal=False`, or `is_causal=False` at the call, gives transformers' bidirectional masks (sliding
+    layers: `|q - k| <= sliding_window`), with padding; the call argument wins over the config."""
+    overrides = dict(TINY, sliding_window=3)
+    if layer_types:
+        overrides["layer_types"] = layer_types
+    torch_model, ms_model = make_pair(make_config(**overrides), seed=12)
+    ids, mask = random_inputs(3, 10, TINY["vocab_size"], lengths=[10, 6, 1], left=True, seed=12)
+    causal = run_torch(torch_model, ids, mask)
+    bidirectional = run_torch(torch_model, ids, mask, is_causal=False)
+    assert rel_l2(causal.last_hidden_state, bidirectional.last_hidden_state) > 1e-2
+    assert_hidden_states_match(run_ms(ms_model, ids, mask, is_causal=False), bidirectional)
+    assert_hidden_states_match(run_ms(ms_model, ids, mask, is_causal=True), causal)
+    ms_model.config.is_causal = False
+    torch_model.config.is_causal = False
+    try:
+        assert_hidden_states_match(run_ms(ms_model, ids, mask), run_torch(torch_model, ids, mask))
+        assert_hidden_states_match(run_ms(ms_model, ids, mask, is_causal=True), causal)
+        assert_hidden_states_match(run_ms(ms_model, ids), run_torch(torch_model, ids))
+    finally:
+        del ms_model.config.is_causal
+
+
+def test_linear_rope_scaling():
+    config = make_config(**TINY, rope_parameters={"rope_type": "linear", "rope_theta": 1000.0, "factor": 2.5})
+    torch_model, ms_model = make_pair(config, seed=13)
+    ids, mask = random_inputs(2, 10, TINY["vocab_size"], lengths=[10, 7], seed=13)
+    assert_hidden_states_match(run_ms(ms_model, ids, mask), run_torch(torch_model, ids, mask))
+    default = make_pair(make_config(**TINY, rope_parameters={"rope_type": "default", "rope_theta": 1000.0}), seed=13)
+    assert (
+        rel_l2(run_ms(default[1], ids, mask).last_hidden_state, run_ms(ms_model, ids, mask).last_hidden_state) > 1e-3
+    )
+
+
+def test_no_layers_and_output_aliases():
+    torch_model, ms_model = make_pair(make_config(**{**TINY, "num_hidden_layers": 0, "layer_types": []}), seed=14)
+    ids, mask = random_inputs(2, 5, TINY["vocab_size"], lengths=[5, 3], seed=14)
+    expected = run_torch(torch_model, ids, mask)
+    actual = run_ms(ms_model, ids, mask)
+    assert actual.hidden_states == expected.hidden_states == ()
+    assert rel_l2(actual.last_hidden_state, expected.last_hidden_state) <= TOL
+    assert actual.past_key_values is None and actual.cache is None
 
 
 def test_inputs_embeds_and_position_ids(tiny_pair):
@@ -524,9 +648,9 @@ def test_loading_errors(torch_checkpoints, tmp_path):
     with pytest.raises(TypeError, match="Gemma2Config"):
         Gemma2Model(dict(TINY))
     with pytest.raises(ValueError, match="rope_type"):
-        Gemma2Model(make_config(**TINY, rope_parameters={"rope_type": "linear", "rope_theta": 1e4, "factor": 2.0}))
+        Gemma2Model(make_config(**TINY, rope_parameters={"rope_type": "dynamic", "rope_theta": 1e4, "factor": 2.0}))
     with pytest.raises(ValueError, match="hidden_activation"):
-        Gemma2Model(make_config(**{**TINY, "hidden_activation": "relu6"}))
+        Gemma2Model(make_config(**{**TINY, "hidden_activation": "prelu"}))
 
 
 def test_missing_key_in_checkpoint(torch_checkpoints, tmp_path):

@@ -21,6 +21,7 @@ input checks and output packing in `Gemma2Model.__call__` so that `construct` co
 `output_hidden_states` collected directly instead of through forward hooks.
 """
 
+import math
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -52,18 +53,40 @@ COMPILE_ON_CPU_ELEMENTS = 1 << 19
 
 _FLOAT_DTYPES = (ms.float16, ms.bfloat16, ms.float32, ms.float64)
 _INT_DTYPES = (ms.int8, ms.int16, ms.int32, ms.int64, ms.uint8, ms.uint16, ms.uint32, ms.uint64)
-# transformers' ACT2FN names (`hidden_activation`) -> the function of `Gemma2MLP.act_fn`
+# transformers' ACT2FN names (`hidden_activation`) -> the function of `Gemma2MLP.act_fn` (the gelu-tanh variants are the
+# same formula with other rounding); "prelu" and "xielu" have learnable parameters and are not supported
 _ACTIVATIONS = {
     "gelu_pytorch_tanh": "gelu_tanh",
     "gelu_new": "gelu_tanh",
     "gelu_fast": "gelu_tanh",
+    "gelu_python_tanh": "gelu_tanh",
+    "gelu_accurate": "gelu_tanh",
     "gelu": "gelu",
     "gelu_python": "gelu",
+    "gelu_10": "gelu_10",
     "quick_gelu": "quick_gelu",
     "silu": "silu",
     "swish": "silu",
     "relu": "relu",
+    "relu2": "relu2",
+    "relu6": "relu6",
+    "leaky_relu": "leaky_relu",
+    "hardswish": "hardswish",
+    "mish": "mish",
+    "tanh": "tanh",
+    "sigmoid": "sigmoid",
+    "laplace": "laplace",
+    "sqrtsoftplus": "sqrtsoftplus",
+    "linear": "linear",
 }
+
+
+def _softplus(x):
+    """torch's `softplus` (beta 1, threshold 20: linear above it), in float64: MindSpore 2.10's CPU Log1p returns 0 for
+    inputs below ~1e-8 and its float32 Exp is off by up to 8e-6; below -16 softplus is `exp(x)` to float32."""
+    x64 = x.astype(ms.float64)
+    exp = mint.exp(mint.clamp(x64, max=20.0))
+    return mint.where(x64 > 20.0, x64, mint.where(x64 < -16.0, exp, mint.log(1.0 + exp))).astype(x.dtype)
 
 
 def _dtype_min(dtype):
@@ -117,16 +140,40 @@ class Gemma2MLP(nn.Cell):
                 f"`hidden_activation` must be one of {sorted(_ACTIVATIONS)}, got {config.hidden_activation!r}."
             )
         self.activation = _ACTIVATIONS[config.hidden_activation]
+        self.precise_tanh = not is_ascend()  # decided at construction: the device cannot be read inside a graph
 
     def act_fn(self, x):
-        if self.activation == "gelu_tanh":
+        act = self.activation
+        if act == "gelu_tanh":
             return ops.gelu(x, approximate="tanh")
-        if self.activation == "gelu":
+        if act == "gelu":
             return ops.gelu(x, approximate="none")
-        if self.activation == "quick_gelu":
+        if act == "gelu_10":
+            return mint.clamp(ops.gelu(x, approximate="none"), -10.0, 10.0)
+        if act == "quick_gelu":
             return x * mint.sigmoid(1.702 * x)
-        if self.activation == "silu":
+        if act == "silu":
             return mint.nn.functional.silu(x)
+        if act == "relu2":
+            return mint.square(mint.nn.functional.relu(x))
+        if act == "relu6":
+            return mint.clamp(x, 0.0, 6.0)
+        if act == "leaky_relu":
+            return mint.where(x >= 0, x, x * 0.01)  # torch's nn.LeakyReLU() slope
+        if act == "hardswish":
+            return x * mint.clamp(x + 3.0, 0.0, 6.0) / 6.0
+        if act == "mish":
+            return x * tanh(_softplus(x), self.precise_tanh)
+        if act == "tanh":
+            return tanh(x, self.precise_tanh)
+        if act == "sigmoid":
+            return mint.sigmoid(x)
+        if act == "laplace":
+            return 0.5 * (1.0 + mint.erf((x - 0.707107) / (0.282095 * math.sqrt(2.0))))
+        if act == "sqrtsoftplus":
+            return mint.sqrt(_softplus(x))
+        if act == "linear":
+            return x
         return mint.nn.functional.relu(x)
 
     def construct(self, x):
@@ -142,11 +189,13 @@ class Gemma2RotaryEmbedding(nn.Cell):
 
         rope_parameters = config.rope_parameters or {}
         self.rope_type = rope_parameters.get("rope_type", "default")
-        if self.rope_type != "default":
+        if self.rope_type not in ("default", "linear"):
             raise ValueError(
-                f"Only the default RoPE is supported, got `rope_parameters['rope_type']={self.rope_type!r}`."
+                f"Only the default and linear RoPE are supported, got `rope_parameters['rope_type']={self.rope_type!r}`."
             )
         inv_freq, self.attention_scaling = self.compute_default_rope_parameters(config)
+        if self.rope_type == "linear":  # `_compute_linear_scaling_rope_parameters`
+            inv_freq = inv_freq / np.float32(rope_parameters["factor"])
         # a constant of the graph (transformers' non-persistent buffer): not a parameter, not in checkpoints
         self.inv_freq = ms.Tensor(inv_freq, ms.float32)
 
@@ -466,24 +515,33 @@ class Gemma2Model(Gemma2PreTrainedModel):
     def set_input_embeddings(self, value):
         self.embed_tokens = value
 
-    def _update_masks(self, attention_mask, inputs_embeds):
+    def _update_masks(self, attention_mask, inputs_embeds, is_causal=True, packed_sequence_ids=None):
         """2D padding mask -> the additive 4D masks of the full and sliding layers (`masking_utils.eager_mask`): 0
-        where a query may attend a key, the dtype minimum elsewhere, shape `(batch or 1, 1, seq, seq)`."""
+        where a query may attend a key, the dtype minimum elsewhere, shape `(batch or 1, 1, seq, seq)`. Causal, or
+        bidirectional with `is_causal=False` (`create_bidirectional_mask`, sliding `|q - k| <= window`); keys of
+        another packed sequence (`packed_sequence_ids`, one id per token) are masked too."""
         seq_len = inputs_embeds.shape[1]
         dtype = inputs_embeds.dtype
         q_idx = ops.arange(seq_len).reshape(seq_len, 1)
         kv_idx = ops.arange(seq_len).reshape(1, seq_len)
-        allowed = (kv_idx <= q_idx)[None, None]
+        if is_causal:
+            allowed = (kv_idx <= q_idx)[None, None]
+            in_window = kv_idx > q_idx - self.sliding_window if self.has_sliding_layers else None
+        else:
+            allowed = mint.ones((1, 1, seq_len, seq_len), dtype=ms.bool_)
+            in_window = mint.abs(q_idx - kv_idx) <= self.sliding_window if self.has_sliding_layers else None
         if attention_mask is not None:
             padding = attention_mask.astype(ms.bool_)[:, None, None, :]
             allowed = mint.logical_and(allowed, padding)
+        if packed_sequence_ids is not None:
+            same_sequence = packed_sequence_ids[:, None, :, None] == packed_sequence_ids[:, None, None, :]
+            allowed = mint.logical_and(allowed, same_sequence)
         zero = ms.Tensor(0.0, dtype)
         masked = ms.Tensor(_dtype_min(dtype), dtype)
         full_mask = mint.where(allowed, zero, masked)
         sliding_mask = full_mask
         if self.has_sliding_layers:
-            in_window = (kv_idx > q_idx - self.sliding_window)[None, None]
-            sliding_mask = mint.where(mint.logical_and(allowed, in_window), zero, masked)
+            sliding_mask = mint.where(mint.logical_and(allowed, in_window[None, None]), zero, masked)
         return full_mask, sliding_mask
 
     def construct(
@@ -493,17 +551,19 @@ class Gemma2Model(Gemma2PreTrainedModel):
         position_ids: Optional[ms.Tensor] = None,
         inputs_embeds: Optional[ms.Tensor] = None,
         output_attentions: bool = False,
+        is_causal: bool = True,
+        packed_sequence_ids: Optional[ms.Tensor] = None,
     ):
         """The tensor program (compiled in GRAPH_MODE). Returns `(last_hidden_state, all_hidden_states,
         all_attentions)`; `all_attentions` is `()` unless `output_attentions`. Call the model instead, which checks
-        the inputs and packs the outputs."""
+        the inputs, finds packed sequences and packs the outputs."""
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
 
         if position_ids is None:
             position_ids = ops.arange(inputs_embeds.shape[1]).reshape(1, -1)
 
-        full_mask, sliding_mask = self._update_masks(attention_mask, inputs_embeds)
+        full_mask, sliding_mask = self._update_masks(attention_mask, inputs_embeds, is_causal, packed_sequence_ids)
 
         # embed positions
         hidden_states = inputs_embeds
@@ -540,6 +600,7 @@ class Gemma2Model(Gemma2PreTrainedModel):
         cache=None,
         past_key_values=None,
         cache_position: Optional[ms.Tensor] = None,
+        is_causal: Optional[bool] = None,
         **kwargs,
     ):
         r"""
@@ -563,6 +624,12 @@ class Gemma2Model(Gemma2PreTrainedModel):
                 Not supported (no KV cache): must be `None`/`False`.
             cache_position (`ms.Tensor` of shape `(sequence_length,)`, *optional*):
                 Without a cache, only the default `0 .. sequence_length - 1` (accepted, as transformers does).
+            is_causal (`bool`, *optional*, defaults to `config.is_causal`, else `True`):
+                `False` for bidirectional attention (sliding layers: keys within `sliding_window` on both sides).
+
+        As transformers does, `position_ids` without `attention_mask` and without a cache (`use_cache=False`, or
+        `config.use_cache=False`) mark packed sequences: a token whose position is not the previous one's + 1 starts
+        a new sequence, and tokens attend only within their own sequence (causal attention only).
 
         Returns:
             `tuple(ms.Tensor)` `(last_hidden_state, hidden_states?, attentions?)` or [`BaseModelOutputWithPast`].
@@ -595,7 +662,24 @@ class Gemma2Model(Gemma2PreTrainedModel):
         if output_hidden_states is None:
             output_hidden_states = getattr(self.config, "output_hidden_states", False)
 
-        args = (input_ids, attention_mask, position_ids, inputs_embeds, bool(output_attentions))
+        if is_causal is None:
+            is_causal = getattr(self.config, "is_causal", True)
+        is_causal = bool(is_causal)
+        packed_sequence_ids = None
+        has_cache = use_cache is None and bool(getattr(self.config, "use_cache", False))
+        if is_causal and position_ids is not None and attention_mask is None and not has_cache:
+            batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
+            packed_sequence_ids = _packed_sequence_ids(position_ids.asnumpy(), batch_size)
+
+        args = (
+            input_ids,
+            attention_mask,
+            position_ids,
+            inputs_embeds,
+            bool(output_attentions),
+            is_causal,
+            packed_sequence_ids,
+        )
         tokens = input_ids if inputs_embeds is None else inputs_embeds
         if compile_this_call(self, tokens.shape[0] * tokens.shape[1] * self.hidden_size, COMPILE_ON_CPU_ELEMENTS):
             last_hidden_state, all_hidden_states, all_attentions = self.compile_and_run(*args)
@@ -614,6 +698,9 @@ class Gemma2Model(Gemma2PreTrainedModel):
     def _select_hidden_states(all_hidden_states, output_hidden_states):
         if output_hidden_states is None or output_hidden_states is False:
             return None
+        if len(all_hidden_states) == 1:
+            # no layers: transformers records the hidden states at the layers' outputs, so it has none
+            return ()
         if output_hidden_states is True:
             return all_hidden_states
         selected = [output_hidden_states] if isinstance(output_hidden_states, int) else list(output_hidden_states)
@@ -671,6 +758,17 @@ class Gemma2Model(Gemma2PreTrainedModel):
                     f"`position_ids` must have shape ({batch_size} or 1, {seq_len}), got {tuple(position_ids.shape)}."
                 )
         return input_ids, attention_mask, position_ids, inputs_embeds
+
+
+def _packed_sequence_ids(position_ids: np.ndarray, batch_size: int) -> Optional[ms.Tensor]:
+    """transformers' `find_packed_sequence_indices`: per row, the index of the packed sequence of each token (a new one
+    wherever the position is not the previous position + 1); `None` when every row holds a single sequence."""
+    position_ids = np.broadcast_to(position_ids.astype(np.int64), (batch_size, position_ids.shape[1]))
+    diff = np.diff(position_ids, prepend=position_ids[:, :1] - 1, axis=-1)
+    ids = np.cumsum(diff != 1, axis=-1)
+    if (ids[:, -1] == 0).all():
+        return None
+    return ms.Tensor(ids.astype(np.int32))
 
 
 def _as_tensor(value, name):
