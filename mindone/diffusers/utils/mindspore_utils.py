@@ -20,7 +20,9 @@ def randn_tensor(
     """Standard-normal noise drawn from ``numpy.random.Generator``(s), as mindone's ``randn_tensor``.
 
     A list of generators draws one sample of the batch from each (its length must equal ``shape[0]``). The draw is
-    made in float32 then cast to ``dtype``, so results do not depend on the compute dtype.
+    made in float32 then cast to ``dtype``, so results do not depend on the compute dtype. Without a generator, the
+    noise comes from NumPy's global random state (``np.random.seed`` makes it repeatable, as ``torch.manual_seed`` does
+    for diffusers' draws without a generator).
     """
     shape = tuple(shape)
     dtype = dtype or ms.float32
@@ -32,10 +34,14 @@ def randn_tensor(
             )
         arr = np.stack([g.standard_normal((1,) + shape[1:], dtype=np.float32)[0] for g in generator])
     else:
-        gen = generator if generator is not None else np.random.default_rng()
-        if not isinstance(gen, np.random.Generator):
-            raise TypeError(f"`generator` must be a numpy.random.Generator (or a list of them), got {type(gen)}.")
-        arr = gen.standard_normal(shape, dtype=np.float32)
+        if generator is None:
+            arr = np.random.standard_normal(shape).astype(np.float32)
+        elif not isinstance(generator, np.random.Generator):
+            raise TypeError(
+                f"`generator` must be a numpy.random.Generator (or a list of them), got {type(generator)}."
+            )
+        else:
+            arr = generator.standard_normal(shape, dtype=np.float32)
     return ms.Tensor(arr).astype(dtype)
 
 

@@ -525,6 +525,47 @@ def test_numpy_generators(tiny):
     np.testing.assert_array_equal(first, as_latents)
 
 
+def test_stochastic_sampling_draws_from_the_generator(tiny, monkeypatch):
+    """A `stochastic_sampling` scheduler takes each step's noise from the pipeline's generator (upstream: torch's
+    global generator), so a seeded generator repeats the image, and without one `np.random.seed` does; with diffusers
+    drawing the same noise, the images agree."""
+    import diffusers.schedulers.scheduling_flow_match_euler_discrete as upstream_scheduler
+
+    tp, mp, _ = tiny
+    kwargs = dict(BASE, num_inference_steps=3)
+    latents = _latents(2, seed=3)
+    scheduler, torch_scheduler = mp.scheduler, tp.scheduler
+    mp.scheduler = FlowMatchEulerDiscreteScheduler.from_config(scheduler.config, stochastic_sampling=True)
+    tp.scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_config(
+        torch_scheduler.config, stochastic_sampling=True
+    )
+    try:
+        first = _run_ms(mp, latents, generator=np.random.default_rng(5), num_images_per_prompt=2, **kwargs)
+        again = _run_ms(mp, latents, generator=np.random.default_rng(5), num_images_per_prompt=2, **kwargs)
+        np.testing.assert_array_equal(first, again)
+        deterministic = _run_ms(mp, latents, num_images_per_prompt=2, **BASE)
+        assert np.abs(first - _run_ms(mp, latents, generator=np.random.default_rng(6), num_images_per_prompt=2,
+                                      **kwargs)).max() > 1e-3  # fmt: skip
+        np.random.seed(0)
+        unseeded = _run_ms(mp, latents, num_images_per_prompt=2, **kwargs)
+        np.random.seed(0)
+        np.testing.assert_array_equal(unseeded, _run_ms(mp, latents, num_images_per_prompt=2, **kwargs))
+
+        noise = np.random.default_rng(5)
+        monkeypatch.setattr(
+            upstream_scheduler,
+            "randn_tensor",
+            lambda shape, generator=None, device=None, dtype=None: torch.from_numpy(
+                noise.standard_normal(tuple(shape), dtype=np.float32)
+            ).to(dtype),
+        )
+        expected = _run_torch(tp, latents, num_images_per_prompt=2, **kwargs)
+    finally:
+        mp.scheduler, tp.scheduler = scheduler, torch_scheduler
+    assert rel_l2(first, expected) <= 1e-5
+    assert np.abs(first - deterministic).max() > 1e-3
+
+
 def test_callback_on_step_end_can_alter_latents(tiny):
     _, mp, _ = tiny
     seen = []

@@ -633,7 +633,8 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
             width (`int`, *optional*, defaults to `transformer.config.sample_size * 8`):
                 The width in pixels of the generated image (a multiple of 16).
             generator (`np.random.Generator` or `List[np.random.Generator]`, *optional*):
-                One or a list of NumPy generators (`np.random.default_rng(seed)`) to make generation deterministic.
+                One or a list of NumPy generators (`np.random.default_rng(seed)`) to make generation deterministic:
+                they draw the initial latents and, with a `stochastic_sampling` scheduler, the noise of each step.
             latents (`ms.Tensor`, *optional*):
                 Pre-generated noisy latents, sampled from a Gaussian distribution, to be used as inputs for image
                 generation. Can be used to tweak the same generation with different prompts. If not provided, a latents
@@ -821,7 +822,9 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
 
                 # compute the previous noisy sample x_t -> x_t-1
                 noise_pred = -noise_pred
-                latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
+                # the pipeline's generator also draws the noise of a `stochastic_sampling` scheduler (upstream's step
+                # takes it from torch's global generator), so that a seeded generator repeats the image
+                latents = self.scheduler.step(noise_pred, t, latents, generator=generator, return_dict=False)[0]
 
                 if callback_on_step_end is not None:
                     step_tensors = {"latents": latents, "prompt_embeds": prompt_embeds}
