@@ -3,8 +3,9 @@
 Public names are imported lazily (as diffusers does), so `import mindone.diffusers` stays cheap.
 """
 
-import importlib
 from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 __version__ = "0.42.1"
 
@@ -22,21 +23,7 @@ _import_structure = {
     "loaders.lora_pipeline": ["Lumina2LoraLoaderMixin"],
     "loaders.peft": ["PeftAdapterMixin"],
 }
-_name_to_module = {name: module for module, names in _import_structure.items() for name in names}
-__all__ = sorted(_name_to_module)
-
-
-def __getattr__(name):
-    if name in _name_to_module:
-        module = importlib.import_module(f".{_name_to_module[name]}", __name__)
-        value = getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _import_structure)
 
 
 if TYPE_CHECKING:  # pragma: no cover (static imports for type checkers and the API docs' mkdocstrings)

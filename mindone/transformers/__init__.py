@@ -4,8 +4,9 @@ Public names are imported lazily, so `import mindone.transformers` loads no mode
 Gemma2 module only. Configs and tokenizers come from the `transformers` package itself.
 """
 
-import importlib
 from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 __version__ = "5.24.0"
 
@@ -14,21 +15,7 @@ _import_structure = {
     "modeling_outputs": ["BaseModelOutputWithPast"],
     "models.gemma2.modeling_gemma2": ["Gemma2Model", "Gemma2PreTrainedModel"],
 }
-_name_to_module = {name: module for module, names in _import_structure.items() for name in names}
-__all__ = sorted(_name_to_module)
-
-
-def __getattr__(name):
-    if name in _name_to_module:
-        module = importlib.import_module(f".{_name_to_module[name]}", __name__)
-        value = getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _import_structure)
 
 
 if TYPE_CHECKING:  # pragma: no cover

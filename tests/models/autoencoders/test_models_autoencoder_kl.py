@@ -110,8 +110,14 @@ def check_encode_decode(torch_model, ms_model, image, latents):
         {**TINY, "use_quant_conv": True, "use_post_quant_conv": False},
         {**TINY, "mid_block_add_attention": False, "layers_per_block": 2},
         TINY_32_64,
+        {
+            **TINY,
+            "down_block_types": ["AttnDownEncoderBlock2D", "DownEncoderBlock2D"],
+            "up_block_types": ["UpDecoderBlock2D", "AttnUpDecoderBlock2D"],
+            "layers_per_block": 2,
+        },
     ],
-    ids=["tiny", "no-quant-convs", "quant-conv-only", "no-mid-attention", "tiny-32-64"],
+    ids=["tiny", "no-quant-convs", "quant-conv-only", "no-mid-attention", "tiny-32-64", "attention-blocks"],
 )
 def test_encode_decode_parity(config):
     torch_model, ms_model = make_twins(config)
@@ -658,6 +664,62 @@ def test_encoder_decoder_blocks_via_factories():
         assert_close(ms_block(ms.Tensor(x)), expected, TOL, name)
 
 
+@pytest.mark.parametrize("mode", ["pynative", "graph"])
+def test_attention_blocks_as_upstream(mode):
+    """`AttnDownEncoderBlock2D` / `AttnUpDecoderBlock2D` everywhere (several heads via the factories): the same keys
+    in the same order as diffusers', the same outputs in PyNative and GRAPH_MODE."""
+    config = {
+        **TINY_32_64,
+        "down_block_types": ["AttnDownEncoderBlock2D"] * 2,
+        "up_block_types": ["AttnUpDecoderBlock2D"] * 2,
+        "mid_block_add_attention": False,
+    }
+    torch_model, ms_model = make_twins(config, seed=4)
+    assert [name for name, _ in ms_model.parameters_and_names()] == list(torch_model.state_dict())
+    image, latents = randn((2, 3, 24, 40), seed=4), randn((1, 4, 5, 3), seed=5)
+    with torch.no_grad():
+        t_mode = torch_model.encode(torch.from_numpy(image)).latent_dist.mode()
+        t_dec = torch_model.decode(torch.from_numpy(latents)).sample
+    ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+    try:
+        assert_close(ms_model.encode(ms.Tensor(image))[0].mode(), t_mode, TOL, "posterior mode")
+        assert_close(ms_model.decode(ms.Tensor(latents))[0], t_dec, TOL, "decode")
+        decoded = ms_model.decoder(ms.Tensor(latents), latent_embeds=None)  # upstream's `Decoder` argument
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+    with torch.no_grad():
+        assert_close(decoded, torch_model.decoder(torch.from_numpy(latents), latent_embeds=None), TOL, "decoder")
+    from diffusers.models.unets.unet_2d_blocks import AttnUpDecoderBlock2D as TorchAttnUp
+
+    from mindone.diffusers.models.unets import AttnUpDecoderBlock2D
+
+    torch_block, ms_block = block_twins(
+        TorchAttnUp, AttnUpDecoderBlock2D, in_channels=8, out_channels=16, num_layers=2, resnet_groups=4,
+        attention_head_dim=4,
+    )  # fmt: skip
+    x = randn((2, 8, 5, 6), seed=6)
+    with torch.no_grad():
+        assert_close(ms_block(ms.Tensor(x)), torch_block(torch.from_numpy(x)), TOL, "AttnUpDecoderBlock2D, 4 heads")
+
+
+def test_models_import_as_upstream():
+    import mindone.diffusers as md
+    from mindone.diffusers.models import AutoencoderKL as FromModels
+    from mindone.diffusers.models import Lumina2Transformer2DModel
+    from mindone.diffusers.models.autoencoders import AutoencoderKL as FromAutoencoders
+    from mindone.diffusers.models.transformers import Lumina2Transformer2DModel as FromTransformers
+    from mindone.diffusers.pipelines import Lumina2Pipeline
+    from mindone.diffusers.pipelines.lumina2 import Lumina2Pipeline as FromLumina2
+    from mindone.diffusers.schedulers import FlowMatchEulerDiscreteScheduler
+
+    assert FromModels is FromAutoencoders is AutoencoderKL
+    assert FromTransformers is Lumina2Transformer2DModel is md.Lumina2Transformer2DModel
+    assert FromLumina2 is Lumina2Pipeline and FlowMatchEulerDiscreteScheduler is md.FlowMatchEulerDiscreteScheduler
+    assert md.models.autoencoders.autoencoder_kl.AutoencoderKL is AutoencoderKL  # submodules as attributes
+    with pytest.raises(AttributeError, match="no attribute 'NotAModel'"):
+        md.models.NotAModel
+
+
 def test_unsupported_options_raise():
     from mindone.diffusers.models.downsampling import Downsample2D
     from mindone.diffusers.models.resnet import ResnetBlock2D
@@ -666,8 +728,14 @@ def test_unsupported_options_raise():
 
     with pytest.raises(ValueError, match="DownBlock2D"):
         get_down_block("DownBlock2D", 1, 4, 4, None, True, 1e-6, "silu", attention_head_dim=4)
-    with pytest.raises(ValueError, match="AttnUpDecoderBlock2D"):
-        get_up_block("AttnUpDecoderBlock2D", 1, 4, 4, 4, None, True, 1e-6, "silu", attention_head_dim=4)
+    with pytest.raises(ValueError, match="UpBlock2D"):
+        get_up_block("UpBlock2D", 1, 4, 4, 4, None, True, 1e-6, "silu", attention_head_dim=4)
+    with pytest.raises(ValueError, match="spatial"):
+        get_up_block(
+            "AttnUpDecoderBlock2D", 1, 4, 4, 4, None, True, 1e-6, "silu", 4, resnet_time_scale_shift="spatial"
+        )
+    with pytest.raises(ValueError, match="latent_embeds"):
+        Decoder(block_out_channels=(4,), norm_num_groups=2)(ms.Tensor(randn((1, 3, 2, 2))), ms.Tensor(randn((1, 3))))
     with pytest.raises(ValueError, match="spatial"):
         UNetMidBlock2D(8, 4, resnet_time_scale_shift="spatial", resnet_groups=4, attention_head_dim=8)
     with pytest.raises(ValueError, match="kernel"):

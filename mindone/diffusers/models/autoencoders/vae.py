@@ -270,6 +270,15 @@ class Decoder(CompiledWhenLarge, nn.Cell):
 
         self.gradient_checkpointing = False
 
+    def __call__(self, sample: ms.Tensor, latent_embeds: Optional[ms.Tensor] = None) -> ms.Tensor:
+        # upstream's `latent_embeds` conditions SpatialNorm ("spatial" norm_type, not in this port); with group norm
+        # only `None` runs there too
+        if latent_embeds is not None:
+            raise ValueError(
+                "`latent_embeds` needs `norm_type='spatial'`, which this port of `Decoder` does not have."
+            )
+        return super().__call__(sample)
+
     def construct(self, sample: ms.Tensor) -> ms.Tensor:
         r"""The forward method of the `Decoder` class."""
 

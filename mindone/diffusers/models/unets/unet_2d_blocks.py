@@ -13,10 +13,11 @@
 # limitations under the License.
 """UNet 2D blocks used by the VAE encoder and decoder.
 
-Adapted from diffusers v0.42.1 `models/unets/unet_2d_blocks.py`; MindSpore changes: only `DownEncoderBlock2D`,
-`UpDecoderBlock2D` and `UNetMidBlock2D` (with `get_down_block` / `get_up_block` for the first two); `spatial` time
-scale shift (`ResnetBlockCondNorm2D`) is not ported; without attention the mid-block keeps an empty `attentions` list
-instead of a list of `None`s (a `nn.CellList` cannot hold `None`; neither holds parameters).
+Adapted from diffusers v0.42.1 `models/unets/unet_2d_blocks.py`; MindSpore changes: only the VAE's blocks
+(`DownEncoderBlock2D`, `AttnDownEncoderBlock2D`, `UpDecoderBlock2D`, `AttnUpDecoderBlock2D`, with `get_down_block` /
+`get_up_block`, and `UNetMidBlock2D`); `spatial` time scale shift (`ResnetBlockCondNorm2D`) is not ported; without
+attention the mid-block keeps an empty `attentions` list instead of a list of `None`s (a `nn.CellList` cannot hold
+`None`; neither holds parameters).
 """
 
 from typing import Optional
@@ -81,7 +82,23 @@ def get_down_block(
             downsample_padding=downsample_padding,
             resnet_time_scale_shift=resnet_time_scale_shift,
         )
-    raise ValueError(f"{down_block_type} does not exist in this port (supported: 'DownEncoderBlock2D').")
+    if down_block_type == "AttnDownEncoderBlock2D":
+        return AttnDownEncoderBlock2D(
+            num_layers=num_layers,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            dropout=dropout,
+            add_downsample=add_downsample,
+            resnet_eps=resnet_eps,
+            resnet_act_fn=resnet_act_fn,
+            resnet_groups=resnet_groups,
+            downsample_padding=downsample_padding,
+            attention_head_dim=attention_head_dim,
+            resnet_time_scale_shift=resnet_time_scale_shift,
+        )
+    raise ValueError(
+        f"{down_block_type} does not exist in this port (supported: 'DownEncoderBlock2D', 'AttnDownEncoderBlock2D')."
+    )
 
 
 def get_up_block(
@@ -134,7 +151,24 @@ def get_up_block(
             resnet_time_scale_shift=resnet_time_scale_shift,
             temb_channels=temb_channels,
         )
-    raise ValueError(f"{up_block_type} does not exist in this port (supported: 'UpDecoderBlock2D').")
+    if up_block_type == "AttnUpDecoderBlock2D":
+        return AttnUpDecoderBlock2D(
+            num_layers=num_layers,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            resolution_idx=resolution_idx,
+            dropout=dropout,
+            add_upsample=add_upsample,
+            resnet_eps=resnet_eps,
+            resnet_act_fn=resnet_act_fn,
+            resnet_groups=resnet_groups,
+            attention_head_dim=attention_head_dim,
+            resnet_time_scale_shift=resnet_time_scale_shift,
+            temb_channels=temb_channels,
+        )
+    raise ValueError(
+        f"{up_block_type} does not exist in this port (supported: 'UpDecoderBlock2D', 'AttnUpDecoderBlock2D')."
+    )
 
 
 def _check_time_scale_shift(resnet_time_scale_shift: str, block: str):
@@ -142,6 +176,52 @@ def _check_time_scale_shift(resnet_time_scale_shift: str, block: str):
         raise ValueError(
             f"`resnet_time_scale_shift='spatial'` (ResnetBlockCondNorm2D) is not supported by this port of `{block}`."
         )
+
+
+def _vae_attention(channels, attention_head_dim, eps, groups, output_scale_factor) -> Attention:
+    """The single-head-per-`attention_head_dim` self-attention of the VAE blocks (group norm, residual)."""
+    return Attention(
+        channels,
+        heads=channels // attention_head_dim,
+        dim_head=attention_head_dim,
+        rescale_output_factor=output_scale_factor,
+        eps=eps,
+        norm_num_groups=groups,
+        residual_connection=True,
+        bias=True,
+        upcast_softmax=True,
+        _from_deprecated_attn_block=True,
+    )
+
+
+def _resnets(in_channels, out_channels, num_layers, temb_channels, eps, groups, dropout, time_scale_shift, act_fn,
+             output_scale_factor, pre_norm) -> nn.CellList:  # fmt: skip
+    return nn.CellList(
+        [
+            ResnetBlock2D(
+                in_channels=in_channels if i == 0 else out_channels,
+                out_channels=out_channels,
+                temb_channels=temb_channels,
+                eps=eps,
+                groups=groups,
+                dropout=dropout,
+                time_embedding_norm=time_scale_shift,
+                non_linearity=act_fn,
+                output_scale_factor=output_scale_factor,
+                pre_norm=pre_norm,
+            )
+            for i in range(num_layers)
+        ]
+    )
+
+
+def _default_head_dim(attention_head_dim, channels):
+    if attention_head_dim is None:
+        logger.warning(
+            f"It is not recommend to pass `attention_head_dim=None`. Defaulting `attention_head_dim` to `out_channels`: {channels}."
+        )
+        return channels
+    return attention_head_dim
 
 
 class UNetMidBlock2D(nn.Cell):
@@ -226,18 +306,7 @@ class UNetMidBlock2D(nn.Cell):
         for _ in range(num_layers):
             if self.add_attention:
                 attentions.append(
-                    Attention(
-                        in_channels,
-                        heads=in_channels // attention_head_dim,
-                        dim_head=attention_head_dim,
-                        rescale_output_factor=output_scale_factor,
-                        eps=resnet_eps,
-                        norm_num_groups=attn_groups,
-                        residual_connection=True,
-                        bias=True,
-                        upcast_softmax=True,
-                        _from_deprecated_attn_block=True,
-                    )
+                    _vae_attention(in_channels, attention_head_dim, resnet_eps, attn_groups, output_scale_factor)
                 )
 
             resnets.append(
@@ -286,26 +355,10 @@ class DownEncoderBlock2D(nn.Cell):
     ):
         super().__init__()
         _check_time_scale_shift(resnet_time_scale_shift, "DownEncoderBlock2D")
-        resnets = []
-
-        for i in range(num_layers):
-            in_channels = in_channels if i == 0 else out_channels
-            resnets.append(
-                ResnetBlock2D(
-                    in_channels=in_channels,
-                    out_channels=out_channels,
-                    temb_channels=None,
-                    eps=resnet_eps,
-                    groups=resnet_groups,
-                    dropout=dropout,
-                    time_embedding_norm=resnet_time_scale_shift,
-                    non_linearity=resnet_act_fn,
-                    output_scale_factor=output_scale_factor,
-                    pre_norm=resnet_pre_norm,
-                )
-            )
-
-        self.resnets = nn.CellList(resnets)
+        self.resnets = _resnets(
+            in_channels, out_channels, num_layers, None, resnet_eps, resnet_groups, dropout, resnet_time_scale_shift,
+            resnet_act_fn, output_scale_factor, resnet_pre_norm,
+        )  # fmt: skip
 
         if add_downsample:
             self.downsamplers = nn.CellList(
@@ -348,27 +401,10 @@ class UpDecoderBlock2D(nn.Cell):
     ):
         super().__init__()
         _check_time_scale_shift(resnet_time_scale_shift, "UpDecoderBlock2D")
-        resnets = []
-
-        for i in range(num_layers):
-            input_channels = in_channels if i == 0 else out_channels
-
-            resnets.append(
-                ResnetBlock2D(
-                    in_channels=input_channels,
-                    out_channels=out_channels,
-                    temb_channels=temb_channels,
-                    eps=resnet_eps,
-                    groups=resnet_groups,
-                    dropout=dropout,
-                    time_embedding_norm=resnet_time_scale_shift,
-                    non_linearity=resnet_act_fn,
-                    output_scale_factor=output_scale_factor,
-                    pre_norm=resnet_pre_norm,
-                )
-            )
-
-        self.resnets = nn.CellList(resnets)
+        self.resnets = _resnets(
+            in_channels, out_channels, num_layers, temb_channels, resnet_eps, resnet_groups, dropout,
+            resnet_time_scale_shift, resnet_act_fn, output_scale_factor, resnet_pre_norm,
+        )  # fmt: skip
 
         if add_upsample:
             self.upsamplers = nn.CellList([Upsample2D(out_channels, use_conv=True, out_channels=out_channels)])
@@ -380,6 +416,114 @@ class UpDecoderBlock2D(nn.Cell):
     def construct(self, hidden_states: ms.Tensor, temb: Optional[ms.Tensor] = None) -> ms.Tensor:
         for resnet in self.resnets:
             hidden_states = resnet(hidden_states, temb)
+
+        if self.upsamplers is not None:
+            for upsampler in self.upsamplers:
+                hidden_states = upsampler(hidden_states)
+
+        return hidden_states
+
+
+class AttnDownEncoderBlock2D(nn.Cell):
+    """`DownEncoderBlock2D` with a self-attention after each resnet."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        dropout: float = 0.0,
+        num_layers: int = 1,
+        resnet_eps: float = 1e-6,
+        resnet_time_scale_shift: str = "default",
+        resnet_act_fn: str = "swish",
+        resnet_groups: int = 32,
+        resnet_pre_norm: bool = True,
+        attention_head_dim: int = 1,
+        output_scale_factor: float = 1.0,
+        add_downsample: bool = True,
+        downsample_padding: int = 1,
+    ):
+        super().__init__()
+        _check_time_scale_shift(resnet_time_scale_shift, "AttnDownEncoderBlock2D")
+        attention_head_dim = _default_head_dim(attention_head_dim, out_channels)
+        # attentions registered before resnets, as upstream (the checkpoints' key order)
+        self.attentions = nn.CellList(
+            [
+                _vae_attention(out_channels, attention_head_dim, resnet_eps, resnet_groups, output_scale_factor)
+                for _ in range(num_layers)
+            ]
+        )
+        self.resnets = _resnets(
+            in_channels, out_channels, num_layers, None, resnet_eps, resnet_groups, dropout, resnet_time_scale_shift,
+            resnet_act_fn, output_scale_factor, resnet_pre_norm,
+        )  # fmt: skip
+        if add_downsample:
+            self.downsamplers = nn.CellList(
+                [
+                    Downsample2D(
+                        out_channels, use_conv=True, out_channels=out_channels, padding=downsample_padding, name="op"
+                    )
+                ]
+            )
+        else:
+            self.downsamplers = None
+
+    def construct(self, hidden_states: ms.Tensor) -> ms.Tensor:
+        for resnet, attn in zip(self.resnets, self.attentions):
+            hidden_states = resnet(hidden_states, None)
+            hidden_states = attn(hidden_states)
+
+        if self.downsamplers is not None:
+            for downsampler in self.downsamplers:
+                hidden_states = downsampler(hidden_states)
+
+        return hidden_states
+
+
+class AttnUpDecoderBlock2D(nn.Cell):
+    """`UpDecoderBlock2D` with a self-attention after each resnet."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        resolution_idx: Optional[int] = None,
+        dropout: float = 0.0,
+        num_layers: int = 1,
+        resnet_eps: float = 1e-6,
+        resnet_time_scale_shift: str = "default",
+        resnet_act_fn: str = "swish",
+        resnet_groups: int = 32,
+        resnet_pre_norm: bool = True,
+        attention_head_dim: int = 1,
+        output_scale_factor: float = 1.0,
+        add_upsample: bool = True,
+        temb_channels: Optional[int] = None,
+    ):
+        super().__init__()
+        _check_time_scale_shift(resnet_time_scale_shift, "AttnUpDecoderBlock2D")
+        attention_head_dim = _default_head_dim(attention_head_dim, out_channels)
+        self.attentions = nn.CellList(
+            [
+                _vae_attention(out_channels, attention_head_dim, resnet_eps, resnet_groups, output_scale_factor)
+                for _ in range(num_layers)
+            ]
+        )
+        self.resnets = _resnets(
+            in_channels, out_channels, num_layers, temb_channels, resnet_eps, resnet_groups, dropout,
+            resnet_time_scale_shift, resnet_act_fn, output_scale_factor, resnet_pre_norm,
+        )  # fmt: skip
+        if add_upsample:
+            self.upsamplers = nn.CellList([Upsample2D(out_channels, use_conv=True, out_channels=out_channels)])
+        else:
+            self.upsamplers = None
+
+        self.resolution_idx = resolution_idx
+
+    def construct(self, hidden_states: ms.Tensor, temb: Optional[ms.Tensor] = None) -> ms.Tensor:
+        for resnet, attn in zip(self.resnets, self.attentions):
+            hidden_states = resnet(hidden_states, temb)
+            hidden_states = attn(hidden_states)
 
         if self.upsamplers is not None:
             for upsampler in self.upsamplers:
