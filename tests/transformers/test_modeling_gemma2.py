@@ -322,11 +322,36 @@ def test_bidirectional_attention(layer_types, graph_mode_param):
         del ms_model.config.is_causal
 
 
-def test_linear_rope_scaling():
-    config = make_config(**TINY, rope_parameters={"rope_type": "linear", "rope_theta": 1000.0, "factor": 2.5})
+ROPE_SCALINGS = {
+    "linear": {"rope_type": "linear", "rope_theta": 1000.0, "factor": 2.5},
+    "yarn": {"rope_type": "yarn", "rope_theta": 1000.0, "factor": 4.0, "original_max_position_embeddings": 16},
+    "yarn-mscale": {
+        "rope_type": "yarn", "rope_theta": 1000.0, "factor": 2.0, "original_max_position_embeddings": 32,
+        "beta_fast": 16, "beta_slow": 2, "mscale": 1.0, "mscale_all_dim": 0.5, "truncate": False,
+    },
+    "llama3": {
+        "rope_type": "llama3", "rope_theta": 1000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8,
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(ROPE_SCALINGS))
+def test_rope_scaling(name):
+    from transformers.models.gemma2.modeling_gemma2 import Gemma2RotaryEmbedding as TorchRotary
+
+    from mindone.transformers.models.gemma2.modeling_gemma2 import Gemma2RotaryEmbedding
+
+    config = make_config(**TINY, rope_parameters=dict(ROPE_SCALINGS[name]))
     torch_model, ms_model = make_pair(config, seed=13)
     ids, mask = random_inputs(2, 10, TINY["vocab_size"], lengths=[10, 7], seed=13)
     assert_hidden_states_match(run_ms(ms_model, ids, mask), run_torch(torch_model, ids, mask))
+    # the tables at long positions, where an ulp of the inverse frequencies would show
+    positions = np.arange(300)[None]
+    expected = TorchRotary(config)(torch.zeros(1), torch.from_numpy(positions))
+    actual = Gemma2RotaryEmbedding(config)(ms.Tensor(np.zeros(1, np.float32)), ms.Tensor(positions))
+    for a, e in zip(actual, expected):
+        assert rel_l2(a, e) < 1e-7
     default = make_pair(make_config(**TINY, rope_parameters={"rope_type": "default", "rope_theta": 1000.0}), seed=13)
     assert (
         rel_l2(run_ms(default[1], ids, mask).last_hidden_state, run_ms(ms_model, ids, mask).last_hidden_state) > 1e-3

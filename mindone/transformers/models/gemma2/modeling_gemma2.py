@@ -189,13 +189,14 @@ class Gemma2RotaryEmbedding(nn.Cell):
 
         rope_parameters = config.rope_parameters or {}
         self.rope_type = rope_parameters.get("rope_type", "default")
-        if self.rope_type not in ("default", "linear"):
+        if self.rope_type not in _ROPE_TYPES:
             raise ValueError(
-                f"Only the default and linear RoPE are supported, got `rope_parameters['rope_type']={self.rope_type!r}`."
+                f"`rope_parameters['rope_type']` must be one of {sorted(_ROPE_TYPES)} in this port (the sequence-length "
+                f"dependent 'dynamic' and 'longrope' are not supported), got {self.rope_type!r}."
             )
         inv_freq, self.attention_scaling = self.compute_default_rope_parameters(config)
-        if self.rope_type == "linear":  # `_compute_linear_scaling_rope_parameters`
-            inv_freq = inv_freq / np.float32(rope_parameters["factor"])
+        if self.rope_type != "default":
+            inv_freq, self.attention_scaling = _ROPE_TYPES[self.rope_type](inv_freq, config, rope_parameters)
         # a constant of the graph (transformers' non-persistent buffer): not a parameter, not in checkpoints
         self.inv_freq = ms.Tensor(inv_freq, ms.float32)
 
@@ -226,6 +227,75 @@ class Gemma2RotaryEmbedding(nn.Cell):
         cos = mint.cos(emb) * self.attention_scaling
         sin = mint.sin(emb) * self.attention_scaling
         return cos.astype(x.dtype), sin.astype(x.dtype)
+
+
+# transformers' `ROPE_INIT_FUNCTIONS` that do not depend on the sequence length, in NumPy float32 as torch computes them:
+# `(default inverse frequencies, config, rope_parameters) -> (inverse frequencies, attention scaling)`
+
+
+def _linear_rope(inv_freq, config, params):
+    """`_compute_linear_scaling_rope_parameters`."""
+    return inv_freq / np.float32(params["factor"]), 1.0
+
+
+def _llama3_rope(inv_freq, config, params):
+    """`_compute_llama3_parameters`."""
+    factor, low_freq_factor, high_freq_factor = params["factor"], params["low_freq_factor"], params["high_freq_factor"]
+    old_context_len = params.get("original_max_position_embeddings", config.max_position_embeddings)
+    low_freq_wavelen = old_context_len / low_freq_factor
+    high_freq_wavelen = old_context_len / high_freq_factor
+    # torch's `scalar / tensor` is `tensor.reciprocal() * scalar` (one more rounding than a division)
+    wavelen = (np.float32(1.0) / inv_freq) * np.float32(2 * math.pi)
+    inv_freq_llama = np.where(wavelen > low_freq_wavelen, inv_freq / np.float32(factor), inv_freq)
+    smooth_factor = ((np.float32(1.0) / wavelen) * np.float32(old_context_len) - np.float32(low_freq_factor)) / (
+        np.float32(high_freq_factor - low_freq_factor)
+    )
+    smoothed = (1 - smooth_factor) * inv_freq_llama / np.float32(factor) + smooth_factor * inv_freq_llama
+    is_medium_freq = ~(wavelen < high_freq_wavelen) & ~(wavelen > low_freq_wavelen)
+    return np.where(is_medium_freq, smoothed, inv_freq_llama).astype(np.float32), 1.0
+
+
+def _yarn_rope(inv_freq, config, params):
+    """`_compute_yarn_parameters`."""
+    base = params["rope_theta"]
+    dim = 2 * inv_freq.shape[0]
+    original_max = params.get("original_max_position_embeddings", config.max_position_embeddings)
+    factor = params.get("factor") or config.max_position_embeddings / original_max
+    attention_factor, mscale, mscale_all_dim = (
+        params.get(k) for k in ("attention_factor", "mscale", "mscale_all_dim")
+    )
+
+    def get_mscale(scale, m=1):
+        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+    if attention_factor is None:
+        if mscale and mscale_all_dim:
+            attention_factor = float(get_mscale(factor, mscale) / get_mscale(factor, mscale_all_dim))
+        else:
+            attention_factor = get_mscale(factor)
+    beta_fast = params.get("beta_fast") or 32
+    beta_slow = params.get("beta_slow") or 1
+
+    def correction_dim(num_rotations):
+        return (dim * math.log(original_max / (num_rotations * 2 * math.pi))) / (2 * math.log(base))
+
+    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
+    if params.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001  # as upstream: no singularity
+    exponent = np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)
+    pos_freqs = (base ** exponent.astype(np.float64)).astype(np.float32)
+    ramp = np.clip((np.arange(dim // 2, dtype=np.float32) - np.float32(low)) / np.float32(high - low), 0, 1)
+    extrapolation_factor = 1 - ramp
+    interpolation = np.float32(1.0) / (np.float32(factor) * pos_freqs)
+    extrapolation = np.float32(1.0) / pos_freqs
+    inv_freq = interpolation * (1 - extrapolation_factor) + extrapolation * extrapolation_factor
+    return inv_freq.astype(np.float32), attention_factor
+
+
+_ROPE_TYPES = {"default": None, "linear": _linear_rope, "llama3": _llama3_rope, "yarn": _yarn_rope}
 
 
 def rotate_half(x):
