@@ -358,6 +358,37 @@ def test_rope_scaling(name):
     )
 
 
+@pytest.mark.parametrize(
+    "rope_parameters",
+    [
+        {"rope_type": "dynamic", "rope_theta": 1000.0, "factor": 2.0},
+        {
+            "rope_type": "longrope", "rope_theta": 1000.0, "short_factor": [1.0, 1.1, 1.3, 1.7],
+            "long_factor": [1.0, 2.0, 4.0, 8.0], "original_max_position_embeddings": 8, "factor": 2.0,
+        },
+    ],
+    ids=["dynamic", "longrope"],
+)  # fmt: skip
+def test_length_dependent_rope(rope_parameters, graph_mode_param):
+    """ "dynamic" (NTK) and "longrope" change the frequencies with the longest position of a call, "dynamic" keeping
+    the longest so far until a call shorter than `max_position_embeddings` resets it (transformers'
+    `dynamic_rope_update`): a sequence of calls of several lengths, and explicit position ids."""
+    config = make_config(**{**TINY, "max_position_embeddings": 16}, rope_parameters=dict(rope_parameters))
+    torch_model, ms_model = make_pair(config, seed=15)
+    for length in (6, 40, 24, 10, 5, 30):
+        ids, mask = random_inputs(2, length, TINY["vocab_size"], lengths=[length, length - 2], seed=length)
+        assert_hidden_states_match(run_ms(ms_model, ids, mask), run_torch(torch_model, ids, mask, use_cache=False))
+    positions = np.arange(3, 15)[None] * 3
+    ids, _ = random_inputs(1, 12, TINY["vocab_size"], seed=16)
+    with torch.no_grad():
+        expected = torch_model(torch.tensor(ids), position_ids=torch.tensor(positions)).last_hidden_state
+    assert rel_l2(ms_model(ms.Tensor(ids), position_ids=ms.Tensor(positions))[0], expected) <= TOL
+    # the scaling applies past the original length: not the default RoPE there
+    default = make_pair(make_config(**{**TINY, "max_position_embeddings": 16}), seed=15)[1]
+    ids, mask = random_inputs(1, 40, TINY["vocab_size"], seed=17)
+    assert rel_l2(run_ms(default, ids, mask).last_hidden_state, run_ms(ms_model, ids, mask).last_hidden_state) > 1e-3
+
+
 def test_no_layers_and_output_aliases():
     torch_model, ms_model = make_pair(make_config(**{**TINY, "num_hidden_layers": 0, "layer_types": []}), seed=14)
     ids, mask = random_inputs(2, 5, TINY["vocab_size"], lengths=[5, 3], seed=14)
@@ -673,7 +704,7 @@ def test_loading_errors(torch_checkpoints, tmp_path):
     with pytest.raises(TypeError, match="Gemma2Config"):
         Gemma2Model(dict(TINY))
     with pytest.raises(ValueError, match="rope_type"):
-        Gemma2Model(make_config(**TINY, rope_parameters={"rope_type": "dynamic", "rope_theta": 1e4, "factor": 2.0}))
+        Gemma2Model(make_config(**TINY, rope_parameters={"rope_type": "proportional", "rope_theta": 1e4}))
     with pytest.raises(ValueError, match="hidden_activation"):
         Gemma2Model(make_config(**{**TINY, "hidden_activation": "prelu"}))
 

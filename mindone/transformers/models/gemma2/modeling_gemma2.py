@@ -191,14 +191,41 @@ class Gemma2RotaryEmbedding(nn.Cell):
         self.rope_type = rope_parameters.get("rope_type", "default")
         if self.rope_type not in _ROPE_TYPES:
             raise ValueError(
-                f"`rope_parameters['rope_type']` must be one of {sorted(_ROPE_TYPES)} in this port (the sequence-length "
-                f"dependent 'dynamic' and 'longrope' are not supported), got {self.rope_type!r}."
+                f"`rope_parameters['rope_type']` must be one of {sorted(_ROPE_TYPES)} in this port, got "
+                f"{self.rope_type!r}."
             )
+        self.rope_parameters = dict(rope_parameters)
+        self.config_max_position_embeddings = config.max_position_embeddings
         inv_freq, self.attention_scaling = self.compute_default_rope_parameters(config)
         if self.rope_type != "default":
             inv_freq, self.attention_scaling = _ROPE_TYPES[self.rope_type](inv_freq, config, rope_parameters)
+        self.original_inv_freq = inv_freq
+        self._call_inv_freq = inv_freq  # "dynamic": the inverse frequencies of the longest call so far
         # a constant of the graph (transformers' non-persistent buffer): not a parameter, not in checkpoints
         self.inv_freq = ms.Tensor(inv_freq, ms.float32)
+
+    @property
+    def depends_on_length(self) -> bool:
+        """Whether the inverse frequencies change with the positions of a call (`call_inv_freq`)."""
+        return self.rope_type in ("dynamic", "longrope")
+
+    def call_inv_freq(self, max_position: int) -> np.ndarray:
+        """Host-side, before a call whose largest position id is `max_position`: transformers'
+        `dynamic_rope_update` of a "dynamic" (NTK, kept across calls) or "longrope" rotary embedding."""
+        seq_len = int(max_position) + 1
+        if self.rope_type == "longrope":
+            original_max = self.rope_parameters["original_max_position_embeddings"]
+            long = seq_len > original_max
+            return _longrope_inv_freq(self.original_inv_freq, self.rope_parameters, long)
+        if seq_len > self.max_seq_len_cached:  # growth
+            self._call_inv_freq = _dynamic_inv_freq(
+                self.original_inv_freq, self.rope_parameters, self.config_max_position_embeddings, seq_len
+            )
+            self.max_seq_len_cached = seq_len
+        elif seq_len < self.original_max_seq_len < self.max_seq_len_cached:  # reset
+            self._call_inv_freq = self.original_inv_freq
+            self.max_seq_len_cached = self.original_max_seq_len
+        return self._call_inv_freq
 
     @staticmethod
     def compute_default_rope_parameters(config: Gemma2Config):
@@ -221,8 +248,9 @@ class Gemma2RotaryEmbedding(nn.Cell):
         inv_freq = np.float32(1.0) / (base ** exponent.astype(np.float64)).astype(np.float32)
         return inv_freq, attention_factor
 
-    def construct(self, x, position_ids):
-        freqs = position_ids[..., None].astype(ms.float32) * self.inv_freq
+    def construct(self, x, position_ids, inv_freq=None):
+        inv_freq = self.inv_freq if inv_freq is None else inv_freq
+        freqs = position_ids[..., None].astype(ms.float32) * inv_freq
         emb = mint.cat((freqs, freqs), dim=-1)
         cos = mint.cos(emb) * self.attention_scaling
         sin = mint.sin(emb) * self.attention_scaling
@@ -295,7 +323,51 @@ def _yarn_rope(inv_freq, config, params):
     return inv_freq.astype(np.float32), attention_factor
 
 
-_ROPE_TYPES = {"default": None, "linear": _linear_rope, "llama3": _llama3_rope, "yarn": _yarn_rope}
+def _dynamic_inv_freq(inv_freq, params, max_position_embeddings, seq_len):
+    """`_compute_dynamic_ntk_parameters` at `seq_len` (float32 steps as torch's; torch's float32 `pow` is not
+    correctly rounded, so the result may be an ulp from transformers')."""
+    base, factor = params["rope_theta"], params["factor"]
+    dim = 2 * inv_freq.shape[0]
+    seq_len = max(seq_len, max_position_embeddings)
+    ratio = np.float32(factor) * np.float32(seq_len) / np.float32(max_position_embeddings) - np.float32(factor - 1)
+    base = np.float32(base) * np.float32(np.float64(ratio) ** (dim / (dim - 2)))
+    exponent = np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)
+    return np.float32(1.0) / (np.float64(base) ** exponent.astype(np.float64)).astype(np.float32)
+
+
+def _dynamic_rope(inv_freq, config, params):
+    """`_compute_dynamic_ntk_parameters` at construction: at `max_position_embeddings` the base is unchanged."""
+    return inv_freq, 1.0
+
+
+def _longrope_inv_freq(inv_freq, params, long: bool):
+    """`_compute_longrope_parameters`' inverse frequencies: the long factors past the original length, else the short."""
+    base = params["rope_theta"]
+    dim = 2 * inv_freq.shape[0]
+    ext_factors = np.asarray(params["long_factor"] if long else params["short_factor"], np.float32)
+    exponent = np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)
+    powers = (np.float64(base) ** exponent.astype(np.float64)).astype(np.float32)
+    return np.float32(1.0) / (ext_factors * powers)
+
+
+def _longrope(inv_freq, config, params):
+    """`_compute_longrope_parameters` at construction (short factors)."""
+    original_max = params["original_max_position_embeddings"]
+    factor = params.get("factor") or config.max_position_embeddings / original_max
+    attention_factor = params.get("attention_factor")
+    if attention_factor is None:
+        attention_factor = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original_max))
+    return _longrope_inv_freq(inv_freq, params, long=False), attention_factor
+
+
+_ROPE_TYPES = {
+    "default": None,
+    "linear": _linear_rope,
+    "llama3": _llama3_rope,
+    "yarn": _yarn_rope,
+    "dynamic": _dynamic_rope,
+    "longrope": _longrope,
+}
 
 
 def rotate_half(x):
@@ -623,6 +695,7 @@ class Gemma2Model(Gemma2PreTrainedModel):
         output_attentions: bool = False,
         is_causal: bool = True,
         packed_sequence_ids: Optional[ms.Tensor] = None,
+        rope_inv_freq: Optional[ms.Tensor] = None,
     ):
         """The tensor program (compiled in GRAPH_MODE). Returns `(last_hidden_state, all_hidden_states,
         all_attentions)`; `all_attentions` is `()` unless `output_attentions`. Call the model instead, which checks
@@ -637,7 +710,7 @@ class Gemma2Model(Gemma2PreTrainedModel):
 
         # embed positions
         hidden_states = inputs_embeds
-        position_embeddings = self.rotary_emb(hidden_states, position_ids)
+        position_embeddings = self.rotary_emb(hidden_states, position_ids, rope_inv_freq)
 
         all_hidden_states = (hidden_states,)
         all_attentions = ()
@@ -741,6 +814,12 @@ class Gemma2Model(Gemma2PreTrainedModel):
             batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
             packed_sequence_ids = _packed_sequence_ids(position_ids.asnumpy(), batch_size)
 
+        rope_inv_freq = None
+        if self.rotary_emb.depends_on_length:
+            seq_len = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+            max_position = seq_len - 1 if position_ids is None else position_ids.asnumpy().max()
+            rope_inv_freq = ms.Tensor(self.rotary_emb.call_inv_freq(max_position), ms.float32)
+
         args = (
             input_ids,
             attention_mask,
@@ -749,6 +828,7 @@ class Gemma2Model(Gemma2PreTrainedModel):
             bool(output_attentions),
             is_causal,
             packed_sequence_ids,
+            rope_inv_freq,
         )
         tokens = input_ids if inputs_embeds is None else inputs_embeds
         if compile_this_call(self, tokens.shape[0] * tokens.shape[1] * self.hidden_size, COMPILE_ON_CPU_ELEMENTS):
