@@ -112,6 +112,11 @@ class ConfigMixin:
     @property
     def config(self) -> FrozenDict:
         """The config of the class as a frozen dictionary."""
+        if "_internal_dict" not in self.__dict__:
+            raise AttributeError(
+                f"'{type(self).__name__}' object has no attribute 'config' (its `__init__` is not decorated with "
+                "`@register_to_config`)."
+            )
         return self.__dict__["_internal_dict"]
 
     def __getattr__(self, name: str) -> Any:
@@ -349,7 +354,13 @@ class ConfigMixin:
 
     def to_json_string(self) -> str:
         """Serializes the configuration instance to a JSON string (the format diffusers reads)."""
-        config_dict = dict(self.__dict__.get("_internal_dict", {}))
+        internal = self.__dict__.get("_internal_dict")
+        if internal is not None:
+            # as upstream, the class name and version are written into the live config as well (FrozenDict allows
+            # item assignment): after a save or a repr, `obj.config` holds them
+            internal["_class_name"] = self.__class__.__name__
+            internal["_diffusers_version"] = DIFFUSERS_REFERENCE_VERSION
+        config_dict = dict(internal or {})
         config_dict["_class_name"] = self.__class__.__name__
         config_dict["_diffusers_version"] = DIFFUSERS_REFERENCE_VERSION
 

@@ -158,7 +158,7 @@ class PreTrainedModel(CellUtilsMixin):
             save_directory (`str` or `os.PathLike`):
                 Directory to which to save. Will be created if it doesn't exist.
             is_main_process (`bool`, *optional*, defaults to `True`):
-                Whether the process calling this is the main process; only it writes the config.
+                Whether the process calling this is the main process; the others write nothing.
             state_dict (`dict` of `ms.Tensor`, *optional*):
                 The state dictionary to save instead of the model's parameters.
             push_to_hub (`bool`, *optional*, defaults to `False`):
@@ -182,11 +182,12 @@ class PreTrainedModel(CellUtilsMixin):
         if unsupported:
             raise TypeError(f"`save_pretrained` got unsupported arguments {unsupported}.")
         os.makedirs(save_directory, exist_ok=True)
-        if is_main_process:
-            config = copy.deepcopy(self.config)
-            config.architectures = [type(self).__name__]
-            config.dtype = dtype_to_str(self.dtype)
-            config.save_pretrained(save_directory)
+        if not is_main_process:
+            return  # as transformers: only the saving rank writes (config and weights)
+        config = copy.deepcopy(self.config)
+        config.architectures = [type(self).__name__]
+        config.dtype = dtype_to_str(self.dtype)
+        config.save_pretrained(save_directory)
         tensors = state_dict if state_dict is not None else self.state_dict()
         save_state_dict_sharded(
             tensors,

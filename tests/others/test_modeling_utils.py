@@ -295,19 +295,52 @@ def test_hub_cache_offline(tmp_path, monkeypatch):
         MsTinyNet.from_pretrained("org/absent", cache_dir=tmp_path / "cache")
 
 
+def test_non_float_dtypes_are_refused(tmp_path):
+    # upstream: `torch_dtype=torch.int8` raises a ValueError, `Module.to(torch.int8)` a TypeError
+    _torch_model().save_pretrained(tmp_path)
+    for dtype in (ms.int8, ms.int32, ms.bool_, ms.complex64):
+        with pytest.raises(ValueError, match="not a floating point dtype"):
+            MsTinyNet.from_pretrained(tmp_path, mindspore_dtype=dtype)
+    model = MsTinyNet.from_pretrained(tmp_path)
+    with pytest.raises(TypeError, match="floating MindSpore dtype"):
+        model.to(ms.int32)
+    assert all(p.dtype == ms.float32 for p in model.get_parameters())  # left unchanged
+
+
+def test_save_function_is_ignored_and_config_records_the_save(tmp_path):
+    """As diffusers with safetensors: `save_function` (accelerate's) is not used; saving writes `_class_name` and
+    `_diffusers_version` into the live config too (upstream's `to_json_string`)."""
+    ours, ref = MsTinyNet(), _torch_model()
+    calls = []
+    ours.save_pretrained(tmp_path / "ours", save_function=lambda *args: calls.append(args))
+    ref.save_pretrained(tmp_path / "ref", save_function=lambda *args: calls.append(args))
+    assert not calls and sorted(os.listdir(tmp_path / "ours")) == sorted(os.listdir(tmp_path / "ref"))
+    assert sorted(ours.config) == sorted(ref.config)
+    assert ours.config["_class_name"] == ref.config["_class_name"] == "TinyNet"
+
+    class Unregistered(ConfigMixin):
+        config_name = "config.json"
+
+    assert not hasattr(Unregistered(), "config")  # an AttributeError, as upstream
+
+
 def test_absent_local_subfolder_reads_the_folder_itself(tmp_path):
-    # upstream's load_config and _get_model_file: a local folder without that subfolder but with the files
+    # upstream's load_config and _get_model_file: a local folder whose subfolder is absent or lacks the files, with
+    # the files in the folder itself
     ref = _torch_model(num_layers=3)
     ref.save_pretrained(tmp_path)
     ours = MsTinyNet.from_pretrained(tmp_path, subfolder="transformer")
     assert_close(_run(ours, _x()), _ref(TinyNet.from_pretrained(tmp_path, subfolder="transformer"), _x()), 1e-6)
     assert MsTinyNet.load_config(tmp_path, subfolder="transformer")["num_layers"] == 3
-    # an existing subfolder is read, and one without the files is still an error
-    ref.save_pretrained(tmp_path / "transformer")
-    assert len(MsTinyNet.from_pretrained(tmp_path, subfolder="transformer").blocks) == 3
     (tmp_path / "empty").mkdir()
+    assert len(MsTinyNet.from_pretrained(tmp_path, subfolder="empty").blocks) == 3
+    assert len(TinyNet.from_pretrained(tmp_path, subfolder="empty").blocks) == 3
+    # an existing subfolder with the files is read; without files anywhere it is an error
+    _torch_model(num_layers=2).save_pretrained(tmp_path / "transformer")
+    assert len(MsTinyNet.from_pretrained(tmp_path, subfolder="transformer").blocks) == 2
+    (tmp_path / "empty" / "inner").mkdir()
     with pytest.raises(EnvironmentError, match="config.json"):
-        MsTinyNet.from_pretrained(tmp_path, subfolder="empty")
+        MsTinyNet.from_pretrained(tmp_path / "empty", subfolder="inner")
 
 
 # ---- bad input: clear errors, nothing half-loaded -------------------------------------------------------------

@@ -676,6 +676,15 @@ def test_save_bf16_loads_in_transformers(tiny_pair, tmp_path):
         np.testing.assert_array_equal(to_numpy(ours[name]), value.float().numpy())
 
 
+def test_save_on_other_ranks_writes_nothing_and_dtypes_are_floats(tiny_pair, tmp_path):
+    _, ms_model = tiny_pair
+    ms_model.save_pretrained(str(tmp_path / "rank1"), is_main_process=False)
+    assert os.listdir(tmp_path / "rank1") == []  # transformers: only the saving rank writes
+    ms_model.save_pretrained(str(tmp_path / "rank0"))
+    with pytest.raises(ValueError, match="not a floating point dtype"):
+        Gemma2Model.from_pretrained(str(tmp_path / "rank0"), mindspore_dtype=ms.int8)
+
+
 # ----------------------------------------------------------------------------------------------------------- errors
 
 

@@ -35,7 +35,7 @@ from ..utils import (
     logging,
     str_to_dtype,
 )
-from ..utils.mindspore_utils import auto_dtype_as_float32
+from ..utils.mindspore_utils import auto_dtype_as_float32, to_dtype_argument
 from .cpu_layers import ReleasesHeapAfterCompile
 from .model_loading_utils import (
     add_variant,
@@ -97,9 +97,7 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
     def to(self, dtype: ms.Type = None):
         """Cast floating parameters to ``dtype`` (MindSpore has no ``.to(device)``). As torch's `Module.to`, every
         parameter: `_keep_in_fp32_modules` stay float32 only when loading (`from_pretrained`)."""
-        if dtype is None or not isinstance(str_to_dtype(dtype), ms.dtype.Type):
-            raise TypeError(f"`to` takes a MindSpore dtype such as ms.float32, got {dtype!r}.")
-        return cast_cell(self, str_to_dtype(dtype))
+        return cast_cell(self, to_dtype_argument(dtype))
 
     def get_memory_footprint(self, return_buffers: bool = True) -> int:
         """Bytes held by the model's parameters, as upstream's `return_buffers=False`: constants that torch keeps as
@@ -246,7 +244,7 @@ class ModelMixin(CellUtilsMixin):
             is_main_process (`bool`, *optional*, defaults to `True`):
                 Whether the process calling this is the main process; only it writes the config.
             save_function (`Callable`, *optional*):
-                Not supported (safetensors are always written); must be `None`.
+                Ignored, as upstream does with safetensors (e.g. `accelerator.save` passed by training scripts).
             safe_serialization (`bool`, *optional*, defaults to `True`):
                 Must be `True`: only safetensors are written.
             variant (`str`, *optional*):
@@ -262,8 +260,6 @@ class ModelMixin(CellUtilsMixin):
             raise ValueError(
                 "Only safetensors are written (`safe_serialization=True`): pickle checkpoints are unsafe."
             )
-        if save_function is not None:
-            raise ValueError("`save_function` is not supported: weights are always written as safetensors.")
         if push_to_hub:
             raise NotImplementedError("`push_to_hub=True` is not supported: upload the folder with huggingface_hub.")
         self._check_no_lora_layers()

@@ -40,7 +40,7 @@ from mindspore import nn
 from ..configuration_utils import ConfigMixin
 from ..models.modeling_utils import ModelMixin
 from ..utils import BaseOutput, dtype_to_str, logging, str_to_dtype
-from ..utils.mindspore_utils import auto_dtype_as_float32
+from ..utils.mindspore_utils import auto_dtype_as_float32, to_dtype_argument
 
 logger = logging.get_logger(__name__)
 
@@ -338,9 +338,7 @@ class DiffusionPipeline(ConfigMixin):
             dtype (`ms.Type` or `str`):
                 The dtype of the models' floating parameters, e.g. `ms.float32`.
         """
-        if dtype is None or not isinstance(str_to_dtype(dtype), ms.dtype.Type):
-            raise TypeError(f"`to` takes a MindSpore dtype such as ms.float32, got {dtype!r} (no device argument).")
-        dtype = str_to_dtype(dtype)
+        dtype = to_dtype_argument(dtype)
         self._validate_mindspore_dtype(dtype)
         for module in self._models():
             module.to(dtype)
@@ -593,7 +591,19 @@ class DiffusionPipeline(ConfigMixin):
                 f"Pipeline {pipeline_class} expected {expected_modules}, but only {passed_modules} were passed."
             )
 
-        # 6. Instantiate the pipeline
+        # 6. As upstream, warn about components of another type than `__init__` annotates (schedulers and tokenizers
+        # are not checked: their annotations rarely list every compatible class)
+        expected_types = pipeline_class._get_signature_types()
+        for name, component in init_kwargs.items():
+            allowed = expected_types.get(name, (inspect.Signature.empty,))
+            if "scheduler" in name or "tokenizer" in name or component is None:
+                continue
+            if allowed != (inspect.Signature.empty,) and not isinstance(
+                component, tuple(a for a in allowed if inspect.isclass(a))
+            ):
+                logger.warning(f"Expected types for {name}: {allowed}, got {type(component)}.")
+
+        # 7. Instantiate the pipeline
         model = pipeline_class(**init_kwargs)
         model.register_to_config(_name_or_path=path)
         if mindspore_dtype is not None and not isinstance(mindspore_dtype, dict):

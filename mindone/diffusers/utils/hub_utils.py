@@ -13,13 +13,13 @@ from huggingface_hub.errors import (
 
 
 def local_subfolder(path, subfolder: Optional[str], filename: str) -> Optional[str]:
-    """`subfolder`, or `None` when a local folder has no such subfolder but holds `filename` itself: upstream then
-    reads the folder's own files (diffusers' `load_config` and `_get_model_file`)."""
+    """`subfolder`, or `None` when a local folder's subfolder does not hold `filename` (absent or without it) but the
+    folder itself does: upstream then reads the folder's own files (diffusers' `load_config` and `_get_model_file`)."""
     path = os.fspath(path)
     if (
         subfolder
         and os.path.isdir(path)
-        and not os.path.isdir(os.path.join(path, subfolder))
+        and not os.path.isfile(os.path.join(path, subfolder, filename))
         and os.path.isfile(os.path.join(path, filename))
     ):
         return None

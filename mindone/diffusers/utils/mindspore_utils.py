@@ -80,8 +80,15 @@ _STR_TO_DTYPE = {"float32": ms.float32, "float16": ms.float16, "bfloat16": ms.bf
 
 
 def str_to_dtype(name):
-    """Accept a MindSpore dtype or its name ("bfloat16", "torch.bfloat16", "fp32"...)."""
-    if name is None or isinstance(name, ms.dtype.Type):
+    """Accept a floating MindSpore dtype or its name ("bfloat16", "torch.bfloat16", "fp32"...); other dtypes raise a
+    `ValueError`, as upstream's `torch_dtype` does (parameters cast to integers would not run)."""
+    if name is None:
+        return name
+    if isinstance(name, ms.dtype.Type):
+        if name not in _STR_TO_DTYPE.values():
+            raise ValueError(
+                f"{name} is not a floating point dtype: use ms.float32, ms.float16 or ms.bfloat16 (or ms.float64)."
+            )
         return name
     key = str(name).replace("torch.", "").replace("mindspore.", "").lower()
     key = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "half": "float16", "float": "float32"}.get(
@@ -90,3 +97,15 @@ def str_to_dtype(name):
     if key not in _STR_TO_DTYPE:
         raise ValueError(f"Unknown dtype {name!r}: use ms.float32, ms.float16 or ms.bfloat16.")
     return _STR_TO_DTYPE[key]
+
+
+def to_dtype_argument(dtype) -> ms.Type:
+    """The dtype of a `.to(dtype)` call: a floating MindSpore dtype or its name; anything else raises a `TypeError`
+    (torch's `Module.to` refuses integer dtypes with one; there is no device argument here)."""
+    try:
+        target = str_to_dtype(dtype)
+    except ValueError as error:
+        raise TypeError(f"`to` takes a floating MindSpore dtype such as ms.float32, got {dtype!r}: {error}") from None
+    if not isinstance(target, ms.dtype.Type):
+        raise TypeError(f"`to` takes a MindSpore dtype such as ms.float32, got {dtype!r} (no device argument).")
+    return target

@@ -810,6 +810,18 @@ def test_components_reuse_and_overrides(tiny, base_image):
     # assigning a component updates the model index
     overridden.scheduler = FlowMatchEulerDiscreteScheduler(shift=2.0)
     assert overridden.config.scheduler == ("diffusers", "FlowMatchEulerDiscreteScheduler")
+    # a component of another type: upstream's warning (the call still loads)
+    with _captured_warnings() as records:
+        Lumina2Pipeline.from_pretrained(path, transformer=mp.vae)
+    assert any("Expected types for transformer" in r and "AutoencoderKL" in r for r in records), records
+    with _captured_warnings() as records:
+        _ms_pipeline(path, transformer=mp.transformer, text_encoder=mp.text_encoder)
+    assert not any("Expected types" in r for r in records), records
+    # non-float dtypes are refused (upstream: "not a floating point dtype")
+    with pytest.raises(ValueError, match="not a floating point dtype"):
+        Lumina2Pipeline.from_pretrained(path, mindspore_dtype=ms.int8)
+    with pytest.raises(TypeError, match="floating MindSpore dtype"):
+        overridden.to(ms.int32)
     # a torch component is refused with the expected class
     with pytest.raises(
         ValueError, match="`transformer` was passed an object of type .* should be a mindone.diffusers.*ModelMixin"

@@ -27,10 +27,12 @@ import numbers
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
+from transformers import GemmaTokenizer
 
 import mindspore as ms
 from mindspore import ops
 
+from ....transformers.models.gemma2.modeling_gemma2 import Gemma2PreTrainedModel
 from ...image_processor import VaeImageProcessor
 from ...loaders.lora_pipeline import Lumina2LoraLoaderMixin
 from ...models.autoencoders.autoencoder_kl import AutoencoderKL
@@ -196,8 +198,8 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
         transformer: Lumina2Transformer2DModel,
         scheduler: FlowMatchEulerDiscreteScheduler,
         vae: AutoencoderKL,
-        text_encoder,
-        tokenizer,
+        text_encoder: Gemma2PreTrainedModel,
+        tokenizer: GemmaTokenizer,
     ):
         super().__init__()
 
