@@ -71,6 +71,13 @@ _UNSUPPORTED_KWARGS = {
     "dduf_file": "DDUF files are not supported: use the diffusers folder format.",
     "use_flashpack": "FlashPack checkpoints are not supported by this port.",
     "trust_remote_code": "components defined by code in the repository are never imported.",
+    "provider": "ONNX pipelines are not supported by this port.",
+    "sess_options": "ONNX pipelines are not supported by this port.",
+    "provider_options": "ONNX pipelines are not supported by this port.",
+    "load_connected_pipeline": "connected (prior / decoder) pipelines are not supported by this port.",
+    "offload_folder": "there is no offloading in this port.",
+    "offload_state_dict": "there is no offloading in this port.",
+    "from_flax": "Flax checkpoints are not supported: use safetensors.",
 }
 
 

@@ -899,6 +899,12 @@ def test_loading_errors(tiny, tmp_path):
     _, _, path = tiny
     with pytest.raises(TypeError, match="`torch_dtype` is not supported .*mindspore_dtype"):
         Lumina2Pipeline.from_pretrained(path, torch_dtype="float32")
+    # upstream's ONNX / connected-pipeline arguments: accepted silently at their defaults, refused when set
+    with _captured_warnings() as records:
+        Lumina2Pipeline.from_pretrained(path, provider=None, load_connected_pipeline=False, sess_options=None)
+    assert not any("not expected" in r for r in records), records
+    with pytest.raises(TypeError, match="`provider` is not supported .*ONNX"):
+        Lumina2Pipeline.from_pretrained(path, provider="CPUExecutionProvider")
     with pytest.raises(EnvironmentError, match="model_index.json"):
         Lumina2Pipeline.from_pretrained(str(tmp_path))
     broken = tmp_path / "broken"
