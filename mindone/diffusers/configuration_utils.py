@@ -31,6 +31,7 @@ from typing import Any, Dict, Tuple, Union
 import numpy as np
 
 from .utils import DIFFUSERS_REFERENCE_VERSION, local_subfolder, logging, resolve_file
+from .utils.hub_utils import extract_commit_hash
 
 logger = logging.get_logger(__name__)
 
@@ -273,7 +274,7 @@ class ConfigMixin:
         if return_unused_kwargs:
             outputs += (kwargs,)
         if return_commit_hash:
-            outputs += (None,)
+            outputs += (extract_commit_hash(config_file),)
         return outputs
 
     @staticmethod

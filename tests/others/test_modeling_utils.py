@@ -291,6 +291,12 @@ def test_hub_cache_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     ours = MsTinyNet.from_pretrained("org/tiny", subfolder="transformer", cache_dir=tmp_path / "cache")
     assert_close(_run(ours, _x()), _ref(ref, _x()), 1e-6)
+    # the snapshot's commit, as upstream's `return_commit_hash`; a plain folder has none
+    kwargs = dict(subfolder="transformer", cache_dir=tmp_path / "cache", return_commit_hash=True)
+    assert MsTinyNet.load_config("org/tiny", **kwargs)[1] == TinyNet.load_config("org/tiny", **kwargs)[1] == "a" * 40
+    assert MsTinyNet.load_config(snapshot / "transformer", return_commit_hash=True)[1] == "a" * 40
+    ref.save_pretrained(tmp_path / "plain")
+    assert MsTinyNet.load_config(tmp_path / "plain", return_commit_hash=True)[1] is None
     with pytest.raises(EnvironmentError, match="not in the Hugging Face cache|not a valid repository"):
         MsTinyNet.from_pretrained("org/absent", cache_dir=tmp_path / "cache")
 

@@ -1,6 +1,8 @@
 """Resolve files from a local folder or a Hugging Face repo id (through the huggingface_hub cache)."""
 
 import os
+import re
+from pathlib import Path
 from typing import Optional
 
 from huggingface_hub import hf_hub_download
@@ -10,6 +12,16 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+
+_COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
+
+
+def extract_commit_hash(resolved_file: Optional[str]) -> Optional[str]:
+    """The commit of a file resolved into a huggingface_hub cache snapshot (`.../snapshots/<sha>/...`), else None."""
+    if resolved_file is None:
+        return None
+    found = re.search(r"snapshots/([^/]+)/", Path(resolved_file).as_posix())
+    return found.group(1) if found and _COMMIT_HASH.match(found.group(1)) else None
 
 
 def local_subfolder(path, subfolder: Optional[str], filename: str) -> Optional[str]:
