@@ -9,6 +9,7 @@ import os
 import diffusers
 import numpy as np
 import pytest
+import torch
 
 import mindspore as ms
 
@@ -464,3 +465,65 @@ def test_hotswap(tmp_path, mode):
     assert set(model.compile_cache) == phases
     with pytest.raises(RuntimeError, match="before loading the first adapter"):
         model.enable_lora_hotswap(target_rank=16)
+
+
+def _ms_adapter_from_torch(torch_model, ms_model, name, **kwargs):
+    """The same adapter on our transformer, with the weights of the diffusers transformer's."""
+    from tests.lora.lumina2_lora_utils import torch_lora_state_dict
+
+    ms_model.add_adapter(mp.LoraConfig(init_lora_weights=False, **kwargs), adapter_name=name)
+    state = {k: v.detach().numpy() for k, v in torch_lora_state_dict(torch_model, name).items()}
+    mp.set_peft_model_state_dict(ms_model, state, adapter_name=name)
+
+
+@pytest.mark.parametrize("scale", [None, 0.5])
+def test_lora_gradients_with_a_call_scale(scale):
+    """Training through a call with `attention_kwargs={"scale": s}`: the run-time scale is set for the call and restored
+    after it, before a PyNative backward; the gradients are those of the scaled call (diffusers + PEFT)."""
+    torch_model, ms_model = make_twins()
+    add_torch_lora(torch_model, "a", r=4, lora_alpha=8, targets=ATTN_TARGETS)
+    _ms_adapter_from_torch(torch_model, ms_model, "a", r=4, lora_alpha=8, target_modules=ATTN_TARGETS)
+    inputs = make_inputs()
+    attention_kwargs = None if scale is None else {"scale": scale}
+    torch_model.eval()
+    out = torch_model(*(torch.from_numpy(a) for a in inputs), attention_kwargs=attention_kwargs, return_dict=False)[0]
+    (out**2).mean().backward()
+    expected = {name: p.grad.numpy() for name, p in torch_model.named_parameters() if p.requires_grad}
+    x, t, e, mask = (ms.Tensor(a) for a in inputs)
+    params = ms_model.trainable_params()
+    assert sorted(p.name for p in params) == sorted(expected)
+    grads = ms.grad(
+        lambda x: (ms_model(x, t, e, mask, attention_kwargs=attention_kwargs)[0] ** 2).mean(),
+        grad_position=None,
+        weights=params,
+    )(x)
+    actual = np.concatenate([g.asnumpy().ravel() for g in grads])
+    assert rel_l2(actual, np.concatenate([expected[p.name].ravel() for p in params])) <= TOL
+    for param, grad in zip(params, grads):
+        # per parameter: MindSpore's float32 softmax (docs/mindspore_notes.md) leaves up to ~1.5e-5 on small ones
+        assert rel_l2(grad, expected[param.name]) <= 3e-5, param.name
+    assert all(s == {"a": 2.0} for s in lora_scalings(ms_model).values())  # alpha / r again after the call
+    assert_close(run_ms(ms_model, inputs), run_torch(torch_model, inputs), TOL, "after the scaled call")
+
+
+@pytest.mark.parametrize("mode", ["pynative", "graph"])
+def test_lora_dropout_in_training(mode):
+    """`lora_dropout` applies in training mode only, also when the model ran for inference before `set_train(True)`
+    (a graph compiled for inference is not reused), and inference is deterministic again afterwards."""
+    ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+    try:
+        _, ms_model = make_twins()
+        ms_model.add_adapter(
+            mp.LoraConfig(r=4, lora_alpha=8, target_modules=ATTN_TARGETS, lora_dropout=0.5, init_lora_weights=False),
+            adapter_name="a",
+        )
+        inputs = make_inputs()
+        inference = run_ms(ms_model, inputs)
+        ms_model.set_train(True)
+        first, second = run_ms(ms_model, inputs), run_ms(ms_model, inputs)
+        ms_model.set_train(False)
+        again = run_ms(ms_model, inputs)
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+    assert rel_l2(first, inference) > 1e-2 and rel_l2(second, first) > 1e-2
+    assert rel_l2(again, inference) <= 1e-6

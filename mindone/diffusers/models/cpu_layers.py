@@ -153,6 +153,10 @@ class ReleasesHeapAfterCompile:
     transformer in GRAPH_MODE then grew the process by 0.79 GB instead of 0.94."""
 
     def compile(self, *args, **kwargs):
+        # the phase names the compiled graph: MindSpore's Cell starts with `training=False` but phase "train" (and
+        # `set_train` sets the phase of the cell it is called on only), so a graph compiled for inference was reused
+        # after `set_train(True)` (LoRA dropout never applied)
+        self._phase = "train" if self.training else "predict"
         compiled = len(self.compile_cache)
         super().compile(*args, **kwargs)
         if len(self.compile_cache) > compiled:

@@ -130,7 +130,8 @@ class LoraLayer(BaseTunerLayer):
         self.r[adapter_name] = r
         self.lora_alpha[adapter_name] = lora_alpha
         self.lora_dropout[adapter_name] = (
-            mint.nn.Dropout(p=config.lora_dropout) if config.lora_dropout > 0.0 else mint.nn.Identity()
+            # `nn.Dropout`: `mint.nn.Dropout` (DropoutExt) has no CPU kernel in MindSpore 2.10
+            nn.Dropout(p=config.lora_dropout) if config.lora_dropout > 0.0 else mint.nn.Identity()
         )
         self.lora_A[adapter_name] = mint.nn.Linear(self.in_features, r, bias=False, weight_init=a_init, dtype=dtype)
         self.lora_B[adapter_name] = mint.nn.Linear(
@@ -335,7 +336,9 @@ class Linear(nn.Cell, LoraLayer):
             lora_B = self.lora_B[name]
             dropout = self.lora_dropout[name]
             out = lora_B(lora_A(dropout(x.astype(lora_A.weight.dtype))))
-            scaling = getattr(self.lora_runtime_scaling, name)
+            # a copy (`+ 0.0`): the product must not hold the parameter itself, which `scaled_lora_layers` (a call's
+            # `attention_kwargs={"scale": ...}`) rewrites in place on exit, before a PyNative backward reads it
+            scaling = getattr(self.lora_runtime_scaling, name) + 0.0
             # a select, not just `* 0`: NaN/inf weights of an inactive adapter must not reach the output
             out = mint.where(scaling != 0, out * scaling, 0.0)
             result = result + out.astype(result.dtype)
