@@ -244,8 +244,7 @@ class Gemma2RotaryEmbedding(nn.Cell):
         attention_factor = 1.0  # Unused in this type of RoPE
         # Compute the inverse frequencies (float32, as torch computes them: the reciprocal of the float32 power; a
         # reciprocal taken in float64 moved cos / sin by 1.2e-6 at 256 positions)
-        exponent = np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)
-        inv_freq = np.float32(1.0) / (base ** exponent.astype(np.float64)).astype(np.float32)
+        inv_freq = np.float32(1.0) / _rope_powers(base, dim)
         return inv_freq, attention_factor
 
     def construct(self, x, position_ids, inv_freq=None):
@@ -257,8 +256,16 @@ class Gemma2RotaryEmbedding(nn.Cell):
         return cos.astype(x.dtype), sin.astype(x.dtype)
 
 
-# transformers' `ROPE_INIT_FUNCTIONS` that do not depend on the sequence length, in NumPy float32 as torch computes them:
-# `(default inverse frequencies, config, rope_parameters) -> (inverse frequencies, attention scaling)`
+def _rope_powers(base: float, dim: int) -> np.ndarray:
+    """`base ** (2i / dim)` for the `dim // 2` rotary pairs, float32 as torch computes them (the float32 exponent, the
+    power rounded once)."""
+    exponent = np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)
+    return (np.float64(base) ** exponent.astype(np.float64)).astype(np.float32)
+
+
+# transformers' `ROPE_INIT_FUNCTIONS` at construction, in NumPy float32 as torch computes them: `(default inverse
+# frequencies, config, rope_parameters) -> (inverse frequencies, attention scaling)`; "dynamic" and "longrope" are
+# computed again for each call (`Gemma2RotaryEmbedding.call_inv_freq`)
 
 
 def _linear_rope(inv_freq, config, params):
@@ -313,8 +320,7 @@ def _yarn_rope(inv_freq, config, params):
     low, high = max(low, 0), min(high, dim - 1)
     if low == high:
         high += 0.001  # as upstream: no singularity
-    exponent = np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)
-    pos_freqs = (base ** exponent.astype(np.float64)).astype(np.float32)
+    pos_freqs = _rope_powers(base, dim)
     ramp = np.clip((np.arange(dim // 2, dtype=np.float32) - np.float32(low)) / np.float32(high - low), 0, 1)
     extrapolation_factor = 1 - ramp
     interpolation = np.float32(1.0) / (np.float32(factor) * pos_freqs)
@@ -331,8 +337,7 @@ def _dynamic_inv_freq(inv_freq, params, max_position_embeddings, seq_len):
     seq_len = max(seq_len, max_position_embeddings)
     ratio = np.float32(factor) * np.float32(seq_len) / np.float32(max_position_embeddings) - np.float32(factor - 1)
     base = np.float32(base) * np.float32(np.float64(ratio) ** (dim / (dim - 2)))
-    exponent = np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)
-    return np.float32(1.0) / (np.float64(base) ** exponent.astype(np.float64)).astype(np.float32)
+    return np.float32(1.0) / _rope_powers(base, dim)
 
 
 def _dynamic_rope(inv_freq, config, params):
@@ -345,8 +350,7 @@ def _longrope_inv_freq(inv_freq, params, long: bool):
     base = params["rope_theta"]
     dim = 2 * inv_freq.shape[0]
     ext_factors = np.asarray(params["long_factor"] if long else params["short_factor"], np.float32)
-    exponent = np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)
-    powers = (np.float64(base) ** exponent.astype(np.float64)).astype(np.float32)
+    powers = _rope_powers(base, dim)
     return np.float32(1.0) / (ext_factors * powers)
 
 
