@@ -602,12 +602,11 @@ class DiffusionPipeline(ConfigMixin):
         # are not checked: their annotations rarely list every compatible class)
         expected_types = pipeline_class._get_signature_types()
         for name, component in init_kwargs.items():
-            allowed = expected_types.get(name, (inspect.Signature.empty,))
             if "scheduler" in name or "tokenizer" in name or component is None:
                 continue
-            if allowed != (inspect.Signature.empty,) and not isinstance(
-                component, tuple(a for a in allowed if inspect.isclass(a))
-            ):
+            allowed = expected_types.get(name, ())
+            classes = tuple(a for a in allowed if inspect.isclass(a) and a is not inspect.Signature.empty)
+            if classes and not isinstance(component, classes):
                 logger.warning(f"Expected types for {name}: {allowed}, got {type(component)}.")
 
         # 7. Instantiate the pipeline
