@@ -355,13 +355,9 @@ class ConfigMixin:
 
     def to_json_string(self) -> str:
         """Serializes the configuration instance to a JSON string (the format diffusers reads)."""
-        internal = self.__dict__.get("_internal_dict")
-        if internal is not None:
-            # as upstream, the class name and version are written into the live config as well (FrozenDict allows
-            # item assignment): after a save or a repr, `obj.config` holds them
-            internal["_class_name"] = self.__class__.__name__
-            internal["_diffusers_version"] = DIFFUSERS_REFERENCE_VERSION
-        config_dict = dict(internal or {})
+        # as upstream, into the live config (FrozenDict allows item assignment): after a save or a repr, `obj.config`
+        # holds the class name and version too
+        config_dict = self.__dict__.get("_internal_dict", {})
         config_dict["_class_name"] = self.__class__.__name__
         config_dict["_diffusers_version"] = DIFFUSERS_REFERENCE_VERSION
 
