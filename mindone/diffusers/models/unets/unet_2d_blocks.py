@@ -354,12 +354,25 @@ class DownEncoderBlock2D(nn.Cell):
         downsample_padding: int = 1,
     ):
         super().__init__()
-        _check_time_scale_shift(resnet_time_scale_shift, "DownEncoderBlock2D")
+        self._build(
+            in_channels, out_channels, dropout, num_layers, resnet_eps, resnet_time_scale_shift, resnet_act_fn,
+            resnet_groups, resnet_pre_norm, output_scale_factor, add_downsample, downsample_padding, None,
+        )  # fmt: skip
+
+    def _build(self, in_channels, out_channels, dropout, num_layers, resnet_eps, resnet_time_scale_shift,
+               resnet_act_fn, resnet_groups, resnet_pre_norm, output_scale_factor, add_downsample, downsample_padding,
+               attention_head_dim):  # fmt: skip
+        """The block's cells; with `attention_head_dim`, a self-attention after each resnet (`AttnDownEncoderBlock2D`,
+        whose attentions upstream registers before the resnets: the checkpoints' key order)."""
+        _check_time_scale_shift(resnet_time_scale_shift, type(self).__name__)
+        self.attentions = None
+        if attention_head_dim is not None:
+            attention = (out_channels, attention_head_dim, resnet_eps, resnet_groups, output_scale_factor)
+            self.attentions = nn.CellList([_vae_attention(*attention) for _ in range(num_layers)])
         self.resnets = _resnets(
             in_channels, out_channels, num_layers, None, resnet_eps, resnet_groups, dropout, resnet_time_scale_shift,
             resnet_act_fn, output_scale_factor, resnet_pre_norm,
         )  # fmt: skip
-
         if add_downsample:
             self.downsamplers = nn.CellList(
                 [
@@ -372,14 +385,43 @@ class DownEncoderBlock2D(nn.Cell):
             self.downsamplers = None
 
     def construct(self, hidden_states: ms.Tensor) -> ms.Tensor:
-        for resnet in self.resnets:
+        for i, resnet in enumerate(self.resnets):
             hidden_states = resnet(hidden_states, None)
+            if self.attentions is not None:
+                hidden_states = self.attentions[i](hidden_states)
 
         if self.downsamplers is not None:
             for downsampler in self.downsamplers:
                 hidden_states = downsampler(hidden_states)
 
         return hidden_states
+
+
+class AttnDownEncoderBlock2D(DownEncoderBlock2D):
+    """`DownEncoderBlock2D` with a self-attention after each resnet."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        dropout: float = 0.0,
+        num_layers: int = 1,
+        resnet_eps: float = 1e-6,
+        resnet_time_scale_shift: str = "default",
+        resnet_act_fn: str = "swish",
+        resnet_groups: int = 32,
+        resnet_pre_norm: bool = True,
+        attention_head_dim: int = 1,
+        output_scale_factor: float = 1.0,
+        add_downsample: bool = True,
+        downsample_padding: int = 1,
+    ):
+        nn.Cell.__init__(self)
+        self._build(
+            in_channels, out_channels, dropout, num_layers, resnet_eps, resnet_time_scale_shift, resnet_act_fn,
+            resnet_groups, resnet_pre_norm, output_scale_factor, add_downsample, downsample_padding,
+            _default_head_dim(attention_head_dim, out_channels),
+        )  # fmt: skip
 
 
 class UpDecoderBlock2D(nn.Cell):
@@ -400,12 +442,25 @@ class UpDecoderBlock2D(nn.Cell):
         temb_channels: Optional[int] = None,
     ):
         super().__init__()
-        _check_time_scale_shift(resnet_time_scale_shift, "UpDecoderBlock2D")
+        self._build(
+            in_channels, out_channels, resolution_idx, dropout, num_layers, resnet_eps, resnet_time_scale_shift,
+            resnet_act_fn, resnet_groups, resnet_pre_norm, output_scale_factor, add_upsample, temb_channels, None,
+        )  # fmt: skip
+
+    def _build(self, in_channels, out_channels, resolution_idx, dropout, num_layers, resnet_eps,
+               resnet_time_scale_shift, resnet_act_fn, resnet_groups, resnet_pre_norm, output_scale_factor,
+               add_upsample, temb_channels, attention_head_dim):  # fmt: skip
+        """The block's cells; with `attention_head_dim`, a self-attention after each resnet (`AttnUpDecoderBlock2D`,
+        attentions registered before the resnets as upstream)."""
+        _check_time_scale_shift(resnet_time_scale_shift, type(self).__name__)
+        self.attentions = None
+        if attention_head_dim is not None:
+            attention = (out_channels, attention_head_dim, resnet_eps, resnet_groups, output_scale_factor)
+            self.attentions = nn.CellList([_vae_attention(*attention) for _ in range(num_layers)])
         self.resnets = _resnets(
             in_channels, out_channels, num_layers, temb_channels, resnet_eps, resnet_groups, dropout,
             resnet_time_scale_shift, resnet_act_fn, output_scale_factor, resnet_pre_norm,
         )  # fmt: skip
-
         if add_upsample:
             self.upsamplers = nn.CellList([Upsample2D(out_channels, use_conv=True, out_channels=out_channels)])
         else:
@@ -414,8 +469,10 @@ class UpDecoderBlock2D(nn.Cell):
         self.resolution_idx = resolution_idx
 
     def construct(self, hidden_states: ms.Tensor, temb: Optional[ms.Tensor] = None) -> ms.Tensor:
-        for resnet in self.resnets:
+        for i, resnet in enumerate(self.resnets):
             hidden_states = resnet(hidden_states, temb)
+            if self.attentions is not None:
+                hidden_states = self.attentions[i](hidden_states)
 
         if self.upsamplers is not None:
             for upsampler in self.upsamplers:
@@ -424,63 +481,7 @@ class UpDecoderBlock2D(nn.Cell):
         return hidden_states
 
 
-class AttnDownEncoderBlock2D(nn.Cell):
-    """`DownEncoderBlock2D` with a self-attention after each resnet."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        dropout: float = 0.0,
-        num_layers: int = 1,
-        resnet_eps: float = 1e-6,
-        resnet_time_scale_shift: str = "default",
-        resnet_act_fn: str = "swish",
-        resnet_groups: int = 32,
-        resnet_pre_norm: bool = True,
-        attention_head_dim: int = 1,
-        output_scale_factor: float = 1.0,
-        add_downsample: bool = True,
-        downsample_padding: int = 1,
-    ):
-        super().__init__()
-        _check_time_scale_shift(resnet_time_scale_shift, "AttnDownEncoderBlock2D")
-        attention_head_dim = _default_head_dim(attention_head_dim, out_channels)
-        # attentions registered before resnets, as upstream (the checkpoints' key order)
-        self.attentions = nn.CellList(
-            [
-                _vae_attention(out_channels, attention_head_dim, resnet_eps, resnet_groups, output_scale_factor)
-                for _ in range(num_layers)
-            ]
-        )
-        self.resnets = _resnets(
-            in_channels, out_channels, num_layers, None, resnet_eps, resnet_groups, dropout, resnet_time_scale_shift,
-            resnet_act_fn, output_scale_factor, resnet_pre_norm,
-        )  # fmt: skip
-        if add_downsample:
-            self.downsamplers = nn.CellList(
-                [
-                    Downsample2D(
-                        out_channels, use_conv=True, out_channels=out_channels, padding=downsample_padding, name="op"
-                    )
-                ]
-            )
-        else:
-            self.downsamplers = None
-
-    def construct(self, hidden_states: ms.Tensor) -> ms.Tensor:
-        for resnet, attn in zip(self.resnets, self.attentions):
-            hidden_states = resnet(hidden_states, None)
-            hidden_states = attn(hidden_states)
-
-        if self.downsamplers is not None:
-            for downsampler in self.downsamplers:
-                hidden_states = downsampler(hidden_states)
-
-        return hidden_states
-
-
-class AttnUpDecoderBlock2D(nn.Cell):
+class AttnUpDecoderBlock2D(UpDecoderBlock2D):
     """`UpDecoderBlock2D` with a self-attention after each resnet."""
 
     def __init__(
@@ -500,33 +501,9 @@ class AttnUpDecoderBlock2D(nn.Cell):
         add_upsample: bool = True,
         temb_channels: Optional[int] = None,
     ):
-        super().__init__()
-        _check_time_scale_shift(resnet_time_scale_shift, "AttnUpDecoderBlock2D")
-        attention_head_dim = _default_head_dim(attention_head_dim, out_channels)
-        self.attentions = nn.CellList(
-            [
-                _vae_attention(out_channels, attention_head_dim, resnet_eps, resnet_groups, output_scale_factor)
-                for _ in range(num_layers)
-            ]
-        )
-        self.resnets = _resnets(
-            in_channels, out_channels, num_layers, temb_channels, resnet_eps, resnet_groups, dropout,
-            resnet_time_scale_shift, resnet_act_fn, output_scale_factor, resnet_pre_norm,
+        nn.Cell.__init__(self)
+        self._build(
+            in_channels, out_channels, resolution_idx, dropout, num_layers, resnet_eps, resnet_time_scale_shift,
+            resnet_act_fn, resnet_groups, resnet_pre_norm, output_scale_factor, add_upsample, temb_channels,
+            _default_head_dim(attention_head_dim, out_channels),
         )  # fmt: skip
-        if add_upsample:
-            self.upsamplers = nn.CellList([Upsample2D(out_channels, use_conv=True, out_channels=out_channels)])
-        else:
-            self.upsamplers = None
-
-        self.resolution_idx = resolution_idx
-
-    def construct(self, hidden_states: ms.Tensor, temb: Optional[ms.Tensor] = None) -> ms.Tensor:
-        for resnet, attn in zip(self.resnets, self.attentions):
-            hidden_states = resnet(hidden_states, temb)
-            hidden_states = attn(hidden_states)
-
-        if self.upsamplers is not None:
-            for upsampler in self.upsamplers:
-                hidden_states = upsampler(hidden_states)
-
-        return hidden_states
