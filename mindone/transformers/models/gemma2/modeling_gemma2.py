@@ -195,7 +195,6 @@ class Gemma2RotaryEmbedding(nn.Cell):
                 f"{self.rope_type!r}."
             )
         self.rope_parameters = dict(rope_parameters)
-        self.config_max_position_embeddings = config.max_position_embeddings
         inv_freq, self.attention_scaling = self.compute_default_rope_parameters(config)
         if self.rope_type != "default":
             inv_freq, self.attention_scaling = _ROPE_TYPES[self.rope_type](inv_freq, config, rope_parameters)
@@ -219,7 +218,7 @@ class Gemma2RotaryEmbedding(nn.Cell):
             return _longrope_inv_freq(self.original_inv_freq, self.rope_parameters, long)
         if seq_len > self.max_seq_len_cached:  # growth
             self._call_inv_freq = _dynamic_inv_freq(
-                self.original_inv_freq, self.rope_parameters, self.config_max_position_embeddings, seq_len
+                self.original_inv_freq, self.rope_parameters, self.original_max_seq_len, seq_len
             )
             self.max_seq_len_cached = seq_len
         elif seq_len < self.original_max_seq_len < self.max_seq_len_cached:  # reset
@@ -812,16 +811,18 @@ class Gemma2Model(Gemma2PreTrainedModel):
         if is_causal is None:
             is_causal = getattr(self.config, "is_causal", True)
         is_causal = bool(is_causal)
-        packed_sequence_ids = None
+        batch_size, seq_len = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         has_cache = use_cache is None and bool(getattr(self.config, "use_cache", False))
-        if is_causal and position_ids is not None and attention_mask is None and not has_cache:
-            batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
-            packed_sequence_ids = _packed_sequence_ids(position_ids.asnumpy(), batch_size)
+        find_packing = is_causal and position_ids is not None and attention_mask is None and not has_cache
+        # the positions on the host (one copy) only where packing or the RoPE needs them
+        host_positions = None
+        if position_ids is not None and (find_packing or self.rotary_emb.depends_on_length):
+            host_positions = position_ids.asnumpy()
+        packed_sequence_ids = _packed_sequence_ids(host_positions, batch_size) if find_packing else None
 
         rope_inv_freq = None
         if self.rotary_emb.depends_on_length:
-            seq_len = (input_ids if input_ids is not None else inputs_embeds).shape[1]
-            max_position = seq_len - 1 if position_ids is None else position_ids.asnumpy().max()
+            max_position = seq_len - 1 if host_positions is None else host_positions.max()
             rope_inv_freq = ms.Tensor(self.rotary_emb.call_inv_freq(max_position), ms.float32)
 
         args = (
@@ -834,8 +835,7 @@ class Gemma2Model(Gemma2PreTrainedModel):
             packed_sequence_ids,
             rope_inv_freq,
         )
-        tokens = input_ids if inputs_embeds is None else inputs_embeds
-        if compile_this_call(self, tokens.shape[0] * tokens.shape[1] * self.hidden_size, COMPILE_ON_CPU_ELEMENTS):
+        if compile_this_call(self, batch_size * seq_len * self.hidden_size, COMPILE_ON_CPU_ELEMENTS):
             last_hidden_state, all_hidden_states, all_attentions = self.compile_and_run(*args)
         else:
             last_hidden_state, all_hidden_states, all_attentions = super().__call__(*args)
