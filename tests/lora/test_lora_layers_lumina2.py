@@ -469,10 +469,10 @@ def test_hotswap(tmp_path, mode):
 
 def _ms_adapter_from_torch(torch_model, ms_model, name, **kwargs):
     """The same adapter on our transformer, with the weights of the diffusers transformer's."""
-    from tests.lora.lumina2_lora_utils import torch_lora_state_dict
+    from tests.lora.lumina2_lora_utils import to_numpy_dict, torch_lora_state_dict
 
     ms_model.add_adapter(mp.LoraConfig(init_lora_weights=False, **kwargs), adapter_name=name)
-    state = {k: v.detach().numpy() for k, v in torch_lora_state_dict(torch_model, name).items()}
+    state = to_numpy_dict(torch_lora_state_dict(torch_model, name))
     mp.set_peft_model_state_dict(ms_model, state, adapter_name=name)
 
 
