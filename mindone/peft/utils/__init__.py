@@ -26,4 +26,16 @@ __all__ = [
     "PeftError",
     "PeftType",
     "get_pattern_key",
+    "get_peft_model_state_dict",
+    "set_peft_model_state_dict",
 ]
+
+
+def __getattr__(name):
+    # as in PEFT, `peft.utils` exports the state-dict helpers; imported on first use because `save_and_load` needs the
+    # tuners, whose import reaches back into this package
+    if name in ("get_peft_model_state_dict", "set_peft_model_state_dict"):
+        from . import save_and_load
+
+        return getattr(save_and_load, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
