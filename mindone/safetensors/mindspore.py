@@ -140,6 +140,23 @@ class safe_open:
                     f"{self.filename} is truncated: tensor {name!r} needs bytes {start}..{end} "
                     f"({dtype}{list(shape)}) of a {data_size}-byte data section."
                 )
+        # as the safetensors reader: the tensors tile the data section exactly, with no gap, overlap or tail (bytes
+        # left over usually mean a file overwritten in place by a shorter one, or two files concatenated)
+        covered = 0
+        for name, info in sorted(header.items(), key=lambda item: tuple(item[1]["data_offsets"])):
+            start, end = info["data_offsets"]
+            if start != covered:
+                raise SafetensorError(
+                    f"{self.filename} has a corrupt header: tensor {name!r} starts at byte {start} of the data "
+                    f"section, where the previous tensor ends at {covered} (gap or overlap)."
+                )
+            covered = end
+        if covered != data_size:
+            raise SafetensorError(
+                f"{self.filename} is not a valid safetensors file: its tensors cover {covered} bytes of a "
+                f"{data_size}-byte data section ({data_size - covered} bytes at the end belong to no tensor). The "
+                "file was probably overwritten or concatenated; export it again."
+            )
 
     def __enter__(self):
         return self

@@ -138,6 +138,38 @@ def test_truncated_file_error(tmp_path):
         load_file(path)
 
 
+def _raw_file(path, header: dict, data: bytes):
+    header = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header + data)
+
+
+@pytest.mark.parametrize("tail", [1, 16])
+def test_bytes_after_the_tensors_are_refused(tmp_path, tail):
+    # as safetensors' own reader ("incomplete metadata, file not fully covered")
+    path = tmp_path / "t.safetensors"
+    safetensors.torch.save_file({"a": torch.zeros(3), "e": torch.zeros(0, 2), "b": torch.ones(2)}, str(path))
+    assert load_file(path)["b"].shape == (2,)
+    with open(path, "ab") as f:
+        f.write(b"\0" * tail)
+    with pytest.raises(Exception, match="not fully covered"):
+        safetensors.torch.load_file(str(path))
+    with pytest.raises(SafetensorError, match=f"cover 20 bytes of a {20 + tail}-byte data section"):
+        load_file(path)
+
+
+def test_gaps_and_overlaps_between_tensors_are_refused(tmp_path):
+    path = tmp_path / "t.safetensors"
+    entry = {"dtype": "F32", "shape": [2]}
+    _raw_file(path, {"a": {**entry, "data_offsets": [0, 8]}, "b": {**entry, "data_offsets": [12, 20]}}, b"\0" * 20)
+    with pytest.raises(SafetensorError, match="tensor 'b' starts at byte 12.*ends at 8 \\(gap or overlap\\)"):
+        load_file(path)
+    _raw_file(path, {"a": {**entry, "data_offsets": [0, 8]}, "b": {**entry, "data_offsets": [4, 12]}}, b"\0" * 12)
+    with pytest.raises(SafetensorError, match="tensor 'b' starts at byte 4"):
+        load_file(path)
+    _raw_file(path, {"b": {**entry, "data_offsets": [8, 16]}, "a": {**entry, "data_offsets": [0, 8]}}, b"\0" * 16)
+    assert list(load_file(path)) == ["b", "a"]  # out-of-order entries are fine when they tile the data
+
+
 def test_pickle_or_garbage_file_error(tmp_path):
     path = tmp_path / "model.bin"
     torch.save({"w": torch.randn(2, 2)}, str(path))
