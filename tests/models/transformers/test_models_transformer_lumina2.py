@@ -476,6 +476,29 @@ def test_bad_inputs_raise_clear_errors():
         small(x, t, cap, mask)
 
 
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        (
+            dict(axes_dim_rope=(3, 3, 2)),
+            r"`axes_dim_rope` \[3, 3, 2\] must be even sizes that add up to the head size",
+        ),
+        (dict(axes_dim_rope=(4, 4, 2)), r"add up to the head size hidden_size / num_attention_heads = 8"),
+        (dict(hidden_size=24, num_attention_heads=3, num_kv_heads=2), r"`num_attention_heads` \(3\) must be a mult"),
+        (dict(hidden_size=15, num_attention_heads=2), r"`hidden_size` \(15\) must be a multiple"),
+    ],
+)
+def test_head_and_rope_layouts_diffusers_cannot_run_are_refused_at_init(config, match):
+    base = {**TINY, "hidden_size": 16, "num_attention_heads": 2, "num_kv_heads": 1, "axes_dim_rope": (4, 2, 2)}
+    config = {**base, **config}
+    x, t, cap, mask = (torch.from_numpy(np.asarray(a)) for a in _inputs(config, 1, (8, 8), (4,), 6))
+    with pytest.raises((RuntimeError, AssertionError)):  # diffusers: at construction or in the first forward
+        TorchLumina2(**config)(x, t, cap, mask)
+    with pytest.raises(ValueError, match=match):
+        Lumina2Transformer2DModel(**config)
+    assert Lumina2Transformer2DModel(**{**base, "num_kv_heads": None}).config.num_kv_heads is None  # = heads
+
+
 def test_config_and_checkpoint_keys_match_diffusers():
     torch_model = TorchLumina2(**TINY)
     model = Lumina2Transformer2DModel(**TINY)

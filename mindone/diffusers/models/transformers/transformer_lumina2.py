@@ -404,6 +404,26 @@ class Lumina2RotaryPosEmbed(nn.Cell):
         return hidden_states, cap_freqs_cis, img_freqs_cis, freqs_cis
 
 
+def _check_attention_config(hidden_size, num_attention_heads, num_kv_heads, axes_dim_rope):
+    """Refuse at construction the head and RoPE layouts that diffusers accepts but fails on in the first forward."""
+    num_kv_heads = num_kv_heads or num_attention_heads
+    if hidden_size % num_attention_heads:
+        raise ValueError(
+            f"`hidden_size` ({hidden_size}) must be a multiple of `num_attention_heads` ({num_attention_heads})."
+        )
+    if num_attention_heads % num_kv_heads:
+        raise ValueError(
+            f"`num_attention_heads` ({num_attention_heads}) must be a multiple of `num_kv_heads` ({num_kv_heads}): "
+            "each key/value head serves a whole group of query heads."
+        )
+    head_dim = hidden_size // num_attention_heads
+    if sum(axes_dim_rope) != head_dim or any(d % 2 for d in axes_dim_rope):
+        raise ValueError(
+            f"`axes_dim_rope` {list(axes_dim_rope)} must be even sizes that add up to the head size "
+            f"hidden_size / num_attention_heads = {head_dim} (the released model: 96 = 32 + 32 + 32)."
+        )
+
+
 class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromOriginalModelMixin):
     r"""
     Lumina2NextDiT: Diffusion model with a Transformer backbone.
@@ -479,6 +499,7 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
         cap_feat_dim: int = 1024,
     ) -> None:
         super().__init__()
+        _check_attention_config(hidden_size, num_attention_heads, num_kv_heads, axes_dim_rope)
         self.out_channels = out_channels or in_channels
         self.patch_size = patch_size
         self.hidden_size = hidden_size
