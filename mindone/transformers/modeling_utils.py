@@ -16,9 +16,9 @@
 
 Adapted from transformers v5.24 `modeling_utils.py`; MindSpore changes: only the loading/saving core (no generation,
 tensor parallelism, quantization, hub upload or attention registry). Configs are transformers' own config classes.
-Models are built under `no_init_parameters` and filled from memory-mapped safetensors by mindone's core loader
-(`mindone.diffusers.models.model_loading_utils`), which validates every key and shape before writing. `mindspore_dtype=`
-replaces `torch_dtype=`; without it parameters stay float32 (a bf16 checkpoint widens exactly).
+Models are built under `no_init_parameters` and filled from safetensors files, read one tensor at a time, by mindone's
+core loader (`mindone.diffusers.models.model_loading_utils`), which validates every key and shape before writing.
+`mindspore_dtype=` replaces `torch_dtype=`; without it parameters stay float32 (a bf16 checkpoint widens exactly).
 """
 
 import copy

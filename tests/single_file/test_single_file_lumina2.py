@@ -18,7 +18,7 @@ from mindone.diffusers import Lumina2Transformer2DModel
 from mindone.diffusers.loaders.single_file_model import save_single_file
 from mindone.diffusers.loaders.single_file_utils import LUMINA2_2B_CONFIG, SingleFileComponentError
 from mindone.diffusers.models.model_loading_utils import CheckpointError
-from mindone.safetensors.mindspore import load_file, safe_open
+from mindone.safetensors.mindspore import load_file, safe_open, save_file
 from tests.single_file.single_file_testing_utils import lumina2_diffusers_to_original
 from tests.testing_utils import assert_close
 
@@ -172,6 +172,13 @@ def test_hub_link_through_the_cache(tiny, reference, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     ours = Lumina2Transformer2DModel.from_single_file(
         "https://huggingface.co/org/lumina/blob/main/lumina2.safetensors",
+        config=dict(torch_model.config),
+        cache_dir=tmp_path / "cache",
+    )
+    _assert_params_equal(ours, reference)
+    # the link of the Hub's download button carries a query
+    ours = Lumina2Transformer2DModel.from_single_file(
+        "https://huggingface.co/org/lumina/resolve/main/lumina2.safetensors?download=true",
         config=dict(torch_model.config),
         cache_dir=tmp_path / "cache",
     )
@@ -350,12 +357,23 @@ def test_bad_arguments(tiny, tmp_path):
         np.testing.assert_array_equal(a.asnumpy(), b.asnumpy(), err_msg=name)
     with pytest.raises(TypeError, match="`config` must be a dict"):
         Lumina2Transformer2DModel.from_single_file(path, config=3)
+    torch_state = {"cap_embedder.0.weight": torch.ones(8)}
+    with pytest.raises(TypeError, match=r"got str -> torch.Tensor .*v.float\(\).numpy\(\)"):
+        Lumina2Transformer2DModel.from_single_file(torch_state, config=TINY)
+    save_file({}, tmp_path / "empty.safetensors")
+    with pytest.raises(SingleFileComponentError, match="holds no tensors at all"):
+        Lumina2Transformer2DModel.from_single_file(tmp_path / "empty.safetensors", config=TINY)
     vae_config = tmp_path / "config.json"
     vae_config.write_text(json.dumps({"_class_name": "AutoencoderKL", "latent_channels": 16}))
     with pytest.raises(ValueError, match="is for `AutoencoderKL`, not `Lumina2Transformer2DModel`"):
         Lumina2Transformer2DModel.from_single_file(path, config=vae_config)
-    with pytest.raises(EnvironmentError, match="config.json"):
-        Lumina2Transformer2DModel.from_single_file(path, config=tmp_path / "empty_dir_does_not_exist_as_repo")
+    with pytest.raises(EnvironmentError, match="`config` .*/no_such_dir does not exist: pass the path of a config"):
+        Lumina2Transformer2DModel.from_single_file(path, config=tmp_path / "no_such_dir")
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(
+        EnvironmentError, match=r"looked for it at the top of .*empty_dir .* and in its `transformer` sub"
+    ):
+        Lumina2Transformer2DModel.from_single_file(path, config=tmp_path / "empty_dir")
 
 
 def test_writer_errors_leave_no_file(tiny, tmp_path):

@@ -91,7 +91,8 @@ def test_flux_layout_matches_diffusers_from_single_file(flux_like, reference, mo
         ours = AutoencoderKL.from_single_file(d / "ae.safetensors")  # config inferred: FLUX's latent scaling
     finally:
         logger.removeHandler(caplog.handler)
-    assert "taken from the FLUX VAE (0.3611 / 0.1159)" in caplog.text  # said, since SD3's VAE has the same shapes
+    # said, since SD3's VAE has the same shapes
+    assert "`scaling_factor` / `shift_factor` 0.3611 / 0.1159 and 32 GroupNorm groups" in caplog.text
     assert ours.config.scaling_factor == 0.3611 and ours.config.shift_factor == 0.1159
     assert list(ours.config.block_out_channels) == [32, 64] and ours.config.layers_per_block == 1
     assert not ours.config.use_quant_conv and ours.config.latent_channels == 16

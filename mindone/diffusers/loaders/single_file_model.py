@@ -16,7 +16,7 @@
 Adapted from diffusers v0.42.1 `loaders/single_file_model.py`; MindSpore changes: `mindspore_dtype=` replaces
 `torch_dtype=`; only `Lumina2Transformer2DModel` and `AutoencoderKL` are mapped; safetensors only (pickle files are
 refused); without `config=` the config is inferred from the tensor shapes (upstream downloads a reference repo's
-config); the model is built under `no_init_parameters` and filled tensor by tensor from the memory-mapped file after
+config); the model is built under `no_init_parameters` and filled tensor by tensor from the file after
 every key and shape was checked; `save_single_file` writes the original layout back (new).
 """
 
@@ -136,6 +136,11 @@ def _select_component(reader: CheckpointReader, spec: Dict[str, Any]):
     return view, spec["families"][family]
 
 
+def _is_path_like(name: str) -> bool:
+    """A string that can only be a local path (a Hub repo id is `name` or `org/name`)."""
+    return os.path.isabs(name) or name.startswith((".", "~")) or name.endswith(".json") or name.count("/") > 1
+
+
 def _resolve_config(cls, config, subfolder, spec, hub, mapping_class_name) -> Dict[str, Any]:
     if isinstance(config, Mapping):
         config = dict(config)
@@ -144,14 +149,26 @@ def _resolve_config(cls, config, subfolder, spec, hub, mapping_class_name) -> Di
         where = os.fspath(config)
         if os.path.isfile(where):
             config = read_config_file(where)
+        elif not os.path.exists(where) and _is_path_like(where):
+            raise OSError(
+                f"`config` {where} does not exist: pass the path of a config.json, of a diffusers model or pipeline "
+                "folder, a Hub repo id, or a dict."
+            )
         else:
             try:
                 config = cls.load_config(where, subfolder=subfolder, **hub)
-            except EnvironmentError:
+            except EnvironmentError as first:
                 if subfolder is not None:
                     raise
                 # a pipeline folder / repo: its model config lives in the default subfolder (`transformer`, `vae`)
-                config = cls.load_config(where, subfolder=spec["default_subfolder"], **hub)
+                default = spec["default_subfolder"]
+                try:
+                    config = cls.load_config(where, subfolder=default, **hub)
+                except EnvironmentError as second:
+                    raise OSError(
+                        f"No config.json for `config`={where!r}: looked for it at the top of {where} ({first}) and in "
+                        f"its `{default}` subfolder, as in a pipeline ({second}). Pass `subfolder=` if it is elsewhere."
+                    ) from None
     else:
         raise TypeError(
             f"`config` must be a dict, a path to a config.json, or a diffusers folder / repo id, got "

@@ -15,7 +15,7 @@
 
 Adapted from diffusers v0.42.1 `loaders/single_file_utils.py`; MindSpore changes: only the Lumina-Image-2.0 transformer
 and the FLUX `ae.safetensors` (LDM) VAE layouts are kept; a conversion is a *key plan* (diffusers key -> original key plus
-a row slice or a 1x1-conv reshape) applied lazily, so tensors stream one at a time from the memory-mapped file; the fused
+a row slice or a 1x1-conv reshape) applied lazily, so tensors are read from the file one at a time; the fused
 qkv is split with sizes from the config (upstream hard-codes the 2B widths); configs are inferred from tensor shapes
 instead of being downloaded from a reference repo; the reverse plans (diffusers -> original layout, for writing
 ComfyUI-loadable files) are new; pickle files are never read.
@@ -105,7 +105,7 @@ class SingleFileComponentError(CheckpointError):
 class CheckpointReader:
     """Keys, shapes and (on demand) arrays of a checkpoint, optionally seen through a key prefix.
 
-    Built from a safetensors file (tensors are read one at a time from a memory map) or from a dict of NumPy arrays /
+    Built from a safetensors file (tensors are read one at a time) or from a dict of NumPy arrays /
     MindSpore tensors.
     """
 
@@ -126,9 +126,17 @@ class CheckpointReader:
     def from_dict(cls, state: Mapping[str, Any], source: str = "the state dict") -> "CheckpointReader":
         for key, value in state.items():
             if not isinstance(key, str) or not isinstance(value, (np.ndarray, ms.Tensor)):
+                from_torch = type(value).__module__.split(".")[0] == "torch"
+                kind = f"torch.{type(value).__name__}" if from_torch else type(value).__name__
+                hint = (
+                    " (torch tensors: pass `{k: v.float().numpy() for k, v in state_dict.items()}`, or save the state"
+                    " dict with safetensors and pass the file)"
+                    if from_torch
+                    else ""
+                )
                 raise TypeError(
                     f"A state dict passed to `from_single_file` must map str keys to numpy arrays or mindspore "
-                    f"Tensors, got {type(key).__name__} -> {type(value).__name__} for {key!r}."
+                    f"Tensors, got {type(key).__name__} -> {kind} for {key!r}{hint}."
                 )
 
         def read(key):
@@ -169,7 +177,10 @@ def _looks_like_pickle(path: str) -> bool:
     )
 
 
-_HF_URL_RE = re.compile(r"^(?:https?://)?(?:huggingface\.co|hf\.co)/([^/]+)/([^/]+)/(?:blob|resolve)/([^/]+)/(.+)$")
+# a query or fragment (`?download=true` from the Hub's download button) is not part of the file name
+_HF_URL_RE = re.compile(
+    r"^(?:https?://)?(?:huggingface\.co|hf\.co)/([^/]+)/([^/]+)/(?:blob|resolve)/([^/]+)/([^?#]+)(?:[?#].*)?$"
+)
 
 
 def load_single_file_checkpoint(pretrained_model_link_or_path, **hub_kwargs) -> CheckpointReader:
@@ -288,6 +299,8 @@ def infer_diffusers_model_type(checkpoint: Iterable[str]) -> Optional[str]:
 
 def describe_components(found: Sequence[Tuple[str, str]], keys: Sequence[str]) -> str:
     if not found:
+        if not keys:
+            return "no tensors at all"
         shown = ", ".join(sorted(keys)[:5])
         return f"no known model family (first keys: {shown}{', ...' if len(keys) > 5 else ''})"
     return "; ".join(f"{CHECKPOINT_KEY_NAMES[f][0]}" + (f" under the prefix `{p}`" if p else "") for f, p in found)
@@ -857,17 +870,17 @@ def create_vae_diffusers_config_from_checkpoint(
             "(16 channels, no quant convs: 0.3611 / 0.1159) are known. Pass `config=` (a dict, a config.json, or a "
             "diffusers VAE folder / repo id)."
         )
-    logger.warning(
-        f"{source}: no `config=` given, so the VAE's `scaling_factor` / `shift_factor` (not stored in the weights) are "
-        "taken from the FLUX VAE (0.3611 / 0.1159), the VAE of Lumina-Image-2.0. Another VAE with 16 latent channels "
-        "(SD3's: 1.5305 / 0.0609) needs `config=`."
-    )
     groups = FLUX_VAE_CONFIG["norm_num_groups"]
     if any(w % groups for w in widths):
         raise SingleFileComponentError(
             f"{source} has block widths {widths}, not all multiples of the usual {groups} GroupNorm groups: pass "
             "`config=` with this VAE's `norm_num_groups`."
         )
+    logger.warning(
+        f"{source}: no `config=` given, so what the weights do not store is taken from the FLUX VAE, the VAE of "
+        f"Lumina-Image-2.0: `scaling_factor` / `shift_factor` 0.3611 / 0.1159 and {groups} GroupNorm groups. Another "
+        "VAE with 16 latent channels (SD3's: 1.5305 / 0.0609) or other group counts needs `config=`."
+    )
     return {
         **FLUX_VAE_CONFIG,
         "in_channels": _require(shapes, "encoder.conv_in.weight", source, what)[1],

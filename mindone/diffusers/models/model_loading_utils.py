@@ -15,7 +15,7 @@
 
 Adapted from diffusers v0.42.1 `models/model_loading_utils.py`; MindSpore changes: safetensors only (pickle formats are
 refused with a hint), every file and key is validated before the first parameter is written (so a failed load leaves the
-model untouched), and tensors are streamed one at a time from memory maps (no second full copy of the weights).
+model untouched), and tensors are read from the files one at a time (no second full copy of the weights).
 """
 
 import json
@@ -256,7 +256,9 @@ def check_state_dict_compatible(
         )
     if problems:
         raise CheckpointError(
-            f"Cannot load {source} into {model_name}: " + "; ".join(problems) + ". The model was left unchanged."
+            f"Cannot load {source} into {model_name}: "
+            + "; ".join(problems)
+            + ". Nothing was loaded (no parameter was written)."
         )
     return ignored
 

@@ -13,9 +13,10 @@
 # limitations under the License.
 """ModelMixin: `from_pretrained` / `save_pretrained` for MindSpore cells.
 
-Adapted from diffusers v0.42.1 `models/modeling_utils.py`; MindSpore changes: `mindspore_dtype=` replaces `torch_dtype=`,
-models are built under `no_init_parameters` and filled straight from memory-mapped safetensors (no random init, no
-second copy), only safetensors are read and written, and device/offload/quantization arguments do not exist.
+Adapted from diffusers v0.42.1 `models/modeling_utils.py`; MindSpore changes: `mindspore_dtype=` replaces
+`torch_dtype=`, models are built under `no_init_parameters` and filled straight from safetensors files, one tensor at a
+time (no random init, no second copy), only safetensors are read and written, and device/offload/quantization arguments
+do not exist.
 """
 
 import os
