@@ -5,6 +5,7 @@ import logging
 import os
 import shutil
 
+import diffusers
 import numpy as np
 import pytest
 import safetensors.torch
@@ -16,11 +17,12 @@ from diffusers.configuration_utils import register_to_config as torch_register_t
 import mindspore as ms
 from mindspore import mint, nn
 
+from mindone.diffusers import AutoencoderKL, Lumina2Pipeline
 from mindone.diffusers.configuration_utils import ConfigMixin, FrozenDict, register_to_config
 from mindone.diffusers.models.model_loading_utils import CheckpointError
 from mindone.diffusers.models.modeling_utils import ModelMixin
 from mindone.diffusers.models.normalization import LayerNorm
-from mindone.diffusers.utils import dtype_to_str
+from mindone.diffusers.utils import dtype_to_str, unsupported
 from mindone.diffusers.utils.logging import _ROOT as _LOGGER_ROOT
 from tests.testing_utils import assert_close, rel_l2
 
@@ -505,3 +507,27 @@ def test_graph_mode_releases_heap_once_per_compile(monkeypatch):
         ms.set_context(mode=ms.PYNATIVE_MODE)
     for out in outs:
         assert rel_l2(out, expected) <= 1e-6
+
+
+@pytest.mark.parametrize("name", sorted(unsupported.MODEL_METHODS))
+def test_diffusers_model_methods_not_ported_say_what_to_do(name):
+    assert hasattr(diffusers.ModelMixin, name)  # every entry is a real diffusers method
+    model = AutoencoderKL(block_out_channels=(32,), norm_num_groups=32)
+    with pytest.raises(
+        NotImplementedError, match=rf"`AutoencoderKL.{name}` is not supported by this MindSpore port: "
+    ):
+        getattr(model, name)()
+    assert unsupported.MODEL_METHODS[name] in getattr(AutoencoderKL, name).__doc__
+
+
+@pytest.mark.parametrize("name", sorted(unsupported.PIPELINE_METHODS))
+def test_diffusers_pipeline_methods_not_ported_say_what_to_do(name):
+    assert hasattr(diffusers.Lumina2Pipeline, name)
+    with pytest.raises(
+        NotImplementedError, match=rf"`Lumina2Pipeline.{name}` is not supported by this MindSpore port"
+    ):
+        getattr(Lumina2Pipeline, name)(Lumina2Pipeline.__new__(Lumina2Pipeline), "cpu")
+    # hook bookkeeping upstream calls after offloading has nothing to do here
+    for no_op in ("maybe_free_model_hooks", "remove_all_hooks", "reset_device_map"):
+        assert hasattr(diffusers.DiffusionPipeline, no_op)
+        assert getattr(Lumina2Pipeline, no_op)(Lumina2Pipeline.__new__(Lumina2Pipeline)) is None

@@ -139,7 +139,9 @@ class Lumina2LoraLoaderMixin(LoraBaseMixin):
 
         Raises:
             `ValueError` (the pipeline is left as it was): keys without `lora`, an adapter name in use, keys that match
-                no module of the transformer, wrong shapes, an incompatible hotswap.
+                no module of the transformer, LoRA weights missing for a targeted module (`lora_A` without `lora_B`),
+                wrong shapes, an incompatible hotswap. diffusers warns instead and loads the rest, leaving what is
+                missing randomly initialised.
         """
         kwargs.pop("low_cpu_mem_usage", None)
 

@@ -37,6 +37,7 @@ from ..utils import (
     str_to_dtype,
 )
 from ..utils.mindspore_utils import auto_dtype_as_float32, to_dtype_argument
+from ..utils.unsupported import MODEL_METHODS, add_unsupported_methods
 from .cpu_layers import ReleasesHeapAfterCompile
 from .model_loading_utils import (
     add_variant,
@@ -368,3 +369,6 @@ class ModelMixin(CellUtilsMixin):
             ignore_unexpected=self._keys_to_ignore_on_load_unexpected or (),
         )
         return self
+
+
+add_unsupported_methods(ModelMixin, MODEL_METHODS)

@@ -41,6 +41,7 @@ from ..configuration_utils import ConfigMixin
 from ..models.modeling_utils import ModelMixin
 from ..utils import BaseOutput, dtype_to_str, logging, str_to_dtype
 from ..utils.mindspore_utils import auto_dtype_as_float32, to_dtype_argument
+from ..utils.unsupported import PIPELINE_METHODS, add_unsupported_methods
 
 logger = logging.get_logger(__name__)
 
@@ -756,6 +757,15 @@ class DiffusionPipeline(ConfigMixin):
         new_pipeline.to(dtype)
         return new_pipeline
 
+    def maybe_free_model_hooks(self):
+        r"""Upstream frees the offloading hooks after a call; there is no offloading here, so nothing to free."""
+
+    def remove_all_hooks(self):
+        r"""Upstream removes the offloading hooks; there are none here."""
+
+    def reset_device_map(self):
+        r"""Upstream drops the `device_map` a pipeline was loaded with; there is none here."""
+
     def enable_attention_slicing(self, slice_size: Union[str, int, None] = "auto"):
         r"""
         Upstream's attention slicing: `set_attention_slice(slice_size)` on every model of the pipeline that has it. As
@@ -829,3 +839,6 @@ class DiffusionPipeline(ConfigMixin):
 
     def set_progress_bar_config(self, **kwargs):
         self._progress_bar_config = kwargs
+
+
+add_unsupported_methods(DiffusionPipeline, PIPELINE_METHODS)
