@@ -566,6 +566,30 @@ def test_stochastic_sampling_draws_from_the_generator(tiny, monkeypatch):
     assert np.abs(first - deterministic).max() > 1e-3
 
 
+class _StepWithoutGenerator(FlowMatchEulerDiscreteScheduler):
+    """A scheduler whose `step` takes no generator (and one that takes `eta`), as other schedulers' steps."""
+
+    def step(self, model_output, timestep, sample, eta=0.5, return_dict=True):
+        assert eta == 0.0
+        return super().step(model_output, timestep, sample, return_dict=return_dict)
+
+
+def test_scheduler_step_gets_only_the_arguments_it_accepts(tiny):
+    tp, mp, _ = tiny
+    rng = np.random.default_rng(0)
+    assert mp.prepare_extra_step_kwargs(rng, 0.3) == {"generator": rng}
+    assert tp.prepare_extra_step_kwargs(rng, 0.3) == {"generator": rng}  # the same inspection upstream
+    scheduler = mp.scheduler
+    mp.scheduler = _StepWithoutGenerator.from_config(scheduler.config)
+    try:
+        assert mp.prepare_extra_step_kwargs(rng, 0.0) == {"eta": 0.0}
+        latents = _latents(1)
+        out = _run_ms(mp, latents, generator=np.random.default_rng(1), **BASE)
+    finally:
+        mp.scheduler = scheduler
+    np.testing.assert_array_equal(out, _run_ms(mp, latents, generator=np.random.default_rng(1), **BASE))
+
+
 def test_callback_on_step_end_can_alter_latents(tiny):
     _, mp, _ = tiny
     seen = []

@@ -520,6 +520,17 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
         ):
             raise ValueError(f"`num_images_per_prompt` must be an int >= 1 but is {num_images_per_prompt!r}.")
 
+    def prepare_extra_step_kwargs(self, generator, eta):
+        # keyword arguments for `scheduler.step` that this scheduler accepts (as upstream's helper): `eta` is only
+        # DDIM's, `generator` draws the noise of a stochastic step
+        accepted = set(inspect.signature(self.scheduler.step).parameters)
+        extra_step_kwargs = {}
+        if "eta" in accepted:
+            extra_step_kwargs["eta"] = eta
+        if "generator" in accepted:
+            extra_step_kwargs["generator"] = generator
+        return extra_step_kwargs
+
     def prepare_latents(self, batch_size, num_channels_latents, height, width, dtype, generator, latents=None):
         # VAE applies 8x compression on images but we must also account for packing which requires
         # latent height and width to be divisible by 2.
@@ -788,6 +799,8 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
         num_train_timesteps = self.scheduler.config.num_train_timesteps
         host_timesteps = timesteps.asnumpy().astype(np.float32)
 
+        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta=0.0)
+
         # 6. Denoising loop
         # We set the index here to remove DtoH sync, helpful especially during compilation.
         # Check out more details here: https://github.com/huggingface/diffusers/pull/11696
@@ -826,7 +839,7 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
                 noise_pred = -noise_pred
                 # the pipeline's generator also draws the noise of a `stochastic_sampling` scheduler (upstream's step
                 # takes it from torch's global generator), so that a seeded generator repeats the image
-                latents = self.scheduler.step(noise_pred, t, latents, generator=generator, return_dict=False)[0]
+                latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
 
                 if callback_on_step_end is not None:
                     step_tensors = {"latents": latents, "prompt_embeds": prompt_embeds}
