@@ -331,7 +331,14 @@ class ConfigMixin:
                 init_dict[key] = config_dict.pop(key)
 
         if len(config_dict) > 0:
-            logger.warning(
+            # a config saved by another class that this package does not have (e.g. EulerDiscreteScheduler's, loaded
+            # into FlowMatchEulerDiscreteScheduler): upstream knows that class and drops its keys silently
+            foreign = (
+                isinstance(orig_cls_name, str)
+                and orig_cls_name != cls.__name__
+                and not hasattr(library, orig_cls_name)
+            )
+            (logger.info if foreign else logger.warning)(
                 f"The config attributes {config_dict} were passed to {cls.__name__}, "
                 "but are not expected and will be ignored. Please verify your "
                 f"{cls.config_name} configuration file."

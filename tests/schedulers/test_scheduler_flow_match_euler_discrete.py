@@ -3,6 +3,7 @@
 import json
 import logging
 
+import diffusers
 import numpy as np
 import pytest
 import torch
@@ -13,6 +14,9 @@ import mindspore as ms
 
 from mindone.diffusers import FlowMatchEulerDiscreteScheduler
 from mindone.diffusers.schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteSchedulerOutput
+from mindone.diffusers.utils import randn_tensor
+from mindone.diffusers.utils.logging import get_logger
+from mindone.diffusers.utils.testing_utils import CaptureLogger
 
 TOL = 1e-6
 
@@ -476,3 +480,50 @@ def test_beta_sigmas_need_scipy(monkeypatch):
     with pytest.raises(ImportError, match="scipy"):
         FlowMatchEulerDiscreteScheduler(use_beta_sigmas=True)
     FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True)  # only beta sigmas need it
+
+
+def test_other_scheduler_configs_load_quietly(tmp_path):
+    # keys of a scheduler class this package does not have are dropped, as upstream drops them: no warning
+    diffusers.EulerDiscreteScheduler().save_pretrained(tmp_path / "euler")
+    with CaptureLogger(get_logger("mindone")) as captured:
+        ours = FlowMatchEulerDiscreteScheduler.from_pretrained(tmp_path / "euler")
+    assert captured.out == ""
+    theirs = diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(tmp_path / "euler")
+    public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}  # noqa: E731
+    assert public(ours.config) == public(theirs.config)
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "scheduler_config.json").write_text(json.dumps({"shift": 2.0, "no_such_option": 1}))
+    with CaptureLogger(get_logger("mindone")) as captured:
+        FlowMatchEulerDiscreteScheduler.from_pretrained(tmp_path / "extra")
+    assert "{'no_such_option': 1} were passed" in captured.out  # an unknown key of this class's own config warns
+
+
+def test_device_arguments_and_missing_noise_are_explained():
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    for call in (lambda: scheduler.set_timesteps(4, "cpu"), lambda: scheduler.set_timesteps(4, device="cpu")):
+        with pytest.raises(TypeError, match="`set_timesteps` takes no `device`"):
+            call()
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['num_steps'\]"):
+        scheduler.set_timesteps(num_steps=4)
+    scheduler.set_timesteps(4)
+    sample = ms.Tensor(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match="`scale_noise` needs `noise`"):
+        scheduler.scale_noise(sample, scheduler.timesteps[:2])
+
+
+def test_generator_lists_as_upstream():
+    # one generator in a list serves the whole batch; longer lists use their first `batch` generators
+    sample = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    outputs = []
+    for generator in ([np.random.default_rng(7)], np.random.default_rng(7)):
+        scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, stochastic_sampling=True)
+        scheduler.set_timesteps(4)
+        outputs.append(
+            scheduler.step(ms.Tensor(sample), scheduler.timesteps[0], ms.Tensor(sample), generator=generator)[0]
+        )
+    np.testing.assert_array_equal(outputs[0].asnumpy(), outputs[1].asnumpy())
+    long_list = randn_tensor((2, 3), generator=[np.random.default_rng(i) for i in range(3)]).asnumpy()
+    pair = randn_tensor((2, 3), generator=[np.random.default_rng(i) for i in range(2)]).asnumpy()
+    np.testing.assert_array_equal(long_list, pair)
+    with pytest.raises(ValueError, match="list of generators of length 2, but requested an effective batch size of 3"):
+        randn_tensor((3, 3), generator=[np.random.default_rng(i) for i in range(2)])

@@ -231,6 +231,8 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
         # MindSpore's scalar Sub has no bfloat16 CPU kernel
         one_minus_sigma = ms.Tensor(1.0 - _to_numpy(sigma)).astype(sample.dtype)
 
+        if noise is None:
+            raise ValueError("`scale_noise` needs `noise` (a tensor of the sample's shape) to mix into the sample.")
         sample = sigma * noise + one_minus_sigma * sample
 
         return sample
@@ -286,6 +288,7 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
         sigmas: Optional[List[float]] = None,
         mu: Optional[float] = None,
         timesteps: Optional[List[float]] = None,
+        **kwargs,
     ):
         """
         Sets the discrete timesteps used for the diffusion chain (to be run before inference).
@@ -303,6 +306,14 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
                 Custom values for timesteps to be used for each diffusion step. If `None`, the timesteps are computed
                 automatically.
         """
+        # upstream's second positional parameter is `device`; here there is none (mindone's convention)
+        if "device" in kwargs or isinstance(sigmas, str) or type(sigmas).__name__ == "device":
+            raise TypeError(
+                "`set_timesteps` takes no `device` (MindSpore places tensors through `ms.set_context`): call "
+                "`set_timesteps(num_inference_steps)` or pass `sigmas=` / `timesteps=` / `mu=` by keyword."
+            )
+        if kwargs:
+            raise TypeError(f"`set_timesteps` got unexpected keyword arguments {sorted(kwargs)}.")
         if self.config.use_dynamic_shifting and mu is None:
             raise ValueError("`mu` must be passed when `use_dynamic_shifting` is set to be `True`")
 

@@ -19,20 +19,23 @@ def randn_tensor(
 ) -> ms.Tensor:
     """Standard-normal noise drawn from ``numpy.random.Generator``(s), as mindone's ``randn_tensor``.
 
-    A list of generators draws one sample of the batch from each (its length must equal ``shape[0]``). The draw is
-    made in float32 then cast to ``dtype``, so results do not depend on the compute dtype. Without a generator, the
-    noise comes from NumPy's global random state (``np.random.seed`` makes it repeatable, as ``torch.manual_seed`` does
-    for diffusers' draws without a generator).
+    A list of generators draws one sample of the batch from each (at least ``shape[0]`` of them; a list of one is that
+    generator, as upstream). The draw is made in float32 then cast to ``dtype``, so results do not depend on the
+    compute dtype. Without a generator, the noise comes from NumPy's global random state (``np.random.seed`` makes it
+    repeatable, as ``torch.manual_seed`` does for diffusers' draws without a generator).
     """
     shape = tuple(shape)
     dtype = dtype or ms.float32
+    if isinstance(generator, (list, tuple)) and len(generator) == 1:
+        generator = generator[0]  # as upstream: a list of one generator is that generator
     if isinstance(generator, (list, tuple)):
-        if len(generator) != shape[0]:
+        if len(generator) < shape[0]:
             raise ValueError(
                 f"You have passed a list of generators of length {len(generator)}, but requested an effective batch"
                 f" size of {shape[0]}. Make sure the batch size matches the length of the generators."
             )
-        arr = np.stack([g.standard_normal((1,) + shape[1:], dtype=np.float32)[0] for g in generator])
+        # as upstream, sample i comes from generator i (generators beyond the batch are not used)
+        arr = np.stack([g.standard_normal((1,) + shape[1:], dtype=np.float32)[0] for g in generator[: shape[0]]])
     else:
         if generator is None:
             arr = np.random.standard_normal(shape).astype(np.float32)
