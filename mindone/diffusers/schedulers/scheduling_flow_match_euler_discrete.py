@@ -208,6 +208,8 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
             `ms.Tensor`:
                 A scaled input sample.
         """
+        if noise is None:
+            raise ValueError("`scale_noise` needs `noise` (a tensor of the sample's shape) to mix into the sample.")
         schedule_timesteps = _to_numpy(self.timesteps)
         if isinstance(timestep, (ms.Tensor, np.ndarray)):
             timestep = np.atleast_1d(_to_numpy(timestep))
@@ -231,8 +233,6 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
         # MindSpore's scalar Sub has no bfloat16 CPU kernel
         one_minus_sigma = ms.Tensor(1.0 - _to_numpy(sigma)).astype(sample.dtype)
 
-        if noise is None:
-            raise ValueError("`scale_noise` needs `noise` (a tensor of the sample's shape) to mix into the sample.")
         sample = sigma * noise + one_minus_sigma * sample
 
         return sample
