@@ -10,7 +10,7 @@ setup(
     packages=find_packages(include=["mindone", "mindone.*"]),
     package_data={"mindone": ["assets/**/*"]},
     include_package_data=True,
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     install_requires=[
         "mindspore>=2.7,<2.11",
         "numpy<2",
@@ -39,5 +39,5 @@ setup(
         ],
         "docs": ["mkdocs", "mkdocs-material", "mkdocstrings[python]", "nbclient", "nbformat", "ipykernel"],
     },
-    entry_points={"console_scripts": ["mindone-lumina2=mindone.diffusers.pipelines.lumina2.demo:main"]},
+    entry_points={"console_scripts": ["mindone-lumina2=mindone.diffusers.pipelines.lumina2.demo:console_main"]},
 )

@@ -22,7 +22,7 @@ import numpy as np
 
 import mindspore as ms
 
-from mindone.diffusers.pipelines.lumina2.demo import DEFAULT_PROMPT, TINY_PIPELINE
+from mindone.diffusers.pipelines.lumina2.demo import DEFAULT_PROMPT, TINY_PIPELINE, launch_blocking_on_cpu
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -61,6 +61,7 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
     args = parse_args(argv)
     if args.device is not None:
         ms.set_context(device_target=args.device)  # before loading: the attention picks its kernels then
+    launch_blocking_on_cpu()
 
     from mindone.diffusers import Lumina2Pipeline
 

@@ -46,6 +46,18 @@ def lora_dir(tmp_path_factory):
     return str(path)
 
 
+def test_console_command_exits_with_status_0(tmp_path, monkeypatch, capsys):
+    """The installed `mindone-lumina2` command: a console script exits with what its function returns, so the function
+    must return None (the demo's `main` returns the path, which would exit 1 and print it as an error)."""
+    from importlib.metadata import entry_points
+
+    (command,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "mindone-lumina2"]
+    output = tmp_path / "cli.png"
+    monkeypatch.setattr("sys.argv", ["mindone-lumina2", "--steps", "1", "--output", str(output)])
+    assert command.load()() is None
+    assert output.is_file() and "Saved a 128x128 image" in capsys.readouterr().out
+
+
 def test_generate_is_the_demo(capsys):
     """examples/generate.py is the demo's command line (its runs are tested in tests/pipelines/lumina2)."""
     from mindone.diffusers.pipelines.lumina2 import demo

@@ -355,6 +355,10 @@ def save_single_file(
             f"`save_single_file` supports {', '.join(SINGLE_FILE_LOADABLE_CLASSES)}, not {type(model).__name__}."
         )
     spec = SINGLE_FILE_LOADABLE_CLASSES[mapping_class_name]
+    try:
+        model._check_no_lora_layers()  # adapters have no place in the original layout
+    except ValueError as e:
+        raise SingleFileComponentError(f"Cannot write {type(model).__name__} as a single file: {e}") from None
     if comfyui and prefix is not None:
         raise ValueError(f"Pass either `comfyui=True` or `prefix=` (got prefix={prefix!r}), not both.")
     prefix = spec["comfyui_prefix"] if comfyui else (prefix or "")

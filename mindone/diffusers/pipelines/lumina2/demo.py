@@ -158,6 +158,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
+def launch_blocking_on_cpu() -> None:
+    """Synchronous op launch in PyNative on CPU: the same numbers, ~1.9x faster on 2 cores (MindSpore's asynchronous
+    launch queue spins on a core; docs/benchmarks.md). Small pipelines like the bundled one run op by op."""
+    if ms.get_context("mode") == ms.PYNATIVE_MODE and ms.get_context("device_target") == "CPU":
+        ms.runtime.launch_blocking()
+
+
 def main(argv: Optional[List[str]] = None) -> str:
     """Run the demo; returns the path of the PNG it wrote."""
     args = parse_args(argv)
@@ -165,9 +172,8 @@ def main(argv: Optional[List[str]] = None) -> str:
     if args.device is not None:
         context["device_target"] = args.device
     ms.set_context(**context)
-    if not args.graph_mode and not args.async_launch and ms.get_context("device_target") == "CPU":
-        # PyNative on CPU: ~1.9x faster with synchronous launch on 2 cores (docs/benchmarks.md); same numbers
-        ms.runtime.launch_blocking()
+    if not args.async_launch:
+        launch_blocking_on_cpu()
 
     from mindone.diffusers import Lumina2Pipeline
 
@@ -198,6 +204,12 @@ def main(argv: Optional[List[str]] = None) -> str:
         f"(load {loaded - start:.1f}s, generate {done - loaded:.1f}s)"
     )
     return output
+
+
+def console_main() -> None:
+    """The `mindone-lumina2` command: `main` without its return value, which a console script would turn into exit
+    status 1 (a non-None `sys.exit` argument is printed as an error)."""
+    main()
 
 
 if __name__ == "__main__":

@@ -652,7 +652,11 @@ class Gemma2Model(Gemma2PreTrainedModel):
                 f"({config.num_key_value_heads})."
             )
         if getattr(config, "use_bidirectional_attention", None):
-            raise ValueError("`use_bidirectional_attention=True` is not supported: this port is causal only.")
+            raise ValueError(
+                "`use_bidirectional_attention=True` (transformers' bidirectional windows) is not ported: for "
+                "bidirectional attention use `is_causal=False` (the call argument or `config.is_causal`), whose "
+                "sliding layers see the keys with |q - k| <= sliding_window."
+            )
 
     def get_input_embeddings(self):
         return self.embed_tokens
