@@ -215,6 +215,16 @@ def _resnets(in_channels, out_channels, num_layers, temb_channels, eps, groups, 
     )
 
 
+def _optional_attentions(num_layers, channels, attention_head_dim, eps, groups, output_scale_factor):
+    """One `_vae_attention` per layer of an `Attn*` encoder / decoder block; `None` for the plain block
+    (`attention_head_dim` None)."""
+    if attention_head_dim is None:
+        return None
+    return nn.CellList(
+        [_vae_attention(channels, attention_head_dim, eps, groups, output_scale_factor) for _ in range(num_layers)]
+    )
+
+
 def _default_head_dim(attention_head_dim, channels):
     if attention_head_dim is None:
         logger.warning(
@@ -365,10 +375,9 @@ class DownEncoderBlock2D(nn.Cell):
         """The block's cells; with `attention_head_dim`, a self-attention after each resnet (`AttnDownEncoderBlock2D`,
         whose attentions upstream registers before the resnets: the checkpoints' key order)."""
         _check_time_scale_shift(resnet_time_scale_shift, type(self).__name__)
-        self.attentions = None
-        if attention_head_dim is not None:
-            attention = (out_channels, attention_head_dim, resnet_eps, resnet_groups, output_scale_factor)
-            self.attentions = nn.CellList([_vae_attention(*attention) for _ in range(num_layers)])
+        self.attentions = _optional_attentions(
+            num_layers, out_channels, attention_head_dim, resnet_eps, resnet_groups, output_scale_factor
+        )
         self.resnets = _resnets(
             in_channels, out_channels, num_layers, None, resnet_eps, resnet_groups, dropout, resnet_time_scale_shift,
             resnet_act_fn, output_scale_factor, resnet_pre_norm,
@@ -453,10 +462,9 @@ class UpDecoderBlock2D(nn.Cell):
         """The block's cells; with `attention_head_dim`, a self-attention after each resnet (`AttnUpDecoderBlock2D`,
         attentions registered before the resnets as upstream)."""
         _check_time_scale_shift(resnet_time_scale_shift, type(self).__name__)
-        self.attentions = None
-        if attention_head_dim is not None:
-            attention = (out_channels, attention_head_dim, resnet_eps, resnet_groups, output_scale_factor)
-            self.attentions = nn.CellList([_vae_attention(*attention) for _ in range(num_layers)])
+        self.attentions = _optional_attentions(
+            num_layers, out_channels, attention_head_dim, resnet_eps, resnet_groups, output_scale_factor
+        )
         self.resnets = _resnets(
             in_channels, out_channels, num_layers, temb_channels, resnet_eps, resnet_groups, dropout,
             resnet_time_scale_shift, resnet_act_fn, output_scale_factor, resnet_pre_norm,
