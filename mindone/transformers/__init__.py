@@ -13,6 +13,7 @@ __version__ = "5.24.0"
 _import_structure = {
     "modeling_utils": ["PreTrainedModel"],
     "modeling_outputs": ["BaseModelOutputWithPast"],
+    "models.auto.modeling_auto": ["AutoModel"],
     "models.gemma2.modeling_gemma2": ["Gemma2Model", "Gemma2PreTrainedModel"],
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _import_structure)
@@ -21,4 +22,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, _import_structure)
 if TYPE_CHECKING:  # pragma: no cover
     from .modeling_outputs import BaseModelOutputWithPast  # noqa: F401
     from .modeling_utils import PreTrainedModel  # noqa: F401
+    from .models.auto.modeling_auto import AutoModel  # noqa: F401
     from .models.gemma2.modeling_gemma2 import Gemma2Model, Gemma2PreTrainedModel  # noqa: F401

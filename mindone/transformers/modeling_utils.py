@@ -129,6 +129,25 @@ class PreTrainedModel(CellUtilsMixin):
         self.config = config
         self.name_or_path = config.name_or_path
 
+    @classmethod
+    def _from_config(cls, config, mindspore_dtype=None, attn_implementation: Optional[str] = None, **kwargs):
+        """A model of `config` with randomly initialized weights, in `mindspore_dtype` (default float32), as
+        transformers' `_from_config` (which `AutoModel.from_config` calls)."""
+        if kwargs:
+            raise TypeError(f"{cls.__name__}._from_config got unexpected keyword arguments {sorted(kwargs)}.")
+        if attn_implementation not in (None, "eager"):
+            raise ValueError(
+                f"`attn_implementation` must be None or 'eager' (the only attention path of this port), "
+                f"got {attn_implementation!r}."
+            )
+        model = cls(copy.deepcopy(config))
+        if isinstance(mindspore_dtype, str) and mindspore_dtype == "auto":  # the dtype the config records
+            mindspore_dtype = None if getattr(config, "dtype", None) is None else str(config.dtype)
+        dtype = str_to_dtype(mindspore_dtype)
+        if dtype is not None:
+            model.to(dtype)
+        return model
+
     @property
     def base_model(self) -> nn.Cell:
         return getattr(self, self.base_model_prefix, self)

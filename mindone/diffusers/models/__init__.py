@@ -3,6 +3,7 @@
 from ..._lazy import lazy_exports
 
 _import_structure = {
+    "auto_model": ["AutoModel"],
     "modeling_utils": ["ModelMixin"],
     "modeling_outputs": ["AutoencoderKLOutput", "Transformer2DModelOutput"],
     "autoencoders.autoencoder_kl": ["AutoencoderKL"],

@@ -3,6 +3,7 @@
 from ..._lazy import lazy_exports
 
 _import_structure = {
+    "auto_pipeline": ["AutoPipelineForText2Image"],
     "pipeline_utils": ["DiffusionPipeline", "ImagePipelineOutput"],
     "lumina2.pipeline_lumina2": ["Lumina2Pipeline"],
 }

@@ -687,6 +687,13 @@ class DiffusionPipeline(ConfigMixin):
         """
         _reject_unsupported_kwargs(kwargs, "from_pipe")
         dtype = str_to_dtype(kwargs.pop("mindspore_dtype", None)) or ms.float32
+        new_pipeline = cls._from_pipe(pipeline, **kwargs)
+        new_pipeline.to(dtype)
+        return new_pipeline
+
+    @classmethod
+    def _from_pipe(cls, pipeline, **kwargs):
+        """`from_pipe` without the final cast (which `AutoPipelineForText2Image.from_pipe` does not do upstream)."""
         original_config = dict(pipeline.config)
         expected_modules, optional_kwargs = cls._get_signature_keys(cls)
         # components with a default in the signature need not be passed to `__init__`
@@ -754,7 +761,6 @@ class DiffusionPipeline(ConfigMixin):
         if pretrained_model_name_or_path is not None:
             new_pipeline.register_to_config(_name_or_path=pretrained_model_name_or_path)
         new_pipeline.register_to_config(**unused_original_config)
-        new_pipeline.to(dtype)
         return new_pipeline
 
     def maybe_free_model_hooks(self):

@@ -1,0 +1,3 @@
+from .modeling_auto import MODEL_MAPPING_NAMES, AutoModel
+
+__all__ = ["AutoModel", "MODEL_MAPPING_NAMES"]
