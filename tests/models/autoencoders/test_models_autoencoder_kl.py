@@ -438,6 +438,20 @@ def test_graph_mode_equals_pynative():
         assert_close(graph[key], pynative[key], 1e-6, f"GRAPH_MODE vs PyNative: {key}")
 
 
+@pytest.mark.parametrize(
+    "config", [TINY_32_64, {**FLUX, "block_out_channels": [32, 32, 64, 64]}], ids=["32-64", "flux"]
+)
+def test_jit_of_construct_matches_diffusers(config):
+    """`model.construct = ms.jit(model.construct)` (how mindone's module tests compile a model): the forward pass with
+    the posterior's mode compiles as one graph and matches diffusers."""
+    torch_model, ms_model = make_twins(config)
+    image = randn((2, 3, 32, 24))
+    with torch.no_grad():
+        expected = torch_model(torch.from_numpy(image)).sample.numpy()
+    ms_model.construct = ms.jit(ms_model.construct)
+    assert_close(ms_model(ms.Tensor(image))[0], expected, TOL, "jit forward")
+
+
 def test_load_diffusers_folder(tmp_path):
     torch_model, _ = make_twins({**TINY, "scaling_factor": 0.3611, "shift_factor": 0.1159})
     torch_model.save_pretrained(tmp_path / "vae")

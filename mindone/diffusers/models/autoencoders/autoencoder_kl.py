@@ -210,19 +210,19 @@ class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, F
                 The latent distribution of the encoded images. If `return_dict` is True, a
                 [`~models.autoencoder_kl.AutoencoderKLOutput`] is returned, otherwise a plain `tuple` is returned.
         """
-        _check_nchw(x, "x", "in_channels", self.config.in_channels)
-        if self.use_slicing and x.shape[0] > 1:
-            encoded_slices = [self._encode(x_slice) for x_slice in mint.split(x, 1)]
-            h = mint.cat(encoded_slices)
-        else:
-            h = self._encode(x)
-
-        posterior = DiagonalGaussianDistribution(h)
+        posterior = DiagonalGaussianDistribution(self._encode_moments(x))
 
         if not return_dict:
             return (posterior,)
 
         return AutoencoderKLOutput(latent_dist=posterior)
+
+    def _encode_moments(self, x: ms.Tensor) -> ms.Tensor:
+        """The encoder's output (mean and log-variance along channels), sliced per image when slicing is on."""
+        _check_nchw(x, "x", "in_channels", self.config.in_channels)
+        if self.use_slicing and x.shape[0] > 1:
+            return mint.cat([self._encode(x_slice) for x_slice in mint.split(x, 1)])
+        return self._encode(x)
 
     def _decode(self, z: ms.Tensor, return_dict: bool = False) -> Union[DecoderOutput, Tuple[ms.Tensor]]:
         if self.use_tiling and (z.shape[-1] > self.tile_latent_min_size or z.shape[-2] > self.tile_latent_min_size):
@@ -440,11 +440,13 @@ class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, F
                 returned.
         """
         x = sample
-        posterior = self.encode(x)[0]
+        moments = self._encode_moments(x)
         if sample_posterior:
-            z = posterior.sample(generator=generator)
+            z = DiagonalGaussianDistribution(moments).sample(generator=generator)
         else:
-            z = posterior.mode()
+            # the posterior's mode without building the host object, which has no static shapes when `construct` is
+            # compiled (`ms.jit`) and breaks the shape arithmetic of the convolutions after it
+            z = mint.chunk(moments, 2, dim=1)[0]
         dec = self.decode(z)[0]
 
         if not return_dict:
