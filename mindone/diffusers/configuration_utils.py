@@ -99,6 +99,7 @@ class ConfigMixin:
     ignore_for_config = []
     has_compatibles = False
     _compatibles = []
+    _deprecated_kwargs = []
 
     def register_to_config(self, **kwargs):
         if self.config_name is None:
@@ -184,7 +185,7 @@ class ConfigMixin:
         if "dtype" in unused_kwargs:
             init_dict["dtype"] = unused_kwargs.pop("dtype")
         # add possible deprecated kwargs
-        for deprecated_kwarg in getattr(cls, "_deprecated_kwargs", []):
+        for deprecated_kwarg in cls._deprecated_kwargs:
             if deprecated_kwarg in unused_kwargs:
                 init_dict[deprecated_kwarg] = unused_kwargs.pop(deprecated_kwarg)
 
@@ -248,7 +249,7 @@ class ConfigMixin:
         subfolder = local_subfolder(path, subfolder, cls.config_name)
         if os.path.isdir(path) and not os.path.isfile(os.path.join(path, subfolder or "", cls.config_name)):
             raise EnvironmentError(
-                f"Error no file named {cls.config_name} found in directory {os.path.join(path, subfolder or '')}."
+                f"Error no file named {cls.config_name} found in directory {os.path.join(path, subfolder) if subfolder else path}."
             )
         config_file = resolve_file(
             path,

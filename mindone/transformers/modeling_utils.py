@@ -37,7 +37,7 @@ from ..diffusers.models.model_loading_utils import (
     save_state_dict_sharded,
 )
 from ..diffusers.models.modeling_utils import _UNSUPPORTED_KWARGS, CellUtilsMixin
-from ..diffusers.utils import dtype_to_str, logging, str_to_dtype
+from ..diffusers.utils import dtype_to_str, logging, pop_mindspore_dtype, str_to_dtype
 from ..safetensors.mindspore import SafetensorError, safe_open
 
 logger = logging.get_logger(__name__)
@@ -275,6 +275,7 @@ class PreTrainedModel(CellUtilsMixin):
             kwargs (remaining dictionary of keyword arguments, *optional*):
                 Update the configuration after it is loaded (e.g. `num_hidden_layers=2`).
         """
+        mindspore_dtype = pop_mindspore_dtype(kwargs, mindspore_dtype)
         for name, hint in _UNSUPPORTED_KWARGS.items():
             if kwargs.get(name) is not None:
                 raise TypeError(f"`{name}` is not supported by mindone's `from_pretrained`: {hint}")

@@ -160,6 +160,8 @@ def test_config_overrides_and_dtype(tiny):
     )
     assert ours.config.sample_size == 8 and ours.dtype == ms.bfloat16
     assert ours.config._name_or_path == os.fspath(d / "lumina2.safetensors")
+    alias = Lumina2Transformer2DModel.from_single_file(d / "lumina2.safetensors", config=TINY, dtype="bfloat16")
+    assert alias.dtype == ms.bfloat16  # `dtype=`, upstream's newer name
 
 
 def test_hub_link_through_the_cache(tiny, reference, tmp_path, monkeypatch):

@@ -27,7 +27,7 @@ from mindspore.nn.utils import no_init_parameters
 
 from ...safetensors.mindspore import save_file
 from ..models.model_loading_utils import load_state_dict_into_model, named_parameters
-from ..utils import PICKLE_SUFFIXES, logging, str_to_dtype
+from ..utils import PICKLE_SUFFIXES, logging, pop_mindspore_dtype, str_to_dtype
 from .single_file_utils import (
     COMFYUI_TRANSFORMER_PREFIX,
     LDM_VAE_KEYS,
@@ -56,7 +56,6 @@ logger = logging.get_logger(__name__)
 _HUB_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision")
 _UNSUPPORTED_KWARGS = {
     "torch_dtype": "use `mindspore_dtype=` (e.g. `mindspore_dtype=ms.bfloat16`).",
-    "dtype": "use `mindspore_dtype=` (e.g. `mindspore_dtype=ms.bfloat16`).",
     "device": "MindSpore places tensors through `ms.set_context(device_target=...)`.",
     "device_map": "MindSpore places tensors through the context; there is no device map.",
     "quantization_config": "quantized checkpoints are not supported by this port.",
@@ -260,7 +259,7 @@ class FromOriginalModelMixin:
             kwargs.pop(name, None)
         config = kwargs.pop("config", None)
         subfolder = kwargs.pop("subfolder", None)
-        mindspore_dtype = str_to_dtype(kwargs.pop("mindspore_dtype", None))
+        mindspore_dtype = str_to_dtype(pop_mindspore_dtype(kwargs))
         config_revision = kwargs.pop("config_revision", None)
         hub = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
         init_keys = cls._get_init_keys(cls) - {"self", "kwargs"}

@@ -11,13 +11,14 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Activation lookup by name.
+"""Activation lookup by name, and `FP32SiLU`.
 
 Adapted from diffusers v0.42.1 `models/activations.py`; MindSpore changes: only `get_activation` (the VAE blocks use
-it); `mint.nn.GELU` (GeluExt) and `mint.nn.Mish` (MishExt) have no CPU kernel in MindSpore 2.10, so the legacy
+it) and `FP32SiLU` (the Lumina2 embeddings use it); `mint.nn.GELU` (GeluExt) and `mint.nn.Mish` (MishExt) have no CPU kernel in MindSpore 2.10, so the legacy
 `nn.GELU(approximate=False)` and `nn.Mish` stand in for them.
 """
 
+import mindspore as ms
 from mindspore import mint, nn
 
 ACT2CLS = {
@@ -44,3 +45,12 @@ def get_activation(act_fn: str) -> nn.Cell:
         return ACT2CLS[act_fn]()
     else:
         raise ValueError(f"activation function {act_fn} not found in ACT2FN mapping {list(ACT2CLS.keys())}")
+
+
+class FP32SiLU(nn.Cell):
+    r"""
+    SiLU activation function with input upcasted to float32.
+    """
+
+    def construct(self, inputs: ms.Tensor) -> ms.Tensor:
+        return mint.nn.functional.silu(inputs.astype(ms.float32)).astype(inputs.dtype)

@@ -13,7 +13,7 @@
 # limitations under the License.
 """Feed-forward layers of the Lumina2 closure, and the processor part of `AttentionMixin`.
 
-Adapted from diffusers v0.42.1 `models/attention.py` (and `FP32SiLU` from `models/activations.py`); MindSpore changes:
+Adapted from diffusers v0.42.1 `models/attention.py`; MindSpore changes:
 of the feed-forward layers only `LuminaFeedForward` is ported, with `cpu_layers.Linear` layers (`mint.nn.Linear` with
 a faster CPU matmul), and it runs large inputs in chunks of rows (`FEED_FORWARD_CHUNK_ELEMENTS`). `AttentionMixin` has
 no QKV fusion, checks a processor dict before it changes anything, and invalidates compiled graphs.
@@ -25,6 +25,7 @@ import mindspore as ms
 from mindspore import mint, nn, ops
 
 from ...peft import invalidate_compiled_graphs
+from .activations import FP32SiLU  # noqa: F401 (upstream's attention module has it too)
 from .cpu_layers import Linear
 
 # `LuminaFeedForward` runs its input in equal chunks of rows whose inner activations hold at most this many elements
@@ -80,15 +81,6 @@ class AttentionMixin:
                 cell.set_processor(processor[f"{name}.processor"] if isinstance(processor, dict) else processor)
         # compiled graphs (GRAPH_MODE, the compiled CPU paths) folded the old processors in
         invalidate_compiled_graphs(self)
-
-
-class FP32SiLU(nn.Cell):
-    r"""
-    SiLU activation function with input upcasted to float32.
-    """
-
-    def construct(self, inputs: ms.Tensor) -> ms.Tensor:
-        return mint.nn.functional.silu(inputs.astype(ms.float32)).astype(inputs.dtype)
 
 
 class LuminaFeedForward(nn.Cell):

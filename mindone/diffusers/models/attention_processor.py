@@ -336,18 +336,45 @@ class Attention(nn.Cell):
         bias: bool = False,
         upcast_attention: bool = False,
         upcast_softmax: bool = False,
+        cross_attention_norm: Optional[str] = None,
+        cross_attention_norm_num_groups: int = 32,
         qk_norm: Optional[str] = None,
+        added_kv_proj_dim: Optional[int] = None,
+        added_proj_bias: Optional[bool] = True,
         norm_num_groups: Optional[int] = None,
+        spatial_norm_dim: Optional[int] = None,
         out_bias: bool = True,
         scale_qk: bool = True,
+        only_cross_attention: bool = False,
         eps: float = 1e-5,
         rescale_output_factor: float = 1.0,
         residual_connection: bool = False,
         _from_deprecated_attn_block: bool = False,
         processor=None,
         out_dim: Optional[int] = None,
+        out_context_dim: Optional[int] = None,
+        context_pre_only=None,
+        pre_only: bool = False,
         elementwise_affine: bool = True,
+        is_causal: bool = False,
     ):
+        # upstream's signature, in its order; the options no Lumina2 / FLUX-VAE layer uses are refused when set
+        unsupported = {
+            "cross_attention_norm": cross_attention_norm is not None,
+            "added_kv_proj_dim": added_kv_proj_dim is not None,
+            "spatial_norm_dim": spatial_norm_dim is not None,
+            "only_cross_attention": bool(only_cross_attention),
+            "out_context_dim": out_context_dim is not None,
+            "context_pre_only": context_pre_only is not None,
+            "pre_only": bool(pre_only),
+            "is_causal": bool(is_causal),
+        }
+        refused = [name for name, is_set in unsupported.items() if is_set]
+        if refused:
+            raise ValueError(
+                f"Attention options {refused} are not ported (the Lumina2 transformer and the FLUX VAE use none of "
+                "them): leave them at their defaults."
+            )
         super().__init__()
         self.inner_dim = out_dim if out_dim is not None else dim_head * heads
         self.inner_kv_dim = self.inner_dim if kv_heads is None else dim_head * kv_heads

@@ -177,20 +177,24 @@ def resolve_weight_files(
     single = resolve_file(path, add_variant(weights_name, variant), subfolder=subfolder, required=False, **hub_kwargs)
     if single is not None:
         return [single]
-    where = os.path.join(path, subfolder or "")
-    pickles = []
+    where = os.path.join(path, subfolder) if subfolder else path
+    hint = f" Nor its shard index {add_variant(index_name, variant)}."
     if os.path.isdir(where):
-        pickles = [f for f in os.listdir(where) if f.endswith(PICKLE_SUFFIXES)]
-    hint = ""
-    if pickles:
-        hint = (
-            f" Found pickle weights {pickles}: pickle formats are not read. Convert them to safetensors with torch, "
-            "e.g. `safetensors.torch.save_file(torch.load(path), 'model.safetensors')`, or save with "
-            "`save_pretrained(..., safe_serialization=True)`."
-        )
+        files = sorted(os.listdir(where))
+        pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
+        stem = weights_name.split(".")[0] + "."
+        others = [f for f in files if f.startswith(stem) and f.endswith(".safetensors")]
+        if pickles:
+            hint += (
+                f" Found pickle weights {pickles}: pickle formats are not read. Convert them to safetensors with "
+                "torch, e.g. `safetensors.torch.save_file(torch.load(path), 'model.safetensors')`, or save with "
+                "`save_pretrained(..., safe_serialization=True)`."
+            )
+        elif others:
+            hint += f" Found {others}: pass the `variant=` these files carry (or none, for plain weights)."
+    # upstream's sentence first (its tests match it), then what else was looked for and found
     raise EnvironmentError(
-        f"Error no file named {add_variant(weights_name, variant)} (or its shard index "
-        f"{add_variant(index_name, variant)}) found in {where}.{hint}"
+        f"Error no file named {add_variant(weights_name, variant)} found in directory {where}.{hint}"
     )
 
 
@@ -298,6 +302,8 @@ def load_checkpoint_into_model(
     keeps the dtype it was created with, so a bf16 checkpoint loads into a float32 model as an exact widening.
     ``key_mapping`` (checkpoint key -> model key) serves checkpoints that store extra prefixes.
     """
+    if isinstance(keep_in_fp32_modules, str):  # as upstream: one module name given as a string
+        keep_in_fp32_modules = [keep_in_fp32_modules]
     handles, key_to_file = _open_checkpoint(files)
     if key_mapping is not None:
         key_to_file = {key_mapping(k): f for k, f in key_to_file.items() if key_mapping(k) is not None}

@@ -36,7 +36,7 @@ from ..utils import (
     logging,
     str_to_dtype,
 )
-from ..utils.mindspore_utils import auto_dtype_as_float32, to_dtype_argument
+from ..utils.mindspore_utils import auto_dtype_as_float32, pop_mindspore_dtype, to_dtype_argument
 from ..utils.unsupported import MODEL_METHODS, add_unsupported_methods
 from .cpu_layers import ReleasesHeapAfterCompile
 from .model_loading_utils import (
@@ -54,7 +54,6 @@ _FLOAT_DTYPES = (ms.float16, ms.float32, ms.bfloat16, ms.float64)
 _HUB_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision")
 _UNSUPPORTED_KWARGS = {
     "torch_dtype": "use `mindspore_dtype=` (e.g. `mindspore_dtype=ms.float32`).",
-    "dtype": "use `mindspore_dtype=` (e.g. `mindspore_dtype=ms.float32`).",
     "ignore_mismatched_sizes": "the checkpoint's shapes must match the model's (a mismatch raises `CheckpointError`).",
     "device_map": "MindSpore places tensors through the context; there is no device map.",
     "device": "MindSpore places tensors through `ms.set_context(device_target=...)`.",
@@ -65,6 +64,8 @@ _UNSUPPORTED_KWARGS = {
 
 def cast_cell(cell: nn.Cell, dtype: ms.Type, keep_in_fp32_modules=()) -> nn.Cell:
     """Cast every floating parameter of ``cell`` to ``dtype`` in place (``keep_in_fp32_modules`` stay float32)."""
+    if isinstance(keep_in_fp32_modules, str):
+        keep_in_fp32_modules = [keep_in_fp32_modules]
     for name, param in cell.parameters_and_names():
         if param.dtype not in _FLOAT_DTYPES:
             continue
@@ -173,7 +174,8 @@ class ModelMixin(CellUtilsMixin):
         except AttributeError:
             found = deprecated_config_attribute(self, name, "unet")
             if found is None:
-                raise
+                # torch's wording (upstream's tests compare it), not MindSpore's "The 'X' object has no attribute"
+                raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'") from None
             return found[0]
 
     def enable_gradient_checkpointing(self, gradient_checkpointing_func=None) -> None:
@@ -324,7 +326,7 @@ class ModelMixin(CellUtilsMixin):
                 Update the configuration object after it is loaded (e.g. `num_layers=2`).
         """
         # upstream: a `torch_dtype` that is not a dtype loads in float32, with a warning
-        mindspore_dtype = str_to_dtype(auto_dtype_as_float32(kwargs.pop("mindspore_dtype", None)))
+        mindspore_dtype = str_to_dtype(auto_dtype_as_float32(pop_mindspore_dtype(kwargs)))
         subfolder = local_subfolder(pretrained_model_name_or_path, kwargs.pop("subfolder", None), cls.config_name)
         variant = kwargs.pop("variant", None)
         output_loading_info = kwargs.pop("output_loading_info", False)

@@ -24,6 +24,7 @@ from typing import Optional
 import mindspore as ms
 from mindspore import Parameter, mint, nn, ops
 
+from .cpu_layers import GroupNorm as GroupNorm  # mindone.diffusers has its GroupNorm cell here
 from .cpu_layers import Linear, broadcast_add, broadcast_mul, mean_last_axis
 
 

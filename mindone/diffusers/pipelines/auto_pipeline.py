@@ -23,7 +23,7 @@ from collections import OrderedDict
 from typing import Union
 
 from ..configuration_utils import ConfigMixin
-from ..utils import str_to_dtype
+from ..utils import pop_mindspore_dtype, str_to_dtype
 
 AUTO_TEXT2IMAGE_PIPELINES_MAPPING = OrderedDict([("lumina2", "Lumina2Pipeline")])
 
@@ -107,7 +107,7 @@ class AutoPipelineForText2Image(ConfigMixin):
         original_cls_name = pipeline.__class__.__name__
         _refuse_variants(kwargs, original_cls_name)
         text_2_image_cls = _get_task_class(AUTO_TEXT2IMAGE_PIPELINES_MAPPING, original_cls_name)
-        dtype = str_to_dtype(kwargs.pop("mindspore_dtype", None))
+        dtype = str_to_dtype(pop_mindspore_dtype(kwargs))
         new_pipeline = text_2_image_cls._from_pipe(pipeline, **kwargs)
         if dtype is not None:
             new_pipeline.to(dtype)

@@ -40,7 +40,7 @@ from mindspore import nn
 from ..configuration_utils import ConfigMixin
 from ..models.modeling_utils import ModelMixin
 from ..utils import BaseOutput, dtype_to_str, logging, str_to_dtype
-from ..utils.mindspore_utils import auto_dtype_as_float32, to_dtype_argument
+from ..utils.mindspore_utils import auto_dtype_as_float32, pop_mindspore_dtype, to_dtype_argument
 from ..utils.unsupported import PIPELINE_METHODS, add_unsupported_methods
 
 logger = logging.get_logger(__name__)
@@ -64,7 +64,6 @@ _IGNORE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.msgpack", "*
 _SHARD_RE = re.compile(r"^\d{5}-of-\d{5}$")
 _UNSUPPORTED_KWARGS = {
     "torch_dtype": "use `mindspore_dtype=` (e.g. `mindspore_dtype=ms.float32`).",
-    "dtype": "use `mindspore_dtype=` (e.g. `mindspore_dtype=ms.float32`).",
     "device_map": "MindSpore places tensors through the context; there is no device map.",
     "custom_pipeline": "custom (remote-code) pipelines are not supported by this port.",
     "quantization_config": "quantized checkpoints are not supported by this port.",
@@ -479,7 +478,7 @@ class DiffusionPipeline(ConfigMixin):
             raise ValueError("`use_safetensors=False` is not supported: only safetensors checkpoints are read.")
         for name in ("low_cpu_mem_usage", "output_loading_info", "mirror", "disable_mmap", "max_memory"):
             kwargs.pop(name, None)
-        mindspore_dtype = kwargs.pop("mindspore_dtype", None)
+        mindspore_dtype = pop_mindspore_dtype(kwargs)
         if isinstance(mindspore_dtype, dict):
             # "auto" goes to the component as is: models load it in float32 with a warning, text encoders in the
             # dtype their config records
@@ -686,7 +685,7 @@ class DiffusionPipeline(ConfigMixin):
         ```
         """
         _reject_unsupported_kwargs(kwargs, "from_pipe")
-        dtype = str_to_dtype(kwargs.pop("mindspore_dtype", None)) or ms.float32
+        dtype = str_to_dtype(pop_mindspore_dtype(kwargs)) or ms.float32
         new_pipeline = cls._from_pipe(pipeline, **kwargs)
         new_pipeline.to(dtype)
         return new_pipeline

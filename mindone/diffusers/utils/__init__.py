@@ -8,7 +8,7 @@ from .constants import (
     WEIGHTS_NAME,
 )
 from .hub_utils import local_subfolder, resolve_file
-from .mindspore_utils import dtype_to_str, is_ascend, randn_tensor, str_to_dtype
+from .mindspore_utils import dtype_to_str, is_ascend, pop_mindspore_dtype, randn_tensor, str_to_dtype
 from .outputs import BaseOutput
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "resolve_file",
     "dtype_to_str",
     "is_ascend",
+    "pop_mindspore_dtype",
     "randn_tensor",
     "str_to_dtype",
     "BaseOutput",

@@ -62,7 +62,7 @@ def resolve_file(
         if not required:
             return None
         raise EnvironmentError(
-            f"Error no file named {filename} found in directory {os.path.join(path, subfolder or '')}."
+            f"Error no file named {filename} found in directory {os.path.join(path, subfolder) if subfolder else path}."
         )
     try:
         return hf_hub_download(

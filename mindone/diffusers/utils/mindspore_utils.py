@@ -73,6 +73,29 @@ def auto_dtype_as_float32(dtype):
     return dtype
 
 
+_NOT_GIVEN = object()
+
+
+def pop_mindspore_dtype(kwargs, mindspore_dtype=_NOT_GIVEN):
+    """The dtype argument of a loading call: `mindspore_dtype=`, or `dtype=` (upstream's name since diffusers 0.36
+    and transformers 5) given a MindSpore dtype or its name. A torch dtype, or both names with different values, raise.
+    Pass `mindspore_dtype` when the caller has it as a named parameter; otherwise it is popped from `kwargs`."""
+    if mindspore_dtype is _NOT_GIVEN:
+        mindspore_dtype = kwargs.pop("mindspore_dtype", None)
+    dtype = kwargs.pop("dtype", None)
+    if dtype is None:
+        return mindspore_dtype
+    if type(dtype).__module__.split(".")[0] == "torch":
+        raise TypeError(
+            f"`dtype={dtype}` is a torch dtype: pass a MindSpore dtype (e.g. `mindspore_dtype=ms.float32`)."
+        )
+    if mindspore_dtype is not None and mindspore_dtype is not dtype and mindspore_dtype != dtype:
+        raise ValueError(
+            f"`dtype={dtype!r}` and `mindspore_dtype={mindspore_dtype!r}` disagree: pass one of them (they are aliases)."
+        )
+    return dtype
+
+
 def dtype_to_str(dtype) -> str:
     return {ms.float32: "float32", ms.float16: "float16", ms.bfloat16: "bfloat16", ms.float64: "float64"}.get(
         dtype, str(dtype)

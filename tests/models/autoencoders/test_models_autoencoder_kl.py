@@ -732,6 +732,10 @@ def test_models_import_as_upstream():
     assert md.models.autoencoders.autoencoder_kl.AutoencoderKL is AutoencoderKL  # submodules as attributes
     with pytest.raises(AttributeError, match="no attribute 'NotAModel'"):
         md.models.NotAModel
+    # layers where diffusers (or mindone, for its GroupNorm cell) has them
+    from mindone.diffusers.models import activations, attention, cpu_layers, normalization
+
+    assert activations.FP32SiLU is attention.FP32SiLU and normalization.GroupNorm is cpu_layers.GroupNorm
 
 
 def test_unsupported_options_raise():
@@ -762,6 +766,17 @@ def test_unsupported_options_raise():
         Downsample2D(4, use_conv=True, name="op", norm_type="rms_norm")
     with pytest.raises(ValueError, match="Conv2d_0"):
         Downsample2D(4, use_conv=True, name="conv")
+    from mindone.diffusers.models.attention_processor import Attention
+
+    for option in (
+        dict(spatial_norm_dim=4), dict(cross_attention_norm="layer_norm"), dict(added_kv_proj_dim=4),
+        dict(only_cross_attention=True), dict(out_context_dim=4), dict(context_pre_only=True), dict(pre_only=True),
+        dict(is_causal=True),
+    ):  # fmt: skip
+        with pytest.raises(ValueError, match=f"{next(iter(option))}.*not ported"):
+            Attention(8, **option)
+    # upstream's defaults of those options are accepted (diffusers' own blocks pass them explicitly)
+    Attention(8, spatial_norm_dim=None, added_proj_bias=True, cross_attention_norm_num_groups=32, is_causal=False)
     with pytest.raises(ValueError, match="norm_type"):
         Decoder(norm_type="spatial")
     with pytest.raises(ValueError, match="activation function"):
@@ -773,8 +788,10 @@ def test_gradient_checkpointing_gives_the_same_gradients(monkeypatch):
     # again in the backward pass
     from mindone.diffusers.models.unets.unet_2d_blocks import DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D
 
+    from mindone.diffusers.models.resnet import ResnetBlock2D
+
     calls = []
-    for block_type in (DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D):
+    for block_type in (DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D, ResnetBlock2D):
         construct = block_type.construct
 
         def counted(self, *args, _construct=construct, **kwargs):
@@ -792,12 +809,22 @@ def test_gradient_checkpointing_gives_the_same_gradients(monkeypatch):
     grad_fn = ms.value_and_grad(loss_fn, None, params)
     vae.set_train(True)
     loss, grads = grad_fn(x)
-    assert len(calls) == 6  # 2 down, 2 mid, 2 up blocks
+    blocks = [c for c in calls if c != "ResnetBlock2D"]
+    resnets = sum(isinstance(c, ResnetBlock2D) for _, c in vae.cells_and_names())
+    assert len(blocks) == 6 and len(calls) - len(blocks) == resnets == 10  # 2 down (1 each), 2 up (2), 2 mid (2)
     vae.enable_gradient_checkpointing()
     assert vae.is_gradient_checkpointing and vae.encoder.gradient_checkpointing and vae.decoder.gradient_checkpointing
+    # the cells that take the flag are upstream's
+    reference = TorchAutoencoderKL(**TINY_32_64)
+    reference.enable_gradient_checkpointing()
+    flagged = {type(c).__name__ for _, c in vae.cells_and_names() if getattr(c, "gradient_checkpointing", False)}
+    assert flagged == {type(m).__name__ for m in reference.modules() if getattr(m, "gradient_checkpointing", False)}
     calls.clear()
     loss_ckpt, grads_ckpt = grad_fn(x)
-    assert len(calls) == 12
+    blocks_ckpt = [c for c in calls if c != "ResnetBlock2D"]
+    assert len(blocks_ckpt) == 12
+    # every resnet runs twice, and the mid blocks' second resnets once more inside the recomputation of their block
+    assert len(calls) - len(blocks_ckpt) == 2 * resnets + 2
     vae.disable_gradient_checkpointing()
     assert not vae.is_gradient_checkpointing
     assert float(loss) == float(loss_ckpt)

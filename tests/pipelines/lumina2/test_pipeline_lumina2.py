@@ -750,6 +750,8 @@ def test_bfloat16_on_cpu_fails_early_and_float16_warns(tiny):
         Lumina2Pipeline.from_pretrained(path, mindspore_dtype=ms.bfloat16)
     with pytest.raises(ValueError, match="needs float32"):
         DiffusionPipeline.from_pretrained(path, mindspore_dtype={"transformer": ms.bfloat16})
+    with pytest.raises(ValueError, match="needs float32"):  # `dtype=`, upstream's newer name, is an alias
+        DiffusionPipeline.from_pretrained(path, dtype={"transformer": ms.bfloat16})
     with pytest.raises(ValueError, match="needs float32"):
         Lumina2Pipeline(**mp.components).to(ms.bfloat16)
     with _captured_warnings() as records:
@@ -883,6 +885,10 @@ def test_from_pipe_as_upstream(tiny, base_image):
     assert Lumina2Pipeline.from_pipe(fresh).transformer.dtype == ms.float32
     with pytest.raises(TypeError, match="`torch_dtype` is not supported .*mindspore_dtype"):
         Lumina2Pipeline.from_pipe(fresh, torch_dtype=torch.float16)
+    with pytest.raises(TypeError, match="torch dtype.*mindspore_dtype"):
+        Lumina2Pipeline.from_pipe(fresh, dtype=torch.float16)
+    assert Lumina2Pipeline.from_pipe(fresh, dtype="float16").transformer.dtype == ms.float16
+    fresh.to(ms.float32)
 
     # a model of another class than the signature's is not switched over: a warning, then the missing component
     wrong = Lumina2Pipeline(**{**fresh.components, "vae": fresh.transformer})

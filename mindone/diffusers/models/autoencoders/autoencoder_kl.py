@@ -18,8 +18,8 @@ default; `generator` is a `numpy.random.Generator`; convolutions are `cpu_layers
 CPU path); tile blending is vectorised (one weighted sum per overlap instead of a Python loop of in-place row
 writes, same numbers); `encode` / `decode` / the forward pass run on the host and call the `encoder`, `decoder` and
 quant-conv cells, which GRAPH_MODE compiles (once per input shape), so tiling, slicing, the posterior object and numpy
-generators work in both modes; gradient checkpointing by `mindspore.recompute` (reentrant, see `vae.Encoder`); no
-attention-processor switching, QKV fusion or PEFT.
+generators work in both modes (`ms.jit` of `construct` compiles the forward pass without posterior sampling);
+gradient checkpointing by `mindspore.recompute` (reentrant, see `vae.Encoder`); no QKV fusion or PEFT.
 """
 
 import warnings

@@ -337,12 +337,19 @@ class UNetMidBlock2D(nn.Cell):
         self.attentions = nn.CellList(attentions)
         self.resnets = nn.CellList(resnets)
 
+        self.gradient_checkpointing = False
+
     def construct(self, hidden_states: ms.Tensor, temb: Optional[ms.Tensor] = None) -> ms.Tensor:
         hidden_states = self.resnets[0](hidden_states, temb)
         for i in range(self.num_layers):
             if self.add_attention:
                 hidden_states = self.attentions[i](hidden_states)
-            hidden_states = self.resnets[i + 1](hidden_states, temb)
+            if self.gradient_checkpointing and self.training:
+                # as upstream, the resnets after the first are recomputed (reentrant: see `Encoder.construct`)
+                resnet_args = (hidden_states,) if temb is None else (hidden_states, temb)
+                hidden_states = ms.recompute(self.resnets[i + 1], *resnet_args, use_reentrant=True)
+            else:
+                hidden_states = self.resnets[i + 1](hidden_states, temb)
 
         return hidden_states
 
