@@ -786,9 +786,8 @@ def test_unsupported_options_raise():
 def test_gradient_checkpointing_gives_the_same_gradients(monkeypatch):
     # upstream checkpoints the encoder's down and mid blocks and the decoder's mid and up blocks: their forward runs
     # again in the backward pass
-    from mindone.diffusers.models.unets.unet_2d_blocks import DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D
-
     from mindone.diffusers.models.resnet import ResnetBlock2D
+    from mindone.diffusers.models.unets.unet_2d_blocks import DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D
 
     calls = []
     for block_type in (DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D, ResnetBlock2D):
