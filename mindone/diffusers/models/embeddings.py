@@ -97,14 +97,14 @@ def get_1d_rotary_pos_embed(
     linear_factor: float = 1.0,
     ntk_factor: float = 1.0,
     repeat_interleave_real: bool = True,
-    freqs_dtype=np.float64,
+    freqs_dtype=np.float32,
 ) -> ms.Tensor:
     """
     Precompute the frequency tensor for complex exponentials (cis) with given dimensions.
 
     MindSpore change: the complex exponential is returned as its real view, `ops.view_as_real(freqs_cis)`: a float32
-    tensor of shape `[S, D/2, 2]` holding `(cos, sin)` of the angles, computed on the host in `freqs_dtype` (float64 by
-    default, as Lumina2 asks for).
+    tensor of shape `[S, D/2, 2]` holding `(cos, sin)` of the angles, computed on the host in `freqs_dtype` (float32
+    by default, as upstream; Lumina2 asks for float64).
 
     Args:
         dim (`int`): Dimension of the frequency tensor.
@@ -119,7 +119,7 @@ def get_1d_rotary_pos_embed(
             Scaling factor for the NTK-Aware RoPE. Defaults to 1.0.
         repeat_interleave_real (`bool`, *optional*, defaults to `True`):
             Only used with `use_real=True`, which this port does not support.
-        freqs_dtype (`np.float32` or `np.float64`, *optional*, defaults to `np.float64`):
+        freqs_dtype (`np.float32` or `np.float64` (or the MindSpore dtype), *optional*, defaults to `np.float32`):
             the dtype the frequencies and their cosines/sines are computed in.
     Returns:
         `ms.Tensor`: the real view of the complex exponentials, [S, D/2, 2] float32.
@@ -131,6 +131,7 @@ def get_1d_rotary_pos_embed(
             "`use_real=True` (the FLUX/CogVideoX interleaved layout) is not part of this port; only the Lumina layout "
             "`use_real=False` is supported."
         )
+    freqs_dtype = {ms.float32: np.float32, ms.float64: np.float64}.get(freqs_dtype, freqs_dtype)
     freqs_dtype = np.dtype(freqs_dtype)
     if isinstance(pos, int):
         pos = np.arange(pos)
@@ -146,34 +147,39 @@ def get_1d_rotary_pos_embed(
 def apply_rotary_emb(
     x: ms.Tensor,
     freqs_cis: ms.Tensor,
-    use_real: bool = False,
+    use_real: bool = True,
     use_real_unbind_dim: int = -1,
-    sequence_dim: int = 1,
+    sequence_dim: int = 2,
 ) -> ms.Tensor:
     """
     Apply rotary embeddings to input tensors using the given frequency tensor (the Lumina layout: consecutive pairs of
     channels are the real and imaginary parts of a complex number, which is multiplied by `freqs_cis`).
 
-    MindSpore change: `freqs_cis` is the real view of the complex exponential (`(cos, sin)` in its last axis) and the
+    MindSpore change: only upstream's `use_real=False` path (which Lumina2 takes); `freqs_cis` is best given as the
+    real view of the complex exponential (`(cos, sin)` in its last axis; a complex table is converted to it), and the
     complex product is written out in float32 real arithmetic.
 
     Args:
         x (`ms.Tensor`):
             Query or key tensor of shape `[B, S, H, D]`.
         freqs_cis (`ms.Tensor`):
-            Real view of the complex exponentials, `[B, S, D/2, 2]` (or broadcastable, e.g. `[S, D/2, 2]`).
-        use_real (`bool`, defaults to `False`):
-            Only `False` (the Lumina layout) is supported by this port.
+            Real view of the complex exponentials, `[B, S, D/2, 2]` (or broadcastable, e.g. `[S, D/2, 2]`), or
+            upstream's complex `[B, S, D/2]` table.
+        use_real (`bool`, defaults to `True`):
+            Upstream's default; only `False` (the Lumina layout) is supported by this port: pass it.
         use_real_unbind_dim (`int`, defaults to -1): Unused with `use_real=False`.
-        sequence_dim (`int`, defaults to 1): Only 1 (`[B, S, H, D]` inputs, as in Lumina) is supported.
+        sequence_dim (`int`, defaults to 2): Unused with `use_real=False` (as upstream); `x` is `[B, S, H, D]`.
 
     Returns:
         `ms.Tensor`: `x` rotated, in the dtype of `x`.
     """
     if use_real:
-        raise ValueError("`use_real=True` is not part of this port; only the Lumina layout `use_real=False` is.")
-    if sequence_dim != 1:
-        raise ValueError(f"`sequence_dim={sequence_dim}` is not supported here; inputs must be [B, S, H, D].")
+        raise ValueError(
+            "`use_real=True` (upstream's default, the cos / sin layout of FLUX and CogVideoX) is not part of this port: "
+            "pass `use_real=False` (the Lumina layout)."
+        )
+    if freqs_cis.dtype in (ms.complex64, ms.complex128):  # upstream's complex table: its real view
+        freqs_cis = ops.stack((ops.real(freqs_cis), ops.imag(freqs_cis)), -1).astype(ms.float32)
     # the complex product (x_re + i x_im)(cos + i sin) channel-wise: x * [cos, cos] + (x_im, x_re) * [-sin, sin], with
     # the tables expanded once ([..., S, 1, D], tiled over heads) and the pairs swapped as a whole, which costs far
     # fewer (slow) kernels on CPU than slicing out the four halves; same float32 products and sums

@@ -564,19 +564,58 @@ def test_attention_processor_gqa_mask_rope_proportional(mode):
         ms.set_context(mode=ms.PYNATIVE_MODE)
 
 
+def test_submodules_called_as_upstream():
+    """The rotary embedder called as upstream calls it, `(hidden_states, attention_mask)`, returns upstream's tuple
+    (the tables as real views); a transformer block takes upstream's complex rotary table as it is."""
+    torch_model, model = _twins(TINY)
+    x, _, cap, mask = _inputs(TINY, 3, (10, 6), (16, 5, 11), 16, seed=3)
+    with torch.no_grad():
+        expected = torch_model.rope_embedder(torch.from_numpy(x), torch.from_numpy(mask))
+    ours = model.rope_embedder(ms.Tensor(x), ms.Tensor(mask))
+    assert len(ours) == len(expected) == 6
+    assert_close(ours[0], expected[0], 0.0)
+    for mine, theirs in zip(ours[1:4], expected[1:4]):
+        assert_close(mine, torch.view_as_real(theirs.to(torch.complex128)), 1e-7)
+    assert ours[4:] == tuple(expected[4:]) and isinstance(ours[4], list)
+
+    # the context refiner's block with the caption mask and upstream's complex caption table
+    hidden = np.random.default_rng(4).standard_normal((3, 16, TINY["hidden_size"])).astype(np.float32)
+    with torch.no_grad():
+        reference = torch_model.context_refiner[0](
+            torch.from_numpy(hidden), torch.from_numpy(mask).bool(), expected[1]
+        ).numpy()
+    complex_table = ms.Tensor(expected[1].numpy())
+    block = model.context_refiner[0](ms.Tensor(hidden), ms.Tensor(mask.astype(bool)), complex_table)
+    assert_close(block, reference, 1e-5)
+
+
 def test_rotary_and_timestep_helpers():
     rng = np.random.default_rng(4)
     # rotary: tables and the complex product, against diffusers' complex128 path
-    table = get_1d_rotary_pos_embed(6, 11, theta=10000.0)
+    table = get_1d_rotary_pos_embed(6, 11, theta=10000.0, freqs_dtype=np.float64)
     torch_table = torch_get_1d_rotary_pos_embed(6, 11, theta=10000.0, freqs_dtype=torch.float64)
     assert_close(table, torch.view_as_real(torch_table), 1e-7)
+    # upstream's default: float32 angles (their cos / sin within an ulp of upstream's float32 table)
+    default = get_1d_rotary_pos_embed(6, 300)
+    assert_close(default, get_1d_rotary_pos_embed(6, 300, freqs_dtype=np.float32), 0.0)
+    assert rel_l2(default, get_1d_rotary_pos_embed(6, 300, freqs_dtype=np.float64)) > 1e-8
+    assert_close(default, torch.view_as_real(torch_get_1d_rotary_pos_embed(6, 300)), 1e-6)
+    assert_close(get_1d_rotary_pos_embed(6, 11, freqs_dtype=ms.float64), table, 0.0)
     x = rng.standard_normal((2, 11, 3, 6)).astype(np.float32)
     freqs = np.broadcast_to(table.asnumpy(), (2, 11, 3, 2))
     torch_freqs = torch_table.unsqueeze(0).expand(2, -1, -1)
     expected = torch_apply_rotary_emb(torch.from_numpy(x), torch_freqs, use_real=False)
-    assert_close(apply_rotary_emb(ms.Tensor(x), ms.Tensor(np.ascontiguousarray(freqs))), expected, 1e-6)
+    assert_close(
+        apply_rotary_emb(ms.Tensor(x), ms.Tensor(np.ascontiguousarray(freqs)), use_real=False), expected, 1e-6
+    )
+    # upstream's complex table as it is (complex128 here; complex64 too)
+    for complex_freqs in (torch_freqs, torch_freqs.to(torch.complex64)):
+        rotated = apply_rotary_emb(ms.Tensor(x), ms.Tensor(complex_freqs.numpy()), use_real=False)
+        assert_close(rotated, expected, 1e-6)
     with pytest.raises(ValueError, match="use_real"):
         get_1d_rotary_pos_embed(6, 11, use_real=True)
+    with pytest.raises(ValueError, match="pass `use_real=False`"):
+        apply_rotary_emb(ms.Tensor(x), ms.Tensor(np.ascontiguousarray(freqs)))  # upstream's default use_real=True
 
     # timesteps: odd and even widths, both orders, shifts and scales
     t = rng.uniform(0, 1000, (5,)).astype(np.float32)

@@ -287,7 +287,8 @@ class Lumina2RotaryPosEmbed(nn.Cell):
 
     MindSpore change: upstream's forward is split in two. `get_position_ids` is host-side NumPy bookkeeping (caption
     lengths, per-sample position ids); `construct` is pure tensor work: it patchifies the latents and gathers the
-    tables of the three axes by position id. The rotary embeddings are real views of upstream's complex `freqs_cis`,
+    tables of the three axes by position id. Called with upstream's arguments `(hidden_states, attention_mask)`, it
+    does both (`forward_from_mask`) and returns upstream's tuple. The rotary embeddings are real views of upstream's complex `freqs_cis`,
     `(B, S, head_dim / 2, 2)` = `(cos, sin)`. Each table has one extra all-zero row (index `axes_lens[i]`) that stands
     for upstream's zero-filled `cap_freqs_cis` at padded caption positions.
     """
@@ -372,6 +373,22 @@ class Lumina2RotaryPosEmbed(nn.Cell):
             "encoder_seq_lengths": l_effective_cap_len,
             "seq_lengths": seq_lengths,
         }
+
+    def __call__(self, hidden_states: ms.Tensor, *args, **kwargs):
+        if len(args) + len(kwargs) == 1:
+            return self.forward_from_mask(hidden_states, *args, **kwargs)
+        return super().__call__(hidden_states, *args, **kwargs)
+
+    def forward_from_mask(self, hidden_states: ms.Tensor, attention_mask: ms.Tensor):
+        """Upstream's call, `rope_embedder(hidden_states, attention_mask)` (from Python, not inside a graph): the
+        position ids from the caption mask on the host, then `construct`. Returns upstream's tuple `(hidden_states,
+        cap_freqs_cis, img_freqs_cis, freqs_cis, l_effective_cap_len, seq_lengths)` with the real-view tables."""
+        _, _, height, width = hidden_states.shape
+        mask = attention_mask.asnumpy() if isinstance(attention_mask, ms.Tensor) else np.asarray(attention_mask)
+        ids = self.get_position_ids(mask.astype(bool), height, width)
+        keys = ("cap_position_ids", "img_position_ids", "position_ids")
+        outputs = super().__call__(hidden_states, *(ms.Tensor(ids[k]) for k in keys))
+        return (*outputs, ids["encoder_seq_lengths"].tolist(), ids["seq_lengths"].tolist())
 
     def _get_freqs_cis(self, ids: ms.Tensor) -> ms.Tensor:
         result = []
