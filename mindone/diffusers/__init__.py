@@ -18,6 +18,7 @@ _import_structure = {
     "models.transformers.transformer_lumina2": ["Lumina2Transformer2DModel"],
     "models.autoencoders.autoencoder_kl": ["AutoencoderKL"],
     "schedulers.scheduling_utils": ["SchedulerMixin"],
+    "utils": ["logging"],
     "schedulers.scheduling_flow_match_euler_discrete": ["FlowMatchEulerDiscreteScheduler"],
     "pipelines.auto_pipeline": ["AutoPipelineForText2Image"],
     "pipelines.pipeline_utils": ["DiffusionPipeline", "ImagePipelineOutput"],
@@ -43,3 +44,4 @@ if TYPE_CHECKING:  # pragma: no cover (static imports for type checkers and the 
     from .pipelines.pipeline_utils import DiffusionPipeline, ImagePipelineOutput  # noqa: F401
     from .schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteScheduler  # noqa: F401
     from .schedulers.scheduling_utils import SchedulerMixin  # noqa: F401
+    from .utils import logging  # noqa: F401

@@ -19,8 +19,6 @@ model (`set_adapter`, `delete_adapter`, `merge_adapter`, `unmerge_adapter`, `mer
 diffusers' `scale_lora_layers` / `unscale_lora_layers` are here too for the run-time LoRA scale.
 """
 
-__version__ = "0.21.2"  # the PEFT release whose LoRA behaviour this follows
-
 from .config import PeftConfig
 from .mapping import PEFT_TYPE_TO_CONFIG_MAPPING, get_peft_config, inject_adapter_in_model, inject_and_load_adapter
 from .tuners.lora import Linear, LoraConfig, LoraLayer
@@ -48,6 +46,7 @@ from .utils import (
     NoMatchingPeftModuleError,
     PeftType,
 )
+from .utils.constants import PEFT_VERSION as __version__  # noqa: F401 (the PEFT release whose LoRA behaviour this follows)
 from .utils.hotswap import (
     check_hotswap_configs_compatible,
     hotswap_adapter_from_state_dict,

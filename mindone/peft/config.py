@@ -59,6 +59,10 @@ class PeftConfig:
         diffusers stores in safetensors files."""
         if not isinstance(config_dict, dict):
             raise TypeError(f"`config_dict` must be a dict, got {type(config_dict).__name__}.")
+        if cls is PeftConfig:  # as PEFT's `from_peft_type`: the config class of the dict's `peft_type`
+            from .mapping import get_peft_config
+
+            return get_peft_config(config_dict)
         return cls(**config_dict)
 
     def save_pretrained(self, save_directory: str, **kwargs) -> None:

@@ -29,7 +29,8 @@ PEFT_TYPE_TO_PREFIX_MAPPING = {PeftType.LORA.value: "lora_"}
 
 def get_peft_config(config_dict: Dict[str, Any]) -> PeftConfig:
     """A config object from a dictionary (e.g. a parsed `adapter_config.json`)."""
-    peft_type = str(config_dict.get("peft_type", PeftType.LORA.value))
+    peft_type = config_dict.get("peft_type", PeftType.LORA.value)
+    peft_type = str(getattr(peft_type, "value", peft_type))  # this package's or PEFT's `PeftType` member, or a str
     if peft_type not in PEFT_TYPE_TO_CONFIG_MAPPING:
         raise ValueError(f"`peft_type` {peft_type!r} is not supported; mindone.peft implements 'LORA'.")
     return PEFT_TYPE_TO_CONFIG_MAPPING[peft_type].from_dict(config_dict)

@@ -35,6 +35,7 @@ from ..diffusers.models.model_loading_utils import (
     named_parameters,
     resolve_weight_files,
     save_state_dict_sharded,
+    warn_if_pickle_requested,
 )
 from ..diffusers.models.modeling_utils import _UNSUPPORTED_KWARGS, CellUtilsMixin
 from ..diffusers.utils import dtype_to_str, logging, pop_mindspore_dtype, str_to_dtype
@@ -187,14 +188,11 @@ class PreTrainedModel(CellUtilsMixin):
             variant (`str`, *optional*):
                 If specified, weights are saved in the format `model.<variant>.safetensors`.
             safe_serialization (`bool`, *optional*, defaults to `True`):
-                Must be `True`: only safetensors are written.
+                Safetensors are always written: `False` (upstream's pickle files) logs a warning and writes safetensors.
         """
         if os.path.isfile(save_directory):
             raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
-        if not safe_serialization:
-            raise ValueError(
-                "Only safetensors are written (`safe_serialization=True`): pickle checkpoints are unsafe."
-            )
+        warn_if_pickle_requested(safe_serialization, f"the {type(self).__name__}")
         if push_to_hub:
             raise NotImplementedError("`push_to_hub=True` is not supported: upload the folder with huggingface_hub.")
         unsupported = sorted(k for k, v in kwargs.items() if k not in ("token", "save_peft_format") and v)

@@ -199,9 +199,14 @@ def test_save_lora_weights_like_diffusers(lora, tmp_path):
         str(tmp_path / "worker"), transformer_lora_layers=transformer_layers, is_main_process=False
     )
     assert not os.path.exists(tmp_path / "worker")
-    with pytest.raises(ValueError, match="only safetensors are written"):
+    # upstream's pickle request: the safetensors file anyway (with a warning); a pickle file name is refused
+    Lumina2Pipeline.save_lora_weights(
+        str(tmp_path / "x"), transformer_lora_layers=transformer_layers, safe_serialization=False
+    )
+    assert os.listdir(tmp_path / "x") == ["pytorch_lora_weights.safetensors"]
+    with pytest.raises(ValueError, match="names a pickle file"):
         Lumina2Pipeline.save_lora_weights(
-            str(tmp_path / "x"), transformer_lora_layers=transformer_layers, safe_serialization=False
+            str(tmp_path / "x"), transformer_lora_layers=transformer_layers, weight_name="lora.bin"
         )
     with pytest.raises(ValueError, match="should be a directory, not a file"):
         Lumina2Pipeline.save_lora_weights(path, transformer_lora_layers=transformer_layers)

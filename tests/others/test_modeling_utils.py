@@ -225,8 +225,9 @@ def test_to_dtype_and_kwargs_override(tmp_path):
     # `dtype=` is upstream's newer name of the dtype argument: an alias here, given a MindSpore dtype
     assert MsTinyNet.from_pretrained(tmp_path / "d", dtype=ms.bfloat16).dtype == ms.bfloat16
     assert MsTinyNet.from_pretrained(tmp_path / "d", dtype="float16", mindspore_dtype="float16").dtype == ms.float16
-    with pytest.raises(TypeError, match="torch dtype.*mindspore_dtype"):
-        MsTinyNet.from_pretrained(tmp_path / "d", dtype=torch.float16)
+    # a torch dtype (or its name) means its MindSpore twin, under either name, as `str_to_dtype` reads it
+    assert MsTinyNet.from_pretrained(tmp_path / "d", dtype=torch.float16).dtype == ms.float16
+    assert MsTinyNet.from_pretrained(tmp_path / "d", mindspore_dtype=torch.float16, dtype="fp16").dtype == ms.float16
     with pytest.raises(ValueError, match="disagree"):
         MsTinyNet.from_pretrained(tmp_path / "d", dtype=ms.float16, mindspore_dtype=ms.bfloat16)
     with pytest.raises(TypeError, match="ignore_mismatched_sizes"):
@@ -496,10 +497,18 @@ def test_reload_into_a_jit_compiled_model(tmp_path, saved):
     assert_close(_run(model, x), _ref(torch_model, x), 1e-5, "jit, reloaded weights")
 
 
-def test_save_refuses_pickle_and_files(tmp_path):
+def test_save_refuses_pickle_and_files(tmp_path, caplog):
     model = MsTinyNet()
-    with pytest.raises(ValueError, match="safetensors"):
-        model.save_pretrained(tmp_path / "o", safe_serialization=False)
+    # upstream's pickle request: safetensors anyway, with a warning (diffusers loads the folder)
+    with caplog.at_level(logging.WARNING, logger=_LOGGER_ROOT):
+        logging.getLogger(_LOGGER_ROOT).addHandler(caplog.handler)
+        try:
+            model.save_pretrained(tmp_path / "o", safe_serialization=False)
+        finally:
+            logging.getLogger(_LOGGER_ROOT).removeHandler(caplog.handler)
+    assert "never writes" in caplog.text and "saved as safetensors" in caplog.text
+    assert sorted(os.listdir(tmp_path / "o")) == ["config.json", "diffusion_pytorch_model.safetensors"]
+    TinyNet.from_pretrained(tmp_path / "o")
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="should be a directory"):
         model.save_pretrained(tmp_path / "file")
@@ -551,3 +560,39 @@ def test_diffusers_pipeline_methods_not_ported_say_what_to_do(name):
     for no_op in ("maybe_free_model_hooks", "remove_all_hooks", "reset_device_map"):
         assert hasattr(diffusers.DiffusionPipeline, no_op)
         assert getattr(Lumina2Pipeline, no_op)(Lumina2Pipeline.__new__(Lumina2Pipeline)) is None
+
+
+def test_logging_module_as_upstream(capsys):
+    """`mindone.diffusers.logging` has diffusers' names (upstream's tests set `diffusers.logging.FATAL` levels)."""
+    import diffusers.utils.logging as torch_logging
+
+    import mindone.diffusers as md
+    from mindone.diffusers import logging as ours
+
+    assert md.logging is ours
+    public = {n for n, v in vars(torch_logging).items() if not n.startswith("_") and not isinstance(v, type(ours))}
+    assert public - set(vars(ours)) == {"is_torch_dist_rank_zero"}  # no torch-distributed ranks here
+    for name in ("CRITICAL", "DEBUG", "ERROR", "FATAL", "INFO", "NOTSET", "WARN", "WARNING"):
+        assert getattr(ours, name) == getattr(torch_logging, name), name
+    assert ours.get_log_levels_dict() == torch_logging.get_log_levels_dict()
+
+    ours.disable_progress_bar()
+    try:
+        assert not ours.is_progress_bar_enabled() and list(ours.tqdm(range(3))) == [0, 1, 2]
+    finally:
+        ours.enable_progress_bar()
+    assert ours.is_progress_bar_enabled()
+
+    handler = logging.StreamHandler()
+    ours.add_handler(handler)
+    ours.enable_explicit_format()
+    assert handler.formatter is not None
+    ours.reset_format()
+    ours.remove_handler(handler)
+    with pytest.raises(ValueError, match="not a handler"):
+        ours.remove_handler(handler)
+    logger = ours.get_logger("mindone.diffusers.test")
+    logger.setLevel(ours.FATAL)
+    logger.warning("hidden")
+    logger.setLevel(ours.NOTSET)
+    assert "hidden" not in capsys.readouterr().err

@@ -303,3 +303,76 @@ def test_fan_in_fan_out_is_reset_for_linear_layers():
     with pytest.warns(UserWarning, match="Setting fan_in_fan_out to False"):
         mp.inject_adapter_in_model(config, ms_model)
     assert config.fan_in_fan_out is False
+
+
+def _trainable(named_params):
+    return sorted(name for name, p in named_params if p.requires_grad)
+
+
+@pytest.mark.parametrize("bias", ["none", "all", "lora_only"])
+def test_bias_option_makes_the_same_parameters_trainable_as_peft(bias):
+    torch_model, ms_model = make_twins()
+    kwargs = dict(r=2, target_modules=["to_q", "to_v"], bias=bias)
+    peft.inject_adapter_in_model(peft.LoraConfig(**kwargs), torch_model, "a")
+    mp.inject_adapter_in_model(mp.LoraConfig(**kwargs), ms_model, "a")
+    assert _trainable(ms_model.parameters_and_names()) == _trainable(torch_model.named_parameters())
+
+
+def test_bias_all_with_two_adapters_keeps_the_other_adapters_biases_out():
+    torch_model, ms_model = make_twins()
+    first = dict(r=2, target_modules=["to_q"], lora_bias=True, init_lora_weights=False)
+    second = dict(r=2, target_modules=["to_k"], bias="all", init_lora_weights=False)
+    for name, kwargs in (("a", first), ("b", second)):
+        peft.inject_adapter_in_model(peft.LoraConfig(**kwargs), torch_model, name)
+        mp.inject_adapter_in_model(mp.LoraConfig(**kwargs), ms_model, name)
+    expected = peft.get_peft_model_state_dict(torch_model, adapter_name="b")
+    ours = mp.get_peft_model_state_dict(ms_model, adapter_name="b")
+    assert sorted(ours) == sorted(expected) and not any(".lora_B.a." in k for k in ours)
+    # loading adapter b's dict leaves adapter a's LoRA bias alone
+    snapshot = {k: v.asnumpy().copy() for k, v in mp.get_peft_model_state_dict(ms_model, adapter_name="a").items()}
+    mp.set_peft_model_state_dict(ms_model, {k: v.asnumpy() + 1.0 for k, v in ours.items()}, adapter_name="b")
+    for key, value in mp.get_peft_model_state_dict(ms_model, adapter_name="a").items():
+        if "base_layer" not in key:
+            np.testing.assert_array_equal(value.asnumpy(), snapshot[key], err_msg=key)
+
+
+def test_state_dict_keys_with_the_adapter_name_load_as_in_peft():
+    torch_model, ms_model = make_twins()
+    kwargs = dict(r=2, target_modules=["to_q", "to_k"], init_lora_weights=False)
+    peft.inject_adapter_in_model(peft.LoraConfig(**kwargs), torch_model, "default")
+    mp.inject_adapter_in_model(mp.LoraConfig(r=2, target_modules=["to_q", "to_k"]), ms_model, "default")
+    # model-style keys (`...lora_A.default.weight`), as `model.state_dict()` gives them
+    state = {k: v for k, v in torch_sd_to_numpy(torch_model.state_dict()).items() if "lora_" in k}
+    assert all(".default." in k for k in state)
+    result = mp.set_peft_model_state_dict(ms_model, state)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    params = dict(ms_model.parameters_and_names())
+    for key, value in state.items():
+        np.testing.assert_array_equal(params[key].asnumpy(), value, err_msg=key)
+
+
+def test_ignore_mismatched_sizes_skips_with_strict_loading():
+    _, ms_model = make_twins()
+    mp.inject_adapter_in_model(mp.LoraConfig(r=2, target_modules=["to_q"]), ms_model)
+    state = {k: v.asnumpy() for k, v in mp.get_peft_model_state_dict(ms_model).items()}
+    wrong = next(k for k in state if k.endswith("lora_A.weight"))
+    state[wrong] = np.ones((3, state[wrong].shape[1]), dtype=np.float32)  # rank 3, not 2
+    with pytest.raises(mp.AdapterStateDictError, match="shape"):
+        mp.set_peft_model_state_dict(ms_model, state)
+    result = mp.set_peft_model_state_dict(ms_model, state, ignore_mismatched_sizes=True)
+    assert wrong in result.unexpected_keys
+
+
+def test_peft_config_classes_dispatch_on_peft_type(tmp_path):
+    peft.LoraConfig(r=3, lora_alpha=5, target_modules=["to_q"]).save_pretrained(tmp_path)
+    loaded = mp.PeftConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, mp.LoraConfig) and loaded.r == 3 and loaded.lora_alpha == 5
+    assert isinstance(mp.PeftConfig.from_dict({"peft_type": "LORA", "r": 4}), mp.LoraConfig)
+    # PEFT's `to_dict()` keeps the enum member; both packages' members are accepted
+    for peft_type in (peft.PeftType.LORA, mp.PeftType.LORA):
+        assert mp.get_peft_config({"peft_type": peft_type, "r": 6}).r == 6
+    with pytest.raises(ValueError, match="'BOFT' is not supported"):
+        mp.get_peft_config({"peft_type": peft.PeftType.BOFT})
+    # stamped with PEFT's version, as PEFT stamps its own (a loaded file keeps its value)
+    assert mp.LoraConfig(r=2).to_dict()["peft_version"] == peft.LoraConfig(r=2).to_dict()["peft_version"]
+    assert loaded.peft_version == peft.LoraConfig.from_pretrained(tmp_path).peft_version

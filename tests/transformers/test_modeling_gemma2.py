@@ -683,10 +683,10 @@ def test_save_on_other_ranks_writes_nothing_and_dtypes_are_floats(tiny_pair, tmp
     ms_model.save_pretrained(str(tmp_path / "rank0"))
     with pytest.raises(ValueError, match="not a floating point dtype"):
         Gemma2Model.from_pretrained(str(tmp_path / "rank0"), mindspore_dtype=ms.int8)
-    # `dtype=` (transformers 5's name) is an alias of `mindspore_dtype=`; a torch dtype is refused
+    # `dtype=` (transformers 5's name) is an alias of `mindspore_dtype=`
     assert Gemma2Model.from_pretrained(str(tmp_path / "rank0"), dtype=ms.bfloat16).dtype == ms.bfloat16
-    with pytest.raises(TypeError, match="torch dtype"):
-        Gemma2Model.from_pretrained(str(tmp_path / "rank0"), dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="disagree"):
+        Gemma2Model.from_pretrained(str(tmp_path / "rank0"), dtype=ms.bfloat16, mindspore_dtype=ms.float16)
 
 
 # ----------------------------------------------------------------------------------------------------------- errors

@@ -29,6 +29,7 @@ from mindspore import nn
 
 from ...peft import iter_tuner_layers
 from ...safetensors.mindspore import SafetensorError, load_file, load_metadata, save_file
+from ..models.model_loading_utils import warn_if_pickle_requested
 from ..models.modeling_utils import ModelMixin
 from ..utils import PICKLE_SUFFIXES, logging, resolve_file
 
@@ -594,10 +595,12 @@ class LoraBaseMixin:
             raise TypeError("`lora_adapter_metadata` must be of type `dict`.")
 
         if save_function is None:
-            if not safe_serialization:
+            if weight_name is not None and weight_name.endswith(PICKLE_SUFFIXES):
                 raise ValueError(
-                    "`safe_serialization=False` would write a pickle file: only safetensors are written here."
+                    f"`weight_name={weight_name!r}` names a pickle file, which this port never writes: use a "
+                    "`.safetensors` name (the default is pytorch_lora_weights.safetensors)."
                 )
+            warn_if_pickle_requested(safe_serialization, "the LoRA state dict")
 
             def save_function(weights, filename):
                 # Inject framework format.

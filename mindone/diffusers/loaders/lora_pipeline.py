@@ -221,7 +221,8 @@ class Lumina2LoraLoaderMixin(LoraBaseMixin):
                 Whether the process calling this is the main process or not (only the main process writes).
             weight_name (`str`, *optional*): Name of the file (default `pytorch_lora_weights.safetensors`).
             save_function (`Callable`, *optional*): `save_function(state_dict, path)` replacing the safetensors writer.
-            safe_serialization (`bool`, *optional*, defaults to `True`): Must be `True` unless `save_function` is set.
+            safe_serialization (`bool`, *optional*, defaults to `True`): Safetensors are written either way (`False`, upstream's
+                pickle file, logs a warning), unless `save_function` is set.
             transformer_lora_adapter_metadata (`dict`, *optional*):
                 LoRA adapter metadata associated with the transformer to be serialized with the state dict (e.g.
                 `pipe.transformer.peft_config[adapter_name].to_dict()`).

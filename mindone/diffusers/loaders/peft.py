@@ -45,7 +45,8 @@ from ...peft import (
 )
 from ...peft.tuners.tuners_utils import _check_adapters_not_merged
 from ...safetensors.mindspore import save_file
-from ..utils import logging
+from ..models.model_loading_utils import warn_if_pickle_requested
+from ..utils import PICKLE_SUFFIXES, logging
 from .lora_base import _fetch_state_dict
 
 logger = logging.get_logger(__name__)
@@ -489,7 +490,7 @@ class PeftAdapterMixin:
             upcast_before_saving (`bool`, defaults to `False`):
                 Whether to save the weights in `ms.float32`.
             safe_serialization (`bool`, *optional*, defaults to `True`):
-                Must be `True`: only safetensors are written.
+                Safetensors are always written: `False` (upstream's pickle files) logs a warning and writes safetensors.
             weight_name (`str`, *optional*, defaults to `None`): Name of the file to serialize the state dict with.
         """
         from .lora_base import LORA_ADAPTER_METADATA_KEY, LORA_WEIGHT_NAME_SAFE
@@ -499,10 +500,12 @@ class PeftAdapterMixin:
 
         if adapter_name not in getattr(self, "peft_config", {}):
             raise ValueError(f"Adapter name {adapter_name} not found in the model.")
-        if not safe_serialization:
+        if weight_name is not None and weight_name.endswith(PICKLE_SUFFIXES):
             raise ValueError(
-                "`safe_serialization=False` would write a pickle file: only safetensors are written here."
+                f"`weight_name={weight_name!r}` names a pickle file, which this port never writes: use a "
+                "`.safetensors` name (the default is pytorch_lora_weights.safetensors)."
             )
+        warn_if_pickle_requested(safe_serialization, "the LoRA adapter")
 
         lora_adapter_metadata = self.peft_config[adapter_name].to_dict()
 

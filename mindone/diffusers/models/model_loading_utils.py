@@ -84,6 +84,16 @@ def _nbytes(param) -> int:
     return int(np.prod(param.shape, dtype=np.int64)) * param.itemsize
 
 
+def warn_if_pickle_requested(safe_serialization: bool, what: str) -> None:
+    """`safe_serialization=False` asks upstream for pickle files; this port writes safetensors anyway (which diffusers
+    and transformers load as well), and says so."""
+    if not safe_serialization:
+        logger.warning(
+            f"`safe_serialization=False` asks for pickle files, which this port never writes: {what} is saved as "
+            "safetensors (diffusers and transformers load those too)."
+        )
+
+
 def save_state_dict_sharded(
     tensors: Dict[str, ms.Tensor],
     save_directory: str,

@@ -46,6 +46,7 @@ from .model_loading_utils import (
     resolve_weight_files,
     save_state_dict_sharded,
     set_parameter_data,
+    warn_if_pickle_requested,
 )
 
 logger = logging.get_logger(__name__)
@@ -250,7 +251,7 @@ class ModelMixin(CellUtilsMixin):
             save_function (`Callable`, *optional*):
                 Ignored, as upstream does with safetensors (e.g. `accelerator.save` passed by training scripts).
             safe_serialization (`bool`, *optional*, defaults to `True`):
-                Must be `True`: only safetensors are written.
+                Safetensors are always written: `False` (upstream's pickle files) logs a warning and writes safetensors.
             variant (`str`, *optional*):
                 If specified, weights are saved in the format `diffusion_pytorch_model.<variant>.safetensors`.
             max_shard_size (`int` or `str`, defaults to `"10GB"`):
@@ -260,10 +261,7 @@ class ModelMixin(CellUtilsMixin):
         """
         if os.path.isfile(save_directory):
             raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
-        if not safe_serialization:
-            raise ValueError(
-                "Only safetensors are written (`safe_serialization=True`): pickle checkpoints are unsafe."
-            )
+        warn_if_pickle_requested(safe_serialization, f"the {type(self).__name__}")
         if push_to_hub:
             raise NotImplementedError("`push_to_hub=True` is not supported: upload the folder with huggingface_hub.")
         self._check_no_lora_layers()

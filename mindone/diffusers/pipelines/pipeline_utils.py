@@ -38,6 +38,7 @@ import mindspore as ms
 from mindspore import nn
 
 from ..configuration_utils import ConfigMixin
+from ..models.model_loading_utils import warn_if_pickle_requested
 from ..models.modeling_utils import ModelMixin
 from ..utils import BaseOutput, dtype_to_str, logging, str_to_dtype
 from ..utils.mindspore_utils import auto_dtype_as_float32, pop_mindspore_dtype, to_dtype_argument
@@ -277,7 +278,7 @@ class DiffusionPipeline(ConfigMixin):
             save_directory (`str` or `os.PathLike`):
                 Directory to save a pipeline to. Will be created if it doesn't exist.
             safe_serialization (`bool`, *optional*, defaults to `True`):
-                Must be `True`: models are always saved as safetensors.
+                Safetensors are always written: `False` (upstream's pickle files) logs a warning and writes safetensors.
             variant (`str`, *optional*):
                 If specified, weights are saved in the format `diffusion_pytorch_model.<variant>.safetensors`.
             max_shard_size (`int` or `str`, defaults to `None`):
@@ -289,10 +290,8 @@ class DiffusionPipeline(ConfigMixin):
             raise NotImplementedError(
                 "`push_to_hub=True` is not supported: upload the saved folder with huggingface_hub."
             )
-        if not safe_serialization:
-            raise ValueError(
-                "Only safetensors are written (`safe_serialization=True`): pickle checkpoints are unsafe."
-            )
+        warn_if_pickle_requested(safe_serialization, f"the {type(self).__name__}")
+        safe_serialization = True  # warned once here, not again by each component
         model_index_dict = dict(self.config)
         for key in ("_class_name", "_diffusers_version", "_module", "_name_or_path"):
             model_index_dict.pop(key, None)

@@ -76,20 +76,26 @@ def auto_dtype_as_float32(dtype):
 _NOT_GIVEN = object()
 
 
+def _comparable_dtype(dtype):
+    if isinstance(dtype, dict) or (isinstance(dtype, str) and dtype == "auto"):
+        return dtype
+    try:
+        return str_to_dtype(dtype)
+    except ValueError:
+        return dtype
+
+
 def pop_mindspore_dtype(kwargs, mindspore_dtype=_NOT_GIVEN):
     """The dtype argument of a loading call: `mindspore_dtype=`, or `dtype=` (upstream's name since diffusers 0.36
-    and transformers 5) given a MindSpore dtype or its name. A torch dtype, or both names with different values, raise.
-    Pass `mindspore_dtype` when the caller has it as a named parameter; otherwise it is popped from `kwargs`."""
+    and transformers 5), taking the same values (a dtype, its name, a dict per component, "auto"). Both names with
+    different values raise. Pass `mindspore_dtype` when the caller has it as a named parameter; otherwise it is popped
+    from `kwargs`."""
     if mindspore_dtype is _NOT_GIVEN:
         mindspore_dtype = kwargs.pop("mindspore_dtype", None)
     dtype = kwargs.pop("dtype", None)
     if dtype is None:
         return mindspore_dtype
-    if type(dtype).__module__.split(".")[0] == "torch":
-        raise TypeError(
-            f"`dtype={dtype}` is a torch dtype: pass a MindSpore dtype (e.g. `mindspore_dtype=ms.float32`)."
-        )
-    if mindspore_dtype is not None and mindspore_dtype is not dtype and mindspore_dtype != dtype:
+    if mindspore_dtype is not None and _comparable_dtype(mindspore_dtype) != _comparable_dtype(dtype):
         raise ValueError(
             f"`dtype={dtype!r}` and `mindspore_dtype={mindspore_dtype!r}` disagree: pass one of them (they are aliases)."
         )

@@ -13,6 +13,7 @@
 # limitations under the License.
 """Adapted from peft v0.21 `src/peft/utils/constants.py`; MindSpore changes: only the names the LoRA closure uses."""
 
+PEFT_VERSION = "0.21.2"  # the PEFT release whose LoRA behaviour this follows
 CONFIG_NAME = "adapter_config.json"
 SAFETENSORS_WEIGHTS_NAME = "adapter_model.safetensors"
 INCLUDE_LINEAR_LAYERS_SHORTHAND = "all-linear"

@@ -58,9 +58,18 @@ def _adapter_parameters(model: nn.Cell, adapter_name: str) -> Dict[str, ms.Param
 
 
 def _bias_parameters(model: nn.Cell, bias: str) -> Dict[str, ms.Parameter]:
-    """The base biases PEFT saves with `bias="all"` (every bias) or `bias="lora_only"` (biases of LoRA layers)."""
+    """The base biases PEFT saves with `bias="all"` (every bias but those of the adapters' own layers) or
+    `bias="lora_only"` (biases of LoRA layers)."""
     if bias == "all":
-        return {k: p for k, p in model.parameters_and_names() if k == "bias" or k.endswith(".bias")}
+        adapter_prefixes = tuple(f"{name}." for name, _ in iter_tuner_layers(model))
+        return {
+            k: p
+            for k, p in model.parameters_and_names()
+            if (k == "bias" or k.endswith(".bias"))
+            and not any(
+                k.startswith(prefix) and not k.startswith(f"{prefix}base_layer.") for prefix in adapter_prefixes
+            )
+        }
     if bias == "lora_only":
         params = dict(model.parameters_and_names())
         out = {}
@@ -134,7 +143,7 @@ def _match_state_dict(
 ):
     """Pair the state dict with the model: `expected` maps checkpoint keys to (model key, shape); `adapter_keys` are
     the model keys that must be loaded in strict mode. Raises `AdapterStateDictError` listing every problem."""
-    plan, unexpected, mismatched = [], [], []
+    plan, unexpected, mismatched, skipped = [], [], [], set()
     for key, value in state_dict.items():
         target = expected.get(key)
         if target is None and key.startswith(_PEFT_PREFIX):
@@ -145,17 +154,22 @@ def _match_state_dict(
         model_key, shape = target
         if _shape_of(value) != tuple(shape):
             mismatched.append((key, _shape_of(value), tuple(shape)))
+            skipped.add(model_key)
             continue
         plan.append((model_key, value))
     loaded = {model_key for model_key, _ in plan}
     missing = [k for k in adapter_keys if k not in loaded]
+    # entries skipped for their shape (`ignore_mismatched_sizes`) are reported as such, not as missing weights
+    strictly_missing = [k for k in missing if not (ignore_mismatched_sizes and k in skipped)]
     problems = []
     if mismatched and not ignore_mismatched_sizes:
         problems += [f"- {k}: shape {s} in the state dict, {m} in the model" for k, s, m in mismatched]
     if strict and unexpected:
         problems.append(f"- keys that match no weight of adapter {adapter_name!r}: {sorted(unexpected)}")
-    if strict and missing:
-        problems.append(f"- weights of adapter {adapter_name!r} missing from the state dict: {sorted(missing)}")
+    if strict and strictly_missing:
+        problems.append(
+            f"- weights of adapter {adapter_name!r} missing from the state dict: {sorted(strictly_missing)}"
+        )
     if problems:
         raise AdapterStateDictError(
             f"Cannot load the LoRA state dict into adapter {adapter_name!r} of {model_name}; nothing was loaded:\n"
@@ -202,6 +216,7 @@ def set_peft_model_state_dict(
     params.update(_bias_parameters(model, config.bias))
     expected = {}
     for model_key, param in params.items():
+        expected[model_key] = (model_key, tuple(param.shape))  # keys with the adapter name load too, as in PEFT
         key = _remove_adapter_name_from_state_dict_key(model_key, adapter_name) if model_key in targets else model_key
         expected[key] = (model_key, tuple(param.shape))
     plan, missing, unexpected = _match_state_dict(
@@ -246,7 +261,7 @@ def check_state_dict_fits_injection(
         for suffix, shape in shapes.items():
             attr, _, param_name = suffix.partition(".")
             model_key = f"{key}.{attr}.{adapter_name}.{param_name}"
-            expected[f"{key}.{suffix}"] = (model_key, shape)
+            expected[f"{key}.{suffix}"] = expected[model_key] = (model_key, shape)
             adapter_keys.append(model_key)
     if peft_config.bias != "none":
         targeted = set(targets)

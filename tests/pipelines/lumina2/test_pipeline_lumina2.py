@@ -799,7 +799,8 @@ def test_model_index_of_a_saved_pipeline(tiny, tmp_path):
 def test_save_load_round_trip_both_ways(tiny, base_image, tmp_path):
     """Ours -> ours and ours -> diffusers give the same image (diffusers -> ours is the `tiny` fixture)."""
     tp, mp, _ = tiny
-    mp.save_pretrained(tmp_path / "ours")
+    mp.save_pretrained(tmp_path / "ours", safe_serialization=False)  # upstream's pickle request: safetensors anyway
+    assert not any(f.endswith(".bin") for _, _, files in os.walk(tmp_path / "ours") for f in files)
     latents = _latents(1)
     expected = base_image
     reloaded = _ms_pipeline(str(tmp_path / "ours"))
@@ -885,8 +886,6 @@ def test_from_pipe_as_upstream(tiny, base_image):
     assert Lumina2Pipeline.from_pipe(fresh).transformer.dtype == ms.float32
     with pytest.raises(TypeError, match="`torch_dtype` is not supported .*mindspore_dtype"):
         Lumina2Pipeline.from_pipe(fresh, torch_dtype=torch.float16)
-    with pytest.raises(TypeError, match="torch dtype.*mindspore_dtype"):
-        Lumina2Pipeline.from_pipe(fresh, dtype=torch.float16)
     assert Lumina2Pipeline.from_pipe(fresh, dtype="float16").transformer.dtype == ms.float16
     fresh.to(ms.float32)
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from ...config import PeftConfig
+from ...utils.constants import PEFT_VERSION
 from ...utils.peft_types import PeftType
 
 # PEFT 0.21 LoraConfig options that this port does not implement: accepted only with their "off" value (falsy)
@@ -118,7 +119,8 @@ class LoraConfig(PeftConfig):
     ):
         self.task_type = task_type
         self.auto_mapping = auto_mapping
-        self.peft_version = peft_version
+        # as PEFT: stamped with the version whose behaviour this follows, unless the config (a loaded file) has one
+        self.peft_version = peft_version if peft_version is not None else PEFT_VERSION
         self.base_model_name_or_path = base_model_name_or_path
         self.revision = revision
         self.inference_mode = inference_mode

@@ -25,6 +25,7 @@ from mindspore import mint, nn
 from ...utils.constants import INCLUDE_LINEAR_LAYERS_SHORTHAND
 from ...utils.error import NoMatchingPeftModuleError
 from ...utils.other import _get_submodules, _set_submodule, get_pattern_key
+from ...utils.save_and_load import _bias_parameters
 from ..tuners_utils import (
     BaseTunerLayer,
     _ExcludedModule,
@@ -253,5 +254,8 @@ def inject_adapter(
     for _, param in model.parameters_and_names():
         if id(param) in requires_grad_before:
             param.requires_grad = False if first_injection else requires_grad_before[id(param)][1]
+    # as PEFT: the base biases that `bias` names ("all" / "lora_only") are trained (and saved) with the adapter
+    for param in _bias_parameters(model, peft_config.bias).values():
+        param.requires_grad = True
     _structural_change(model)
     return model
