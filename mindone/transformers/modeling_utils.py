@@ -26,19 +26,24 @@ import os
 import re
 from typing import Optional, Union
 
+import numpy as np
+
+import mindspore as ms
 from mindspore import nn
 from mindspore.nn.utils import no_init_parameters
 
 from ..diffusers.models.model_loading_utils import (
     add_variant,
     load_checkpoint_into_model,
+    load_state_dict_into_model,
     named_parameters,
     resolve_weight_files,
     save_state_dict_sharded,
     warn_if_pickle_requested,
 )
-from ..diffusers.models.modeling_utils import _UNSUPPORTED_KWARGS, CellUtilsMixin
+from ..diffusers.models.modeling_utils import _UNSUPPORTED_KWARGS, CellUtilsMixin, cast_cell
 from ..diffusers.utils import dtype_to_str, logging, pop_mindspore_dtype, str_to_dtype
+from ..peft import invalidate_compiled_graphs
 from ..safetensors.mindspore import SafetensorError, safe_open
 
 logger = logging.get_logger(__name__)
@@ -94,6 +99,22 @@ def _layers_beyond(model_keys, num_layers: Optional[int]) -> set:
     return {i for i in indices if i is not None and i >= num_layers}
 
 
+def _load_state_dict(model, state_dict, model_keys, dropped_layers, dtype):
+    """`from_pretrained(..., state_dict=...)`: the dict's tensors (MindSpore, NumPy or torch) under the model's keys,
+    head weights and layers beyond the config's left out, checked and written as a checkpoint file is."""
+    values = {}
+    for key, value in state_dict.items():
+        name = model_keys[key]
+        if name is None or _layer_index(name) in dropped_layers:
+            continue
+        if hasattr(value, "detach"):  # a torch tensor, as transformers' state dicts hold
+            value = value.detach().float().cpu().numpy()
+        values[name] = value
+    load_state_dict_into_model(model, values, strict=True, source="the passed state_dict")
+    if dtype is not None:
+        cast_cell(model, dtype, type(model)._keep_in_fp32_modules or ())
+
+
 class PreTrainedModel(CellUtilsMixin):
     r"""
     Base class for all models of mindone.transformers.
@@ -112,6 +133,7 @@ class PreTrainedModel(CellUtilsMixin):
     config_class = None
     base_model_prefix = ""
     main_input_name = "input_ids"
+    supports_gradient_checkpointing = False
     _no_split_modules = None
     _keep_in_fp32_modules = None
     _keys_to_ignore_on_load_unexpected = None
@@ -148,6 +170,98 @@ class PreTrainedModel(CellUtilsMixin):
         if dtype is not None:
             model.to(dtype)
         return model
+
+    def get_output_embeddings(self) -> Optional[nn.Cell]:
+        """The language-model head, `None` for the base models this package ports (as transformers)."""
+        return None
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """Whether the model can `generate`: never here (no generation, no language-model head)."""
+        return False
+
+    def resize_token_embeddings(
+        self,
+        new_num_tokens: Optional[int] = None,
+        pad_to_multiple_of: Optional[int] = None,
+        mean_resizing: bool = True,
+    ) -> nn.Cell:
+        """
+        Resize the input token embeddings to `new_num_tokens` rows (rounded up to a multiple of `pad_to_multiple_of`),
+        as transformers does: the first rows are kept, added rows are drawn (NumPy's global generator) from a normal
+        distribution with the old rows' mean and covariance (`mean_resizing=True`) or with the config's
+        `initializer_range`, and `config.vocab_size` follows. Returns the (same) embedding cell.
+        """
+        embeddings = self.get_input_embeddings()
+        if pad_to_multiple_of is not None:
+            if not isinstance(pad_to_multiple_of, int):
+                raise ValueError(
+                    f"Asking to pad the embedding matrix to a multiple of `{pad_to_multiple_of}`, which is not and "
+                    "integer. Please make sure to pass an integer"
+                )
+            if new_num_tokens is None:
+                new_num_tokens = embeddings.weight.shape[0]
+            new_num_tokens = -(-new_num_tokens // pad_to_multiple_of) * pad_to_multiple_of
+        if new_num_tokens is None:
+            return embeddings
+        old = embeddings.weight.astype(ms.float32).asnumpy()
+        old_num_tokens, dim = old.shape
+        if new_num_tokens != old_num_tokens:
+            weight = np.empty((new_num_tokens, dim), dtype=np.float32)
+            kept = min(old_num_tokens, new_num_tokens)
+            weight[:kept] = old[:kept]
+            added = new_num_tokens - old_num_tokens
+            if added > 0 and mean_resizing:
+                logger.warning(
+                    "The new embeddings will be initialized from a multivariate normal distribution that has old "
+                    "embeddings' mean and covariance. To disable this, use `mean_resizing=False`"
+                )
+                mean = old.mean(axis=0)
+                covariance = (old - mean).T @ (old - mean) / old_num_tokens
+                try:  # transformers samples when 1e-9 * covariance is positive definite, else uses the mean
+                    factor = np.linalg.cholesky(1e-9 * covariance.astype(np.float64))
+                    weight[old_num_tokens:] = mean + np.random.standard_normal((added, dim)) @ factor.T
+                except np.linalg.LinAlgError:
+                    weight[old_num_tokens:] = mean
+            elif added > 0:
+                std = getattr(self.config, "initializer_range", 0.02)
+                weight[old_num_tokens:] = np.random.normal(0.0, std, (added, dim))
+            embeddings.weight.set_data(ms.Tensor(weight).astype(embeddings.weight.dtype))
+            if getattr(embeddings, "padding_idx", None) is not None and new_num_tokens - 1 < embeddings.padding_idx:
+                embeddings.padding_idx = None
+        embeddings.num_embeddings = new_num_tokens
+        self.config.vocab_size = new_num_tokens
+        for model in {id(self): self, id(self.base_model): self.base_model}.values():
+            if hasattr(model, "vocab_size"):
+                model.vocab_size = new_num_tokens
+        invalidate_compiled_graphs(self)
+        return embeddings
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: Optional[dict] = None) -> None:
+        """Recompute each decoder layer's activations in the backward pass (in training mode), through
+        `mindspore.recompute`. `gradient_checkpointing_kwargs` takes transformers' `{"use_reentrant": ...}` (the
+        reentrant form is always used: MindSpore's other form fails in PyNative, see the VAE's `Encoder`)."""
+        if not self.supports_gradient_checkpointing:
+            raise ValueError(f"{type(self).__name__} does not support gradient checkpointing.")
+        unknown = sorted(set(gradient_checkpointing_kwargs or {}) - {"use_reentrant"})
+        if unknown:
+            raise ValueError(f"`gradient_checkpointing_kwargs` {unknown} are not supported (only `use_reentrant`).")
+        self._set_gradient_checkpointing(True)
+
+    def gradient_checkpointing_disable(self) -> None:
+        """Turn gradient checkpointing off."""
+        if self.supports_gradient_checkpointing:
+            self._set_gradient_checkpointing(False)
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return any(getattr(cell, "gradient_checkpointing", False) for _, cell in self.cells_and_names())
+
+    def _set_gradient_checkpointing(self, enable: bool) -> None:
+        for _, cell in self.cells_and_names():
+            if hasattr(cell, "gradient_checkpointing"):
+                cell.gradient_checkpointing = enable
+        invalidate_compiled_graphs(self)  # the flag is read in `construct`
 
     @property
     def base_model(self) -> nn.Cell:
@@ -279,6 +393,14 @@ class PreTrainedModel(CellUtilsMixin):
                 raise TypeError(f"`{name}` is not supported by mindone's `from_pretrained`: {hint}")
             kwargs.pop(name, None)
         output_loading_info = kwargs.pop("output_loading_info", False)
+        state_dict = kwargs.pop("state_dict", None)
+        if pretrained_model_name_or_path is None and (
+            state_dict is None or config is None or isinstance(config, (str, os.PathLike))
+        ):
+            raise ValueError(
+                "`pretrained_model_name_or_path` is None: pass a folder or repo id, or a config instance and a "
+                "`state_dict` (transformers' `from_pretrained(None, config=config, state_dict=state_dict)`)."
+            )
         for name in ("ignore_mismatched_sizes", "trust_remote_code", "from_tf", "from_flax"):
             if kwargs.pop(name, False):
                 raise ValueError(f"`{name}=True` is not supported by mindone's `from_pretrained`.")
@@ -331,17 +453,20 @@ class PreTrainedModel(CellUtilsMixin):
                 f"{cls.__name__}.from_pretrained got unexpected keyword arguments {sorted(unused)} (neither loading "
                 f"options nor attributes of {cls.config_class.__name__})."
             )
-        config.name_or_path = os.fspath(pretrained_model_name_or_path)
+        if pretrained_model_name_or_path is not None:
+            config.name_or_path = os.fspath(pretrained_model_name_or_path)
 
-        # 2. weight files (single file or shard index) and dtype
-        files = resolve_weight_files(
-            pretrained_model_name_or_path,
-            SAFE_WEIGHTS_NAME,
-            SAFE_WEIGHTS_INDEX_NAME,
-            subfolder=subfolder or None,
-            variant=variant,
-            **hub,
-        )
+        # 2. weight files (single file or shard index), or the passed state dict, and dtype
+        files = None
+        if state_dict is None:
+            files = resolve_weight_files(
+                pretrained_model_name_or_path,
+                SAFE_WEIGHTS_NAME,
+                SAFE_WEIGHTS_INDEX_NAME,
+                subfolder=subfolder or None,
+                variant=variant,
+                **hub,
+            )
         if isinstance(mindspore_dtype, str) and mindspore_dtype == "auto":
             recorded = getattr(config, "dtype", None)
             mindspore_dtype = str_to_dtype(str(recorded)) if recorded is not None else None
@@ -351,7 +476,7 @@ class PreTrainedModel(CellUtilsMixin):
         # 3. build without initializing parameters, then fill them from the checkpoint
         with no_init_parameters():
             model = cls(config)
-        checkpoint_keys = _checkpoint_keys(files)
+        checkpoint_keys = _checkpoint_keys(files) if state_dict is None else list(state_dict)
         key_mapping = _prefix_key_mapping(model, cls.base_model_prefix, checkpoint_keys)
         model_keys = {k: key_mapping(k) if key_mapping is not None else k for k in checkpoint_keys}  # None: a head's
         # a config with fewer layers than the checkpoint (`num_hidden_layers=...`): transformers loads the first
@@ -362,16 +487,19 @@ class PreTrainedModel(CellUtilsMixin):
                 f"{cls.__name__} has {config.num_hidden_layers} layers: the checkpoint's layers {sorted(dropped_layers)} "
                 "are not loaded."
             )
-        load_checkpoint_into_model(
-            model,
-            files,
-            dtype=mindspore_dtype,
-            keep_in_fp32_modules=cls._keep_in_fp32_modules or (),
-            ignore_unexpected=list(cls._keys_to_ignore_on_load_unexpected or ())
-            + [rf"^layers\.{index}\." for index in sorted(dropped_layers)],
-            ignore_missing=cls._keys_to_ignore_on_load_missing or (),
-            key_mapping=key_mapping,
-        )
+        if state_dict is not None:
+            _load_state_dict(model, state_dict, model_keys, dropped_layers, mindspore_dtype)
+        else:
+            load_checkpoint_into_model(
+                model,
+                files,
+                dtype=mindspore_dtype,
+                keep_in_fp32_modules=cls._keep_in_fp32_modules or (),
+                ignore_unexpected=list(cls._keys_to_ignore_on_load_unexpected or ())
+                + [rf"^layers\.{index}\." for index in sorted(dropped_layers)],
+                ignore_missing=cls._keys_to_ignore_on_load_missing or (),
+                key_mapping=key_mapping,
+            )
         model.set_train(False)
         if mindspore_dtype is not None:
             logger.info(f"Loaded {cls.__name__} in {dtype_to_str(mindspore_dtype)}.")

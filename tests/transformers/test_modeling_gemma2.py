@@ -814,3 +814,111 @@ def test_import_is_light():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------ transformers' PreTrainedModel methods
+
+
+def test_head_and_generation_queries_as_transformers(tiny_pair):
+    torch_model, ms_model = tiny_pair
+    assert ms_model.get_output_embeddings() is None is torch_model.get_output_embeddings()
+    assert ms_model.can_generate() is False is torch_model.can_generate()
+    assert Gemma2Model.supports_gradient_checkpointing is torch_model.supports_gradient_checkpointing is True
+    with pytest.raises(AttributeError) as ours:
+        ms_model.not_an_attribute
+    with pytest.raises(AttributeError) as theirs:
+        torch_model.not_an_attribute
+    assert str(ours.value) == str(theirs.value)  # torch's wording, which tests compare
+    assert issubclass(CheckpointError, RuntimeError)  # what torch raises for mismatched shapes
+
+
+def test_resize_token_embeddings_as_transformers():
+    config = make_config(**TINY, pad_token_id=10)
+    torch_model, ms_model = make_pair(config)
+    old = ms_model.embed_tokens.weight.asnumpy().copy()
+    # grow, rounded up to a multiple: the old rows kept, the added ones near the old rows' mean (covariance x 1e-9)
+    expected = torch_model.resize_token_embeddings(120, pad_to_multiple_of=64)
+    resized = ms_model.resize_token_embeddings(120, pad_to_multiple_of=64)
+    assert resized is ms_model.get_input_embeddings()
+    assert tuple(resized.weight.shape) == tuple(expected.weight.shape) == (128, TINY["hidden_size"])
+    assert ms_model.config.vocab_size == torch_model.config.vocab_size == ms_model.vocab_size == 128
+    np.testing.assert_array_equal(resized.weight.asnumpy()[:99], old)
+    np.testing.assert_allclose(resized.weight.asnumpy()[99:], np.broadcast_to(old.mean(0), (29, 32)), atol=1e-3)
+    # the new ids run, with transformers' numbers once both hold the same new rows
+    with torch.no_grad():
+        torch_model.embed_tokens.weight.copy_(torch.from_numpy(resized.weight.asnumpy()))
+    ids = np.array([[5, 127, 110, 3]])
+    assert_hidden_states_match(run_ms(ms_model, ids), run_torch(torch_model, ids))
+    # shrink below the padding row: the rows kept, no padding row any more (as transformers)
+    assert ms_model.get_input_embeddings().padding_idx == 10
+    shrunk = ms_model.resize_token_embeddings(2)
+    assert tuple(shrunk.weight.shape) == (2, 32) and shrunk.padding_idx is None and ms_model.vocab_size == 2
+    np.testing.assert_array_equal(shrunk.weight.asnumpy(), old[:2])
+    with pytest.raises(ValueError, match="`input_ids` must be in \\[0, 2\\)"):
+        ms_model(ms.Tensor(np.array([[5]])))
+    # not mean-resized: the config's initializer range; no size: nothing changes
+    np.random.seed(0)
+    plain = ms_model.resize_token_embeddings(4002, mean_resizing=False).weight.asnumpy()[2:]
+    assert abs(plain.std() - config.initializer_range) < 2e-3 and abs(plain.mean()) < 1e-3
+    assert ms_model.resize_token_embeddings() is ms_model.get_input_embeddings()
+    assert ms_model.config.vocab_size == 4002
+    with pytest.raises(ValueError, match="which is not and integer"):
+        ms_model.resize_token_embeddings(10, pad_to_multiple_of=1.3)
+
+
+def test_gradient_checkpointing_as_transformers(monkeypatch):
+    from mindone.transformers.models.gemma2 import modeling_gemma2
+
+    torch_model, ms_model = make_pair(make_config(**TINY))
+    ids, mask = random_inputs(2, 7, TINY["vocab_size"], lengths=[7, 4], seed=5)
+    calls = []
+    construct = modeling_gemma2.Gemma2DecoderLayer.construct
+
+    def counted(self, *args, **kwargs):
+        calls.append(self)
+        return construct(self, *args, **kwargs)
+
+    monkeypatch.setattr(modeling_gemma2.Gemma2DecoderLayer, "construct", counted)
+    params = ms_model.trainable_params()
+
+    def loss():
+        return (ms_model(ms.Tensor(ids), attention_mask=ms.Tensor(mask))[0] ** 2).mean()
+
+    ms_model.set_train(True)
+    try:
+        grads = ms.grad(loss, grad_position=None, weights=params)()
+        assert len(calls) == TINY["num_hidden_layers"]
+        assert not ms_model.is_gradient_checkpointing
+        ms_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        assert ms_model.is_gradient_checkpointing
+        calls.clear()
+        checkpointed = ms.grad(loss, grad_position=None, weights=params)()
+        assert len(calls) == 2 * TINY["num_hidden_layers"]  # each layer again in the backward pass
+        ms_model.gradient_checkpointing_disable()
+        assert not ms_model.is_gradient_checkpointing
+    finally:
+        ms_model.set_train(False)
+    for param, g, g_ckpt in zip(params, grads, checkpointed):
+        assert rel_l2(g_ckpt, g) <= 1e-6, param.name
+    with pytest.raises(ValueError, match="preserve_rng_state"):
+        ms_model.gradient_checkpointing_enable({"preserve_rng_state": True})
+    # transformers' config switch turns it on at construction
+    assert Gemma2Model(make_config(**TINY, gradient_checkpointing=True)).is_gradient_checkpointing
+
+
+def test_from_pretrained_with_a_state_dict_as_transformers():
+    config = make_config(**TINY)
+    for cls in (TorchGemma2Model, TorchGemma2ForCausalLM):  # a head model's state dict loads into the base model
+        torch_model = make_torch_model(config, cls=cls)
+        base = torch_model if cls is TorchGemma2Model else torch_model.model
+        ours = Gemma2Model.from_pretrained(None, config=config, state_dict=torch_model.state_dict())
+        expected = TorchGemma2Model.from_pretrained(None, config=config, state_dict=base.state_dict())
+        ids, mask = random_inputs(2, 6, TINY["vocab_size"], lengths=[6, 3], seed=2)
+        assert_hidden_states_match(run_ms(ours, ids, mask), run_torch(expected.eval(), ids, mask))
+    half = Gemma2Model.from_pretrained(None, config=config, state_dict=base.state_dict(), mindspore_dtype="bf16")
+    assert half.dtype == ms.bfloat16
+    with pytest.raises(ValueError, match="pretrained_model_name_or_path` is None"):
+        Gemma2Model.from_pretrained(None, config=config)
+    incomplete = {k: v for k, v in base.state_dict().items() if k != "norm.weight"}
+    with pytest.raises(CheckpointError, match="norm.weight"):
+        Gemma2Model.from_pretrained(None, config=config, state_dict=incomplete)

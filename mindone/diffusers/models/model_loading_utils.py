@@ -35,8 +35,9 @@ logger = logging.get_logger(__name__)
 _FLOAT_DTYPES = (ms.float16, ms.float32, ms.bfloat16, ms.float64)
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that does not fit the model (missing/unexpected keys, shapes, unreadable files)."""
+class CheckpointError(ValueError, RuntimeError):
+    """A checkpoint that does not fit the model (missing/unexpected keys, shapes, unreadable files). Both a
+    `ValueError` and a `RuntimeError`: torch's `load_state_dict` raises the latter for mismatched shapes."""
 
 
 def add_variant(weights_name: str, variant: Optional[str] = None) -> str:

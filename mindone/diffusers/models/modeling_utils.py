@@ -90,6 +90,13 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
 
     _keep_in_fp32_modules = None
 
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            # torch's wording (upstream's tests compare it), not MindSpore's "The 'X' object has no attribute"
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'") from None
+
     @property
     def dtype(self) -> ms.Type:
         """The dtype of the module (the dtype of its first floating parameter)."""
@@ -175,8 +182,7 @@ class ModelMixin(CellUtilsMixin):
         except AttributeError:
             found = deprecated_config_attribute(self, name, "unet")
             if found is None:
-                # torch's wording (upstream's tests compare it), not MindSpore's "The 'X' object has no attribute"
-                raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'") from None
+                raise
             return found[0]
 
     def enable_gradient_checkpointing(self, gradient_checkpointing_func=None) -> None:

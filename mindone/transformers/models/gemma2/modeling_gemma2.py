@@ -589,6 +589,7 @@ class Gemma2TextScaledWordEmbedding(nn.Cell):
 class Gemma2PreTrainedModel(PreTrainedModel):
     config_class = Gemma2Config
     base_model_prefix = "model"
+    supports_gradient_checkpointing = True
     _no_split_modules = ["Gemma2DecoderLayer"]
 
 
@@ -630,6 +631,9 @@ class Gemma2Model(Gemma2PreTrainedModel):
         self.has_sliding_layers = any(layer.is_sliding for layer in self.layers)
         # PyNative on CPU: large inference calls run as one compiled graph (`COMPILE_ON_CPU_ELEMENTS`)
         self.compile_on_cpu = _on_cpu()
+        self.gradient_checkpointing = False
+        if getattr(config, "gradient_checkpointing", False):  # as transformers' `post_init`
+            self.gradient_checkpointing = True
 
     @staticmethod
     def _check_config(config):
@@ -723,11 +727,17 @@ class Gemma2Model(Gemma2PreTrainedModel):
         all_attentions = ()
         for decoder_layer in self.layers:
             layer_mask = sliding_mask if decoder_layer.is_sliding else full_mask
-            hidden_states, attn_weights = decoder_layer(
-                hidden_states,
-                position_embeddings=position_embeddings,
-                attention_mask=layer_mask,
-            )
+            if self.gradient_checkpointing and self.training:
+                # reentrant, as the VAE's `Encoder` (MindSpore 2.10 PyNative fails with the other form)
+                hidden_states, attn_weights = ms.recompute(
+                    decoder_layer, hidden_states, position_embeddings, layer_mask, use_reentrant=True
+                )
+            else:
+                hidden_states, attn_weights = decoder_layer(
+                    hidden_states,
+                    position_embeddings=position_embeddings,
+                    attention_mask=layer_mask,
+                )
             all_hidden_states = all_hidden_states + (hidden_states,)
             if output_attentions:
                 all_attentions = all_attentions + (attn_weights,)
