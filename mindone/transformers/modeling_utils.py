@@ -254,16 +254,6 @@ class PreTrainedModel(CellUtilsMixin):
             self._set_gradient_checkpointing(False)
 
     @property
-    def is_gradient_checkpointing(self) -> bool:
-        return any(getattr(cell, "gradient_checkpointing", False) for _, cell in self.cells_and_names())
-
-    def _set_gradient_checkpointing(self, enable: bool) -> None:
-        for _, cell in self.cells_and_names():
-            if hasattr(cell, "gradient_checkpointing"):
-                cell.gradient_checkpointing = enable
-        invalidate_compiled_graphs(self)  # the flag is read in `construct`
-
-    @property
     def base_model(self) -> nn.Cell:
         return getattr(self, self.base_model_prefix, self)
 

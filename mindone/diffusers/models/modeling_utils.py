@@ -26,6 +26,7 @@ import mindspore as ms
 from mindspore import mint, nn
 from mindspore.nn.utils import no_init_parameters
 
+from ...peft import invalidate_compiled_graphs
 from ..configuration_utils import deprecated_config_attribute
 from ..utils import (
     CONFIG_NAME,
@@ -96,6 +97,17 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
         except AttributeError:
             # torch's wording (upstream's tests compare it), not MindSpore's "The 'X' object has no attribute"
             raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'") from None
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """Whether gradient checkpointing is on in any sub-cell."""
+        return any(getattr(cell, "gradient_checkpointing", False) for _, cell in self.cells_and_names())
+
+    def _set_gradient_checkpointing(self, enable: bool) -> None:
+        for _, cell in self.cells_and_names():
+            if hasattr(cell, "gradient_checkpointing"):
+                cell.gradient_checkpointing = enable
+        invalidate_compiled_graphs(self)  # the flag is read in `construct`: compiled graphs folded the old value
 
     @property
     def dtype(self) -> ms.Type:
@@ -210,16 +222,6 @@ class ModelMixin(CellUtilsMixin):
         """Store the activations again (the default)."""
         if self._supports_gradient_checkpointing:
             self._set_gradient_checkpointing(False)
-
-    @property
-    def is_gradient_checkpointing(self) -> bool:
-        """Whether gradient checkpointing is on in any sub-cell."""
-        return any(getattr(cell, "gradient_checkpointing", False) for _, cell in self.cells_and_names())
-
-    def _set_gradient_checkpointing(self, enable: bool) -> None:
-        for _, cell in self.cells_and_names():
-            if hasattr(cell, "gradient_checkpointing"):
-                cell.gradient_checkpointing = enable
 
     def _check_no_lora_layers(self) -> None:
         """`save_pretrained` writes plain models only. Upstream writes the adapter-wrapped names
