@@ -59,6 +59,8 @@ from mindspore import mint, nn, ops
 from mindspore.graph.api import _pynative_executor
 from mindspore.ops.primitive import constexpr
 
+from ..utils.mindspore_utils import dtype_to_str
+
 # floats in one im2col strip (256 MiB in float32)
 IM2COL_BUFFER_ELEMENTS = 1 << 26
 # below this size (im2col elements of a convolution, input elements of a group norm) the CPU paths run op by op and
@@ -97,6 +99,27 @@ def _arg(param: Optional[ms.Tensor]) -> Optional[ms.Tensor]:
 
 def _on_cpu() -> bool:
     return ms.get_context("device_target") == "CPU"
+
+
+def check_cpu_compute_dtype(model: nn.Cell, dtype: ms.Type) -> None:
+    """A bfloat16 model cannot run on MindSpore's CPU backend (2.10: no bfloat16 MatMul / Gather kernels): say so
+    before the first kernel fails with MindSpore's own message."""
+    if dtype == ms.bfloat16 and _on_cpu():
+        raise TypeError(
+            f"{type(model).__name__} holds bfloat16 parameters, which MindSpore cannot compute on CPU. Load it with "
+            "`mindspore_dtype=ms.float32` (or call `.to(ms.float32)`); bfloat16 compute is for Ascend."
+        )
+
+
+def check_input_dtype(model: nn.Cell, dtype: ms.Type, **inputs) -> None:
+    """Floating inputs in another dtype than the model's parameters fail inside the first matmul / convolution (as in
+    torch): name the input and the cast instead."""
+    for name, value in inputs.items():
+        if value is not None and value.dtype != dtype:
+            raise ValueError(
+                f"`{name}` is {value.dtype} but the parameters of {type(model).__name__} are {dtype}: cast the input "
+                f"(`{name}.astype(ms.{dtype_to_str(dtype)})`) or the model (`.to(...)`)."
+            )
 
 
 # oneDNN ISA names (`ONEDNN_MAX_CPU_ISA`) at or below which its NCHW float32 convolution is the GEMM one

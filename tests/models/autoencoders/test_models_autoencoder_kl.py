@@ -910,6 +910,13 @@ def test_bad_inputs_raise_clear_errors(monkeypatch, mode):
     with pytest.raises(ValueError, match=r"Conv2d: expected .* at least 3 and 3, got shape \(1, 2, 2, 2\)"):
         vae.encode(ms.Tensor(randn((1, 3, 1, 1))))
     assert vae.encode(ms.Tensor(randn((1, 3, 16, 16))))[0].mean.shape == (1, 4, 8, 8)
+    with pytest.raises(ValueError, match=r"`x` is Float16 but the parameters of AutoencoderKL are Float32"):
+        vae.encode(ms.Tensor(randn((1, 3, 16, 16))).astype(ms.float16))
+    with pytest.raises(ValueError, match=r"`z` is Float64"):
+        vae.decode(ms.Tensor(randn((1, 4, 8, 8))).astype(ms.float64))
+    vae.to(ms.bfloat16)
+    with pytest.raises(TypeError, match="bfloat16 parameters, which MindSpore cannot compute on CPU"):
+        vae.decode(ms.Tensor(randn((1, 4, 8, 8))).astype(ms.bfloat16))
 
 
 @pytest.mark.parametrize(

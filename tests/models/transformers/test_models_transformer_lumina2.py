@@ -474,6 +474,23 @@ def test_bad_inputs_raise_clear_errors():
         small(x[:, :, :4, :4], t, cap, ms.Tensor(np.ones((2, 6), bool)))
     with pytest.raises(ValueError, match=r"axes_lens\[1:\]"):
         small(x, t, cap, mask)
+    # masks: 0 / 1 (any integer or float type) or booleans; an additive 0 / -inf mask is refused, not inverted
+    additive = ms.Tensor(np.where(mask.asnumpy() != 0, 0.0, -np.inf).astype(np.float32))
+    with pytest.raises(ValueError, match=r"`encoder_attention_mask` must hold 1 .* additive mask"):
+        model(x, t, cap, additive)
+    with pytest.raises(ValueError, match=r"`attention_mask` must hold 1"):
+        model.rope_embedder(x, ms.Tensor(np.full((2, 6), 2)))
+    expected = model(x, t, cap, mask)[0].asnumpy()
+    np.testing.assert_array_equal(model(x, t, cap, mask.astype(ms.float32))[0].asnumpy(), expected)
+    # inputs in another dtype than the parameters (torch fails inside its first matmul)
+    with pytest.raises(ValueError, match=r"`hidden_states` is Float16 .* are Float32: cast the input"):
+        model(x.astype(ms.float16), t, cap, mask)
+    with pytest.raises(ValueError, match=r"`encoder_hidden_states` is Float64"):
+        model(x, t, cap.astype(ms.float64), mask)
+    # bfloat16 parameters cannot run on the CPU backend: said before the first kernel fails
+    model.to(ms.bfloat16)
+    with pytest.raises(TypeError, match="bfloat16 parameters, which MindSpore cannot compute on CPU"):
+        model(x.astype(ms.bfloat16), t, cap.astype(ms.bfloat16), mask)
 
 
 @pytest.mark.parametrize(

@@ -208,6 +208,10 @@ def test_parity_latents_output(tiny):
     actual = mp(latents=ms.Tensor(latents), output_type="latent", **kwargs)[0]
     assert isinstance(actual, ms.Tensor)
     assert_close(actual, expected, 1e-5)
+    # latents in another dtype are cast to the pipeline's (upstream fails in the transformer's first matmul)
+    as_float64 = mp(latents=latents.astype(np.float64), output_type="latent", **kwargs)[0]
+    assert as_float64.dtype == ms.float32
+    np.testing.assert_array_equal(as_float64.asnumpy(), actual.asnumpy())
 
 
 @pytest.mark.slow

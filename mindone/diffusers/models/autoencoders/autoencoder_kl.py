@@ -34,7 +34,7 @@ from ...configuration_utils import ConfigMixin, register_to_config
 from ...loaders.single_file_model import FromOriginalModelMixin
 from ..attention import AttentionMixin
 from ..attention_processor import AttnProcessor
-from ..cpu_layers import Conv2d
+from ..cpu_layers import Conv2d, _in_graph, check_cpu_compute_dtype, check_input_dtype
 from ..modeling_outputs import AutoencoderKLOutput
 from ..modeling_utils import ModelMixin
 from .vae import AutoencoderMixin, Decoder, DecoderOutput, DiagonalGaussianDistribution, Encoder
@@ -47,12 +47,16 @@ def _blend_weights(blend_extent: int) -> Tuple[ms.Tensor, ms.Tensor]:
     return ms.Tensor((1 - ramp).astype(np.float32)), ms.Tensor(ramp.astype(np.float32))
 
 
-def _check_nchw(x: ms.Tensor, name: str, config_name: str, channels: int) -> None:
+def _check_nchw(model, x: ms.Tensor, name: str, config_name: str, channels: int) -> None:
     if x.ndim != 4 or x.shape[1] != channels:
         raise ValueError(
             f"`{name}` must be (batch_size, {config_name}={channels}, height, width) for this model's config, got "
             f"shape {x.shape}."
         )
+    if not _in_graph():  # host checks (the forward pass may be compiled as a whole by `ms.jit`)
+        dtype = model.dtype
+        check_cpu_compute_dtype(model, dtype)
+        check_input_dtype(model, dtype, **{name: x})
 
 
 class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, FromOriginalModelMixin):
@@ -219,7 +223,7 @@ class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, F
 
     def _encode_moments(self, x: ms.Tensor) -> ms.Tensor:
         """The encoder's output (mean and log-variance along channels), sliced per image when slicing is on."""
-        _check_nchw(x, "x", "in_channels", self.config.in_channels)
+        _check_nchw(self, x, "x", "in_channels", self.config.in_channels)
         if self.use_slicing and x.shape[0] > 1:
             return mint.cat([self._encode(x_slice) for x_slice in mint.split(x, 1)])
         return self._encode(x)
@@ -256,7 +260,7 @@ class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, F
                 returned.
 
         """
-        _check_nchw(z, "z", "latent_channels", self.config.latent_channels)
+        _check_nchw(self, z, "z", "latent_channels", self.config.latent_channels)
         if self.use_slicing and z.shape[0] > 1:
             decoded_slices = [self._decode(z_slice)[0] for z_slice in mint.split(z, 1)]
             decoded = mint.cat(decoded_slices)

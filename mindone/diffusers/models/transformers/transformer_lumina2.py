@@ -46,6 +46,8 @@ from ..cpu_layers import (
     blocks_compiled_this_call,
     broadcast_mul,
     call_shared_graph,
+    check_cpu_compute_dtype,
+    check_input_dtype,
     shared_graphs,
 )
 from ..embeddings import TimestepEmbedding, Timesteps, apply_rotary_emb, get_1d_rotary_pos_embed
@@ -384,8 +386,7 @@ class Lumina2RotaryPosEmbed(nn.Cell):
         position ids from the caption mask on the host, then `construct`. Returns upstream's tuple `(hidden_states,
         cap_freqs_cis, img_freqs_cis, freqs_cis, l_effective_cap_len, seq_lengths)` with the real-view tables."""
         _, _, height, width = hidden_states.shape
-        mask = attention_mask.asnumpy() if isinstance(attention_mask, ms.Tensor) else np.asarray(attention_mask)
-        ids = self.get_position_ids(mask.astype(bool), height, width)
+        ids = self.get_position_ids(_binary_mask(attention_mask, "attention_mask"), height, width)
         keys = ("cap_position_ids", "img_position_ids", "position_ids")
         outputs = super().__call__(hidden_states, *(ms.Tensor(ids[k]) for k in keys))
         return (*outputs, ids["encoder_seq_lengths"].tolist(), ids["seq_lengths"].tolist())
@@ -419,6 +420,20 @@ class Lumina2RotaryPosEmbed(nn.Cell):
         )
 
         return hidden_states, cap_freqs_cis, img_freqs_cis, freqs_cis
+
+
+def _binary_mask(mask, name: str) -> np.ndarray:
+    """A caption mask as booleans: 1 / True for caption tokens, 0 / False for padding (upstream reads caption lengths
+    from its sum); other values (e.g. an additive 0 / -inf mask) raise."""
+    mask = mask.asnumpy() if isinstance(mask, ms.Tensor) else np.asarray(mask)
+    if mask.dtype != np.bool_:
+        values = np.unique(mask)
+        if not np.isin(values, (0, 1)).all():
+            raise ValueError(
+                f"`{name}` must hold 1 (or True) for caption tokens and 0 (or False) for padding, got the values "
+                f"{values[:6].tolist()}. An additive mask (0 / -inf) is not one: pass `(mask == 0)` instead."
+            )
+    return mask != 0
 
 
 def _check_attention_config(hidden_size, num_attention_heads, num_kv_heads, axes_dim_rope):
@@ -630,13 +645,14 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
                 f"`encoder_hidden_states` must be (batch_size={batch_size}, sequence_length, cap_feat_dim={cap_feat_dim}), "
                 f"got shape {encoder_hidden_states.shape}."
             )
+        dtype = self.dtype
+        check_cpu_compute_dtype(self, dtype)
+        check_input_dtype(self, dtype, hidden_states=hidden_states, encoder_hidden_states=encoder_hidden_states)
         encoder_seq_len = encoder_hidden_states.shape[1]
         if encoder_attention_mask is None:
             mask = np.ones((batch_size, encoder_seq_len), dtype=bool)
         else:
-            mask = encoder_attention_mask
-            mask = mask.asnumpy() if isinstance(mask, ms.Tensor) else np.asarray(mask)
-            mask = mask != 0
+            mask = _binary_mask(encoder_attention_mask, "encoder_attention_mask")
         if mask.shape != (batch_size, encoder_seq_len):
             raise ValueError(
                 f"`encoder_attention_mask` must have shape (batch_size, sequence_length) = "

@@ -555,6 +555,9 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
                     f"`latents` must have shape {shape} (batch_size * num_images_per_prompt, in_channels, height // 8,"
                     f" width // 8), got {tuple(latents.shape)}."
                 )
+            # upstream moves them to the device only, and a dtype other than the transformer's then fails in its first
+            # matmul; as diffusers' other pipelines (FLUX, SD3) do, they are cast to the pipeline's dtype
+            latents = latents.astype(dtype)
         return latents
 
     @property

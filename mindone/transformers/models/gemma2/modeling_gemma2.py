@@ -36,6 +36,7 @@ from ....diffusers.models.cpu_layers import (
     _on_cpu,
     broadcast_add,
     broadcast_mul,
+    check_cpu_compute_dtype,
     compile_this_call,
     expand_to,
     mean_last_axis,
@@ -808,12 +809,7 @@ class Gemma2Model(Gemma2PreTrainedModel):
                 f"{type(self).__name__} has no KV cache in this port: `use_cache` must be False/None and "
                 "`cache`/`past_key_values` None."
             )
-        if self.dtype == ms.bfloat16 and ms.get_context("device_target") == "CPU":
-            # MindSpore 2.10 CPU: Gather and MatMul have no bfloat16 kernels
-            raise TypeError(
-                f"{type(self).__name__} holds bfloat16 parameters, which MindSpore cannot compute on CPU. Load it with "
-                "`mindspore_dtype=ms.float32` (or call `.to(ms.float32)`); bfloat16 compute is for Ascend."
-            )
+        check_cpu_compute_dtype(self, self.dtype)
         input_ids, attention_mask, position_ids, inputs_embeds = self._check_inputs(
             input_ids, attention_mask, position_ids, inputs_embeds
         )
