@@ -343,6 +343,10 @@ def test_bad_keys_and_shapes_leave_the_model_unchanged(loaded):
         model.load_lora_adapter(missing_b, adapter_name="b")
     _check_unchanged(model, snapshot, ["a"], inputs, expected)
 
+    with pytest.raises(TypeError, match=r"\['adaptor_name'\]: not options of this loader"):
+        model.load_lora_adapter(state_dict, adaptor_name="b")
+    _check_unchanged(model, snapshot, ["a"], inputs, expected)
+
     with pytest.raises(ValueError, match="Adapter name a already in use in the model"):
         model.load_lora_adapter(state_dict, adapter_name="a")
     _check_unchanged(model, snapshot, ["a"], inputs, expected)
@@ -353,7 +357,7 @@ def test_bad_keys_and_shapes_leave_the_model_unchanged(loaded):
         model.load_lora_adapter(state_dict, adapter_name="b", metadata={"r": 4, "lora_alpha": 8})
     _check_unchanged(model, snapshot, ["a"], inputs, expected)
 
-    with pytest.raises(ValueError, match="not supported"):  # DoRA (PEFT's magnitude vectors)
+    with pytest.raises(ValueError, match="This LoRA is a DoRA .* not support"):  # PEFT's magnitude vectors
         model.load_lora_adapter(
             dict(state_dict, **{"transformer.layers.0.attn.to_q.lora_magnitude_vector": ms.Tensor(np.ones(8))}),
             adapter_name="b",
@@ -373,6 +377,10 @@ def test_bad_keys_and_shapes_leave_the_model_unchanged(loaded):
         fresh.load_lora_adapter(state_dict, adapter_name="a")
     _check_unchanged(fresh, fresh_snapshot, [], inputs, fresh_expected)
     assert not any(True for _ in mp.iter_tuner_layers(fresh))
+    # upstream's hotswap tests pass the saving option `safe_serialization` to the loader, which ignores it
+    _, other = make_twins()
+    other.load_lora_adapter(state_dict, adapter_name="b", safe_serialization=True)
+    assert list(other.peft_config) == ["b"]
 
 
 def test_bad_arguments(loaded, tmp_path):

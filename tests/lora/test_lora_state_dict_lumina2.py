@@ -146,6 +146,17 @@ def test_pickle_and_missing_files(lora, tmp_path):
         Lumina2Pipeline.lora_state_dict(pickled, weight_name="pytorch_lora_weights.bin")
     with pytest.raises(ValueError, match="is a pickle file"):
         Lumina2Pipeline.lora_state_dict(os.path.join(pickled, "pytorch_lora_weights.bin"))
+    # upstream's save-with-pickle-then-load flow: the safetensors file this port wrote instead is named
+    safetensors_dir = os.path.dirname(path)
+    with pytest.raises(ValueError, match=r"does not exist, but .*\.safetensors does"):
+        Lumina2Pipeline.lora_state_dict(os.path.splitext(path)[0] + ".bin")
+    # loading options upstream accepts and ignores
+    state = Lumina2Pipeline.lora_state_dict(safetensors_dir, safe_serialization=True, network_alphas=None)
+    assert state
+    with pytest.raises(TypeError, match="network_alphas"):
+        Lumina2Pipeline.lora_state_dict(safetensors_dir, network_alphas={"x": 1.0})
+    with pytest.raises(TypeError, match=r"\['weight_nmae'\]: not options of this loader"):
+        Lumina2Pipeline.lora_state_dict(safetensors_dir, weight_nmae="x")
     with pytest.raises(ValueError, match="`use_safetensors=False`"):
         Lumina2Pipeline.lora_state_dict(os.path.dirname(path), use_safetensors=False)
     empty = tmp_path / "empty"

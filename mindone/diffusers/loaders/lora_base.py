@@ -197,7 +197,13 @@ def _fetch_state_dict(
         raise ValueError(f"`weight_name={weight_name!r}` names a pickle file. {_PICKLE_LORA_HINT}")
     if use_safetensors is False:
         raise ValueError(f"`use_safetensors=False` asks for a pickle LoRA file. {_PICKLE_LORA_HINT}")
-    if os.path.isfile(path) and path.endswith(PICKLE_SUFFIXES):
+    if path.endswith(PICKLE_SUFFIXES):
+        sibling = os.path.splitext(path)[0] + ".safetensors"
+        if not os.path.isfile(path) and os.path.isfile(sibling):  # what `save_lora_weights` wrote for it
+            raise ValueError(
+                f"{path} does not exist, but {sibling} does: this port writes safetensors even when asked for pickle "
+                "files (`safe_serialization=False`). Load that file."
+            )
         raise ValueError(f"{path} is a pickle file. {_PICKLE_LORA_HINT}")
 
     try:

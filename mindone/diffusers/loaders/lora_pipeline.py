@@ -80,8 +80,18 @@ class Lumina2LoraLoaderMixin(LoraBaseMixin):
         hub["force_download"] = bool(hub["force_download"])
         return_lora_metadata = kwargs.pop("return_lora_metadata", False)
         transformer_config = kwargs.pop("transformer_config", None)
+        # accepted and ignored as upstream: a saving option, and the alphas `load_lora_weights` reads from the file
+        kwargs.pop("safe_serialization", None)
+        if kwargs.pop("network_alphas", None) is not None:
+            raise TypeError(
+                "`network_alphas` is read from the LoRA file by `load_lora_weights` / `lora_state_dict`; pass it to "
+                "`transformer.load_lora_adapter(..., network_alphas=...)` to give it yourself."
+            )
         if kwargs:
-            raise TypeError(f"lora_state_dict() got unexpected keyword arguments {sorted(kwargs)}.")
+            raise TypeError(
+                f"lora_state_dict() got unexpected keyword arguments {sorted(kwargs)}: not options of this loader "
+                "(diffusers ignores unknown arguments silently; here a misspelled option is not lost)."
+            )
 
         use_safetensors = hub.pop("use_safetensors")
         allow_pickle = False

@@ -153,6 +153,11 @@ def get_peft_kwargs(rank_dict, network_alpha_dict, peft_state_dict, is_unet=True
 
 
 def _create_lora_config(state_dict, network_alphas, metadata, rank_pattern_dict, is_unet=True):
+    if any("lora_magnitude_vector" in k for k in state_dict) or (metadata or {}).get("use_dora"):
+        raise ValueError(
+            "This LoRA is a DoRA (it has `lora_magnitude_vector` weights or `use_dora=True` in its metadata), which "
+            "mindone.peft does not support: it implements plain LoRA only. Nothing was loaded."
+        )
     if metadata is not None:
         lora_config_kwargs = dict(metadata)
     else:
@@ -311,8 +316,12 @@ class PeftAdapterMixin:
         kwargs.pop("_pipeline", None)
         kwargs.pop("low_cpu_mem_usage", False)
         metadata = kwargs.pop("metadata", None)
+        kwargs.pop("safe_serialization", None)  # a saving option, which upstream's loaders accept and ignore
         if kwargs:
-            raise TypeError(f"load_lora_adapter() got unexpected keyword arguments {sorted(kwargs)}.")
+            raise TypeError(
+                f"load_lora_adapter() got unexpected keyword arguments {sorted(kwargs)}: not options of this loader "
+                "(diffusers ignores unknown arguments silently; here a misspelled option is not lost)."
+            )
         allow_pickle = False
 
         user_agent = {"file_type": "attn_procs_weights", "framework": "pytorch"}

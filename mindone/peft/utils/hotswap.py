@@ -208,12 +208,17 @@ def hotswap_adapter_from_state_dict(
             f"Hot swapping the adapter did not succeed, unexpected keys found: {', '.join(unexpected)}."
         )
     if bad_shapes:
-        details = "; ".join(f"{k}: new {n} vs loaded {o}" for k, n, o in bad_shapes)
+        details = "; ".join(f"{k}: new {n} vs loaded {o}" for k, n, o in bad_shapes[:3])
+        if len(bad_shapes) > 3:
+            details += f"; and {len(bad_shapes) - 3} more"
+        # the rank axis: rows of lora_A, columns of lora_B
+        ranks = [(n[1], o[1]) if ".lora_B." in k else (n[0], o[0]) for k, n, o in bad_shapes if len(n) == 2]
+        needed = f" (rank {max(n for n, _ in ranks)} against the loaded {max(o for _, o in ranks)})" if ranks else ""
         raise HotswapError(
             f"Incompatible shapes found for LoRA weights ({details}). The new adapter has a larger rank than the "
-            "loaded one: pad the first adapter to the largest rank with `prepare_model_for_compiled_hotswap(model, "
-            "target_rank=...)` (diffusers: `enable_lora_hotswap(target_rank=...)`) before hot-swapping. The model "
-            "was not changed."
+            f"loaded one{needed}: pad the first adapter to at least the largest rank with "
+            "`prepare_model_for_compiled_hotswap(model, target_rank=...)` (diffusers: `enable_lora_hotswap("
+            "target_rank=...)`, before the first LoRA is loaded) before hot-swapping. The model was not changed."
         )
 
     written = {model_key for model_key, _ in plan}

@@ -317,6 +317,8 @@ class Linear(nn.Cell, LoraLayer):
 
     def unmerge(self) -> None:
         """Restore the base weights from before the first merge (exactly) and mark all adapters unmerged."""
+        # upstream fix: PEFT subtracts each adapter's change at its *current* scale, which leaves part of it in the
+        # weights when the scale changed after merging (diffusers' `set_adapters` / repeated `fuse_lora(lora_scale)`)
         if not self.merged:
             warnings.warn("Already unmerged. Nothing to do.")
             return
