@@ -234,6 +234,17 @@ def _fetch_state_dict(
     return state_dict, metadata
 
 
+def check_lora_weight_name_to_write(weight_name: Optional[str], safe_serialization: bool, what: str) -> None:
+    """Safetensors are written whatever `safe_serialization` says (with a warning for `False`); a pickle file name is
+    refused rather than given safetensors content."""
+    if weight_name is not None and weight_name.endswith(PICKLE_SUFFIXES):
+        raise ValueError(
+            f"`weight_name={weight_name!r}` names a pickle file, which this port never writes: use a `.safetensors` "
+            "name (the default is pytorch_lora_weights.safetensors)."
+        )
+    warn_if_pickle_requested(safe_serialization, what)
+
+
 def _pack_dict_with_prefix(state_dict, prefix):
     sd_with_prefix = {f"{prefix}.{key}": value for key, value in state_dict.items()}
     return sd_with_prefix
@@ -601,12 +612,7 @@ class LoraBaseMixin:
             raise TypeError("`lora_adapter_metadata` must be of type `dict`.")
 
         if save_function is None:
-            if weight_name is not None and weight_name.endswith(PICKLE_SUFFIXES):
-                raise ValueError(
-                    f"`weight_name={weight_name!r}` names a pickle file, which this port never writes: use a "
-                    "`.safetensors` name (the default is pytorch_lora_weights.safetensors)."
-                )
-            warn_if_pickle_requested(safe_serialization, "the LoRA state dict")
+            check_lora_weight_name_to_write(weight_name, safe_serialization, "the LoRA state dict")
 
             def save_function(weights, filename):
                 # Inject framework format.

@@ -45,9 +45,8 @@ from ...peft import (
 )
 from ...peft.tuners.tuners_utils import _check_adapters_not_merged
 from ...safetensors.mindspore import save_file
-from ..models.model_loading_utils import warn_if_pickle_requested
-from ..utils import PICKLE_SUFFIXES, logging
-from .lora_base import _fetch_state_dict
+from ..utils import logging
+from .lora_base import _fetch_state_dict, check_lora_weight_name_to_write
 
 logger = logging.get_logger(__name__)
 
@@ -509,12 +508,7 @@ class PeftAdapterMixin:
 
         if adapter_name not in getattr(self, "peft_config", {}):
             raise ValueError(f"Adapter name {adapter_name} not found in the model.")
-        if weight_name is not None and weight_name.endswith(PICKLE_SUFFIXES):
-            raise ValueError(
-                f"`weight_name={weight_name!r}` names a pickle file, which this port never writes: use a "
-                "`.safetensors` name (the default is pytorch_lora_weights.safetensors)."
-            )
-        warn_if_pickle_requested(safe_serialization, "the LoRA adapter")
+        check_lora_weight_name_to_write(weight_name, safe_serialization, "the LoRA adapter")
 
         lora_adapter_metadata = self.peft_config[adapter_name].to_dict()
 

@@ -290,9 +290,9 @@ class Lumina2RotaryPosEmbed(nn.Cell):
     MindSpore change: upstream's forward is split in two. `get_position_ids` is host-side NumPy bookkeeping (caption
     lengths, per-sample position ids); `construct` is pure tensor work: it patchifies the latents and gathers the
     tables of the three axes by position id. Called with upstream's arguments `(hidden_states, attention_mask)`, it
-    does both (`forward_from_mask`) and returns upstream's tuple. The rotary embeddings are real views of upstream's complex `freqs_cis`,
-    `(B, S, head_dim / 2, 2)` = `(cos, sin)`. Each table has one extra all-zero row (index `axes_lens[i]`) that stands
-    for upstream's zero-filled `cap_freqs_cis` at padded caption positions.
+    does both (`forward_from_mask`) and returns upstream's tuple. The rotary embeddings are real views of upstream's
+    complex `freqs_cis`, `(B, S, head_dim / 2, 2)` = `(cos, sin)`. Each table has one extra all-zero row (index
+    `axes_lens[i]`) that stands for upstream's zero-filled `cap_freqs_cis` at padded caption positions.
     """
 
     def __init__(self, theta: int, axes_dim: List[int], axes_lens: List[int] = (300, 512, 512), patch_size: int = 2):
