@@ -61,6 +61,15 @@ def _model_class(library: str, class_name: str, component: Optional[str]):
     return _get_class_obj(library, class_name, component or class_name)
 
 
+def instantiation_error(obj, second_method: str) -> EnvironmentError:
+    """What `__init__` of an auto class raises: it is built by its class methods only."""
+    name = type(obj).__name__
+    return EnvironmentError(
+        f"{name} is designed to be instantiated using the `{name}.from_pretrained(pretrained_model_name_or_path)` or "
+        f"`{name}.{second_method}` methods."
+    )
+
+
 @contextmanager
 def _reading(cls, config_name: str):
     """`cls.load_config` reads `config_name` inside the block."""
@@ -80,11 +89,7 @@ class AutoModel(ConfigMixin):
     config_name = "config.json"
 
     def __init__(self, *args, **kwargs):
-        raise EnvironmentError(
-            f"{self.__class__.__name__} is designed to be instantiated "
-            f"using the `{self.__class__.__name__}.from_pretrained(pretrained_model_name_or_path)` or "
-            f"`{self.__class__.__name__}.from_config(config)` methods."
-        )
+        raise instantiation_error(self, "from_config(config)")
 
     @classmethod
     def from_config(cls, pretrained_model_name_or_path_or_dict: Union[str, os.PathLike, dict, None] = None, **kwargs):

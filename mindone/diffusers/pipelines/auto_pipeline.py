@@ -23,6 +23,7 @@ from collections import OrderedDict
 from typing import Union
 
 from ..configuration_utils import ConfigMixin
+from ..models.auto_model import instantiation_error
 from ..utils import pop_mindspore_dtype, str_to_dtype
 
 AUTO_TEXT2IMAGE_PIPELINES_MAPPING = OrderedDict([("lumina2", "Lumina2Pipeline")])
@@ -63,11 +64,7 @@ class AutoPipelineForText2Image(ConfigMixin):
     config_name = "model_index.json"
 
     def __init__(self, *args, **kwargs):
-        raise EnvironmentError(
-            f"{self.__class__.__name__} is designed to be instantiated "
-            f"using the `{self.__class__.__name__}.from_pretrained(pretrained_model_name_or_path)` or "
-            f"`{self.__class__.__name__}.from_pipe(pipeline)` methods."
-        )
+        raise instantiation_error(self, "from_pipe(pipeline)")
 
     @classmethod
     def from_pretrained(cls, pretrained_model_or_path: Union[str, os.PathLike], **kwargs):

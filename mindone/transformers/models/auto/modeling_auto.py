@@ -11,6 +11,8 @@ from typing import Union
 
 from transformers import AutoConfig, PretrainedConfig
 
+from ....diffusers.models.auto_model import instantiation_error
+
 MODEL_MAPPING_NAMES = OrderedDict([("gemma2", "Gemma2Model")])
 
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "token", "revision", "subfolder")
@@ -43,11 +45,7 @@ class AutoModel:
     """
 
     def __init__(self, *args, **kwargs):
-        raise EnvironmentError(
-            f"{self.__class__.__name__} is designed to be instantiated using the "
-            f"`{self.__class__.__name__}.from_pretrained(pretrained_model_name_or_path)` or "
-            f"`{self.__class__.__name__}.from_config(config)` methods."
-        )
+        raise instantiation_error(self, "from_config(config)")
 
     @classmethod
     def from_config(cls, config: PretrainedConfig, **kwargs):
