@@ -46,7 +46,9 @@ from .utils import (
     NoMatchingPeftModuleError,
     PeftType,
 )
-from .utils.constants import PEFT_VERSION as __version__  # noqa: F401 (the PEFT release whose LoRA behaviour this follows)
+
+# the PEFT release whose LoRA behaviour this follows
+from .utils.constants import PEFT_VERSION as __version__  # noqa: F401
 from .utils.hotswap import (
     check_hotswap_configs_compatible,
     hotswap_adapter_from_state_dict,

@@ -99,6 +99,14 @@ def _layers_beyond(model_keys, num_layers: Optional[int]) -> set:
     return {i for i in indices if i is not None and i >= num_layers}
 
 
+def _requested_dtype(mindspore_dtype, config):
+    """The dtype to cast to: `mindspore_dtype` (a dtype or its name), or for `"auto"` the one the config records."""
+    if isinstance(mindspore_dtype, str) and mindspore_dtype == "auto":
+        recorded = getattr(config, "dtype", None)
+        return str_to_dtype(str(recorded)) if recorded is not None else None
+    return str_to_dtype(mindspore_dtype)
+
+
 def _load_state_dict(model, state_dict, model_keys, dropped_layers, dtype):
     """`from_pretrained(..., state_dict=...)`: the dict's tensors (MindSpore, NumPy or torch) under the model's keys,
     head weights and layers beyond the config's left out, checked and written as a checkpoint file is."""
@@ -164,9 +172,7 @@ class PreTrainedModel(CellUtilsMixin):
                 f"got {attn_implementation!r}."
             )
         model = cls(copy.deepcopy(config))
-        if isinstance(mindspore_dtype, str) and mindspore_dtype == "auto":  # the dtype the config records
-            mindspore_dtype = None if getattr(config, "dtype", None) is None else str(config.dtype)
-        dtype = str_to_dtype(mindspore_dtype)
+        dtype = _requested_dtype(mindspore_dtype, config)
         if dtype is not None:
             model.to(dtype)
         return model
@@ -231,7 +237,7 @@ class PreTrainedModel(CellUtilsMixin):
                 embeddings.padding_idx = None
         embeddings.num_embeddings = new_num_tokens
         self.config.vocab_size = new_num_tokens
-        for model in {id(self): self, id(self.base_model): self.base_model}.values():
+        for model in (self, self.base_model):
             if hasattr(model, "vocab_size"):
                 model.vocab_size = new_num_tokens
         invalidate_compiled_graphs(self)
@@ -457,11 +463,7 @@ class PreTrainedModel(CellUtilsMixin):
                 variant=variant,
                 **hub,
             )
-        if isinstance(mindspore_dtype, str) and mindspore_dtype == "auto":
-            recorded = getattr(config, "dtype", None)
-            mindspore_dtype = str_to_dtype(str(recorded)) if recorded is not None else None
-        else:
-            mindspore_dtype = str_to_dtype(mindspore_dtype)
+        mindspore_dtype = _requested_dtype(mindspore_dtype, config)
 
         # 3. build without initializing parameters, then fill them from the checkpoint
         with no_init_parameters():
