@@ -95,9 +95,51 @@ def is_valid_image_imagelist(images):
     return False
 
 
+class _ImageSizeError(ValueError, RuntimeError):
+    """Bad image sizes: a ValueError, and also the RuntimeError torch raises for the same input upstream."""
+
+
+class _ImageDtypeError(TypeError, NotImplementedError):
+    """A dtype no resize kernel takes: a TypeError, and also torch's NotImplementedError upstream."""
+
+
+_FLOATS = (ms.float16, ms.bfloat16, ms.float32, ms.float64)
+
+
+def _promoted_dtype(dtypes) -> ms.dtype:
+    # torch.cat / torch.stack promote mixed dtypes (bool < integers < floats, the widest float wins, float16 with
+    # bfloat16 gives float32); MindSpore's Concat takes one dtype and fails only at the next synchronisation
+    floats = [d for d in dtypes if d in _FLOATS]
+    if floats:
+        if ms.float64 in floats:
+            return ms.float64
+        if ms.float32 in floats or (ms.float16 in floats and ms.bfloat16 in floats):
+            return ms.float32
+        return floats[0]
+    ints = [d for d in dtypes if d != ms.bool_]
+    if not ints:
+        return ms.bool_
+    promoted = np.result_type(*(np.dtype(str(d).lower()) for d in ints))  # e.g. uint8 with int8: int16, as torch
+    return getattr(ms, promoted.name)
+
+
+def _cat(tensors: List[ms.Tensor], dim: int = 0) -> ms.Tensor:
+    for i, t in enumerate(tensors):
+        if not isinstance(t, ms.Tensor):
+            raise TypeError(f"Expected a list of `ms.Tensor` images, but element {i} is a {type(t).__name__}.")
+    shapes = {tuple(t.shape[:dim] + t.shape[dim + 1 :]) for t in tensors}
+    if len(shapes) > 1 or len({t.ndim for t in tensors}) > 1:
+        raise _ImageSizeError(
+            f"Images in one list must have the same shape, but got {[tuple(t.shape) for t in tensors]}: resize them "
+            "to one size first (or pass PIL images with `do_resize=True`)."
+        )
+    dtype = _promoted_dtype([t.dtype for t in tensors])
+    return mint.cat([t if t.dtype == dtype else t.astype(dtype) for t in tensors], dim=dim)
+
+
 def _stack(tensors: List[ms.Tensor]) -> ms.Tensor:
     # Stack has no bfloat16 CPU kernel in MindSpore 2.10; Concat of unsqueezed views has, and is the same copy
-    return mint.cat([t.unsqueeze(0) for t in tensors], dim=0)
+    return _cat([t.unsqueeze(0) if isinstance(t, ms.Tensor) else t for t in tensors], dim=0)
 
 
 def _reducible(image: ms.Tensor) -> ms.Tensor:
@@ -486,10 +528,15 @@ class VaeImageProcessor(ConfigMixin):
     @staticmethod
     def _interpolate_nearest(image: ms.Tensor, height: int, width: int) -> ms.Tensor:
         # torch's `F.interpolate(image, size)` default: mode "nearest" (same index rule in MindSpore).
-        if image.dtype not in (ms.uint8, ms.float16, ms.bfloat16, ms.float32, ms.float64):
-            # torch raises too ("upsample_nearest2d" has no integer kernel but uint8); MindSpore's CPU kernel would only
-            # fail at the next synchronisation, in a later call
-            raise TypeError(
+        # MindSpore's CPU kernel fails only at the next synchronisation, in a later call: check what torch checks
+        if image.ndim != 4:
+            raise ValueError(
+                f"Cannot resize an image tensor of shape {tuple(image.shape)} to {(height, width)}: tensors are "
+                "resized as batches of shape (batch, channels, height, width)."
+            )
+        if image.dtype not in (ms.uint8,) + _FLOATS:
+            # torch has no "upsample_nearest2d" kernel for integers but uint8 either
+            raise _ImageDtypeError(
                 f"Cannot resize an image tensor of dtype {image.dtype}: pass a float tensor with values in [0, 1] "
                 "(or uint8), or set `do_resize=False`."
             )
@@ -532,7 +579,7 @@ class VaeImageProcessor(ConfigMixin):
         if resize_mode != "default" and not isinstance(image, PIL.Image.Image):
             raise ValueError(f"Only PIL image input is supported for resize_mode {resize_mode}")
         if height <= 0 or width <= 0:
-            raise ValueError(f"`height` and `width` must be positive to resize, but are {height} and {width}.")
+            raise _ImageSizeError(f"`height` and `width` must be positive to resize, but are {height} and {width}.")
         if isinstance(image, PIL.Image.Image):
             if resize_mode == "default":
                 image = image.resize(
@@ -712,7 +759,7 @@ class VaeImageProcessor(ConfigMixin):
                 "Please concatenate the list along the batch dimension and pass it as a single 4d ms.Tensor",
                 FutureWarning,
             )
-            image = mint.cat(image, dim=0)
+            image = _cat(image, dim=0)
 
         if not is_valid_image_imagelist(image):
             raise ValueError(
@@ -744,7 +791,7 @@ class VaeImageProcessor(ConfigMixin):
                 image = self.resize(image, height, width)
 
         elif isinstance(image[0], ms.Tensor):
-            image = mint.cat(image, dim=0) if image[0].ndim == 4 else _stack(image)
+            image = _cat(image, dim=0) if image[0].ndim == 4 else _stack(image)
 
             if self.config.do_convert_grayscale and image.ndim == 3:
                 image = image.unsqueeze(1)

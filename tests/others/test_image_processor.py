@@ -328,6 +328,71 @@ def test_bfloat16_bool_and_integer_tensors():
     assert_same(ours.resize(ms.Tensor(uint8), 16, 8), ref.resize(torch.from_numpy(uint8), 16, 8), "uint8 resize")
 
 
+DTYPE_PAIRS = [
+    (ms.float32, ms.float16, torch.float32, torch.float16),
+    (ms.float16, ms.bfloat16, torch.float16, torch.bfloat16),
+    (ms.bfloat16, ms.bfloat16, torch.bfloat16, torch.bfloat16),
+    (ms.uint8, ms.float16, torch.uint8, torch.float16),
+    (ms.float64, ms.float32, torch.float64, torch.float32),
+]
+
+
+@pytest.mark.parametrize("do_normalize", [False, True])
+@pytest.mark.parametrize("ms_a,ms_b,pt_a,pt_b", DTYPE_PAIRS, ids=[f"{p[0]}-{p[1]}" for p in DTYPE_PAIRS])
+def test_lists_of_tensors_of_mixed_dtypes_are_promoted(ms_a, ms_b, pt_a, pt_b, do_normalize):
+    # torch.cat / torch.stack promote; MindSpore's Concat failed only at a later call's synchronisation
+    ours, ref = both({"do_normalize": do_normalize, "do_resize": False})
+    x = np_images(40, (2, 3, 16, 8))
+    if pt_a == torch.uint8 or pt_b == torch.uint8:
+        x = (x * 255).round()
+    for batched in (False, True):  # a list of 3-D images, a list of 4-D batches
+        pick = (lambda i: x[i : i + 1]) if batched else (lambda i: x[i])
+        images = [ms.Tensor(pick(0)).astype(ms_a), ms.Tensor(pick(1)).astype(ms_b)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = ref.preprocess([torch.from_numpy(pick(0)).to(pt_a), torch.from_numpy(pick(1)).to(pt_b)])
+            actual = ours.preprocess(images)
+        assert str(actual.dtype).lower() == str(expected.dtype).split(".")[1], (actual.dtype, expected.dtype)
+        assert_same(actual, expected, f"mixed {ms_a} / {ms_b}, batched={batched}")
+    assert_same(ours.preprocess(ms.Tensor(x)), ref.preprocess(torch.from_numpy(x)), "the next call is unaffected")
+
+
+@pytest.mark.parametrize("dtype,pt_dtype", [(ms.uint8, torch.uint8), (ms.int32, torch.int32), (ms.bool_, torch.bool)])
+def test_postprocess_per_image_denormalize_of_integer_tensors(dtype, pt_dtype):
+    # the denormalized images become float, the others keep their dtype: stacking them promotes, as torch.stack
+    ours, ref = both({})
+    x = rng_of(41).integers(0, 2, size=(3, 3, 8, 8)).astype(np.float32)
+    flags = [True, False, True]
+    for output_type, ref_type in [("ms", "pt"), ("np", "np"), ("pil", "pil")]:
+        expected = ref.postprocess(torch.from_numpy(x).to(pt_dtype), output_type=ref_type, do_denormalize=flags)
+        actual = ours.postprocess(ms.Tensor(x).astype(dtype), output_type=output_type, do_denormalize=flags)
+        assert_same(actual, expected, f"{dtype} to {output_type}")
+
+
+def test_bad_tensor_lists_and_shapes_raise_upstream_error_types():
+    ours, ref = both({})
+    image = ms.Tensor(np_images(42, (3, 16, 8)))
+    with pytest.raises(TypeError):
+        ref.preprocess([torch.zeros(3, 16, 8), np.zeros((3, 16, 8), np.float32)])
+    with pytest.raises(TypeError, match="element 1 is a ndarray"):
+        ours.preprocess([image, np.zeros((3, 16, 8), np.float32)])
+    with pytest.raises(RuntimeError):
+        ref.preprocess([torch.zeros(3, 16, 8), torch.zeros(3, 8, 8)])
+    for error in (ValueError, RuntimeError):  # ours is both: a ValueError, and torch's RuntimeError
+        with pytest.raises(error, match="same shape"):
+            ours.preprocess([image, image[:, :8]])
+        with pytest.raises(error, match="must be positive"):
+            ours.resize(image.unsqueeze(0), 0, 8)
+    for bad in (image, image[0]):  # tensors are resized as 4-D batches (MindSpore failed only at a later call)
+        with pytest.raises(ValueError):
+            ref.resize(to_torch(bad), 8, 8)
+        with pytest.raises(ValueError, match="batches of shape"):
+            ours.resize(bad, 8, 8)
+    with pytest.raises(NotImplementedError):  # torch's error type; ours is also a TypeError
+        ours.resize(ms.Tensor(np.ones((1, 3, 8, 8), np.int32)), 8, 8)
+    assert_same(ours.resize(image.unsqueeze(0), 8, 4), ref.resize(to_torch(image.unsqueeze(0)), 8, 4), "unaffected")
+
+
 def test_postprocess_keeps_nan_and_clips_infinities():
     # torch.clamp keeps NaN (a diverged float16 run shows as NaN upstream, not as a black image)
     ours, ref = both({})
