@@ -27,6 +27,7 @@ from mindspore import mint
 
 from .configuration_utils import ConfigMixin, register_to_config
 from .utils import CONFIG_NAME
+from .utils.mindspore_utils import promote_types
 
 PIL_INTERPOLATION = {
     "linear": PIL.Image.Resampling.BILINEAR,
@@ -103,26 +104,6 @@ class _ImageDtypeError(TypeError, NotImplementedError):
     """A dtype no resize kernel takes: a TypeError, and also torch's NotImplementedError upstream."""
 
 
-_FLOATS = (ms.float16, ms.bfloat16, ms.float32, ms.float64)
-
-
-def _promoted_dtype(dtypes) -> ms.dtype:
-    # torch.cat / torch.stack promote mixed dtypes (bool < integers < floats, the widest float wins, float16 with
-    # bfloat16 gives float32); MindSpore's Concat takes one dtype and fails only at the next synchronisation
-    floats = [d for d in dtypes if d in _FLOATS]
-    if floats:
-        if ms.float64 in floats:
-            return ms.float64
-        if ms.float32 in floats or (ms.float16 in floats and ms.bfloat16 in floats):
-            return ms.float32
-        return floats[0]
-    ints = [d for d in dtypes if d != ms.bool_]
-    if not ints:
-        return ms.bool_
-    promoted = np.result_type(*(np.dtype(str(d).lower()) for d in ints))  # e.g. uint8 with int8: int16, as torch
-    return getattr(ms, promoted.name)
-
-
 def _cat(tensors: List[ms.Tensor], dim: int = 0) -> ms.Tensor:
     for i, t in enumerate(tensors):
         if not isinstance(t, ms.Tensor):
@@ -133,7 +114,7 @@ def _cat(tensors: List[ms.Tensor], dim: int = 0) -> ms.Tensor:
             f"Images in one list must have the same shape, but got {[tuple(t.shape) for t in tensors]}: resize them "
             "to one size first (or pass PIL images with `do_resize=True`)."
         )
-    dtype = _promoted_dtype([t.dtype for t in tensors])
+    dtype = promote_types(*(t.dtype for t in tensors))
     return mint.cat([t if t.dtype == dtype else t.astype(dtype) for t in tensors], dim=dim)
 
 
@@ -534,7 +515,7 @@ class VaeImageProcessor(ConfigMixin):
                 f"Cannot resize an image tensor of shape {tuple(image.shape)} to {(height, width)}: tensors are "
                 "resized as batches of shape (batch, channels, height, width)."
             )
-        if image.dtype not in (ms.uint8,) + _FLOATS:
+        if image.dtype not in (ms.uint8, ms.float16, ms.bfloat16, ms.float32, ms.float64):
             # torch has no "upsample_nearest2d" kernel for integers but uint8 either
             raise _ImageDtypeError(
                 f"Cannot resize an image tensor of dtype {image.dtype}: pass a float tensor with values in [0, 1] "

@@ -213,6 +213,46 @@ def test_step_per_token_timesteps(stochastic, same_noise):
         assert_equal_arrays(ours_x, ref_x, f"per-token prev_sample of step {i}")
 
 
+PER_TOKEN_DTYPES = [(ms.float32, torch.float32), (ms.float16, torch.float16), (ms.bfloat16, torch.bfloat16)]
+
+
+@pytest.mark.parametrize("stochastic", [False, True])
+@pytest.mark.parametrize("output_dtype", PER_TOKEN_DTYPES, ids=lambda d: str(d[1]))
+@pytest.mark.parametrize(
+    "token_dtype", PER_TOKEN_DTYPES + [(ms.float64, torch.float64), (ms.int32, torch.int32)], ids=lambda d: str(d[1])
+)
+def test_step_per_token_timesteps_dtypes(token_dtype, output_dtype, stochastic, same_noise):
+    # upstream computes in torch's dtypes: half-precision per-token sigmas, and with stochastic sampling
+    # `current_sigma * model_output` rounded to their promoted dtype (bfloat16 had no CPU kernel here)
+    (ms_token, pt_token), (ms_out, pt_out) = token_dtype, output_dtype
+    ours, ref = make_pair({"shift": 3.0, "stochastic_sampling": stochastic})
+    ours.set_timesteps(num_inference_steps=6)
+    ref.set_timesteps(num_inference_steps=6)
+    rng = np.random.default_rng(5)
+    sample = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    model_output = rng.standard_normal(sample.shape).astype(np.float32)
+    per_token = rng.choice(ref.timesteps.numpy()[1:], size=(2, 5)).astype(np.float32)
+    per_token[0, :2] = [0.5 * (ref.timesteps[1] + ref.timesteps[2]), ref.timesteps[1] + 1e-3]
+    if ms_token == ms.int32:
+        per_token = per_token.round()
+    actual = ours.step(
+        ms.Tensor(model_output).astype(ms_out),
+        ours.timesteps[1],
+        ms.Tensor(sample),
+        per_token_timesteps=ms.Tensor(per_token).astype(ms_token),
+        generator=np.random.default_rng(3),
+    )[0]
+    expected = ref.step(
+        torch.from_numpy(model_output).to(pt_out),
+        ref.timesteps[1],
+        torch.from_numpy(sample),
+        per_token_timesteps=torch.from_numpy(per_token).to(pt_token),
+        generator=np.random.default_rng(3),
+    ).prev_sample
+    assert str(actual.dtype).lower() == str(expected.dtype).split(".")[1], (actual.dtype, expected.dtype)
+    np.testing.assert_allclose(actual.asnumpy(), expected.numpy(), rtol=TOL, atol=TOL)
+
+
 def test_stochastic_sampling_noise_comes_from_the_generator():
     """The noise of a stochastic step is `randn_tensor(sample.shape, generator)`: reproducible, one draw per sample."""
     ours = FlowMatchEulerDiscreteScheduler(shift=3.0, stochastic_sampling=True)
@@ -318,6 +358,30 @@ def test_index_for_timestep_duplicates_and_errors():
         ref.index_for_timestep(torch.tensor(123.0))
     with pytest.raises(IndexError, match="123"):
         ours.index_for_timestep(ms.Tensor(np.float32(123.0)))
+    # a float64 schedule compares in float64, whatever the timestep (torch's promotion)
+    for schedule_dtype, t in [(torch.float64, off), (torch.float64, torch.tensor(off)), (torch.float32, off)]:
+        ours_schedule = ms.Tensor(ref.timesteps.numpy()).astype(
+            ms.float64 if schedule_dtype == torch.float64 else ms.float32
+        )
+        ours_t = ms.Tensor(t.numpy()) if isinstance(t, torch.Tensor) else t
+        try:
+            expected = ref.index_for_timestep(t, ref.timesteps.to(schedule_dtype))
+        except IndexError:
+            with pytest.raises(IndexError):
+                ours.index_for_timestep(ours_t, ours_schedule)
+        else:
+            assert ours.index_for_timestep(ours_t, ours_schedule) == expected
+    # one value in any shape; several values fail upstream (and would broadcast to a wrong index)
+    assert ours.index_for_timestep(ms.Tensor([[300.0]], ms.float32)) == 3
+    with pytest.raises(RuntimeError):
+        ref.index_for_timestep(torch.tensor([[300.0]]).reshape(1, 1).expand(1, 2))
+    with pytest.raises(ValueError, match="single value"):
+        ours.index_for_timestep(ms.Tensor([300.0, 900.0], ms.float32))
+    ours_step = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    ours_step.set_timesteps(5)
+    x = ms.Tensor(np.ones((1, 2), np.float32))
+    ours_step.step(x, ms.Tensor(ours_step.timesteps.asnumpy()[3].reshape(1, 1)), x)
+    assert ours_step.step_index == 4
 
 
 @pytest.mark.parametrize(
@@ -505,6 +569,10 @@ def test_device_arguments_and_missing_noise_are_explained():
             call()
     with pytest.raises(TypeError, match=r"unexpected keyword arguments \['num_steps'\]"):
         scheduler.set_timesteps(num_steps=4)
+    # upstream's positional `set_timesteps(n, device, sigmas)`: here the sigmas would land in `mu`
+    with pytest.raises(TypeError, match="`mu` must be a number, but is a list"):
+        scheduler.set_timesteps(3, None, [1.0, 0.6, 0.3])
+    scheduler.set_timesteps(4, mu=ms.Tensor(0.5))  # a 0-dim tensor is a number
     scheduler.set_timesteps(4)
     sample = ms.Tensor(np.ones((2, 3), np.float32))
     with pytest.raises(ValueError, match="`scale_noise` needs `noise`"):
@@ -527,3 +595,21 @@ def test_generator_lists_as_upstream():
     np.testing.assert_array_equal(long_list, pair)
     with pytest.raises(ValueError, match="list of generators of length 2, but requested an effective batch size of 3"):
         randn_tensor((3, 3), generator=[np.random.default_rng(i) for i in range(2)])
+    for generator in (torch.Generator().manual_seed(0), [torch.Generator(), torch.Generator()]):
+        with pytest.raises(TypeError, match="np.random.default_rng"):
+            randn_tensor((2, 3), generator=generator)
+
+
+def test_shift_terminal_one_step_is_not_nan():
+    # upstream bug fixed (diffusers issue 14411): one default step with `shift_terminal` stretched 0 / 0 into NaN
+    ours, ref = make_pair({"shift": 3.0, "shift_terminal": 0.1})
+    ours.set_timesteps(1)
+    ref.set_timesteps(1)
+    assert np.isnan(ref.sigmas.numpy()[0]) and np.isnan(ref.timesteps.numpy()).all()
+    np.testing.assert_array_equal(ours.sigmas.asnumpy(), [1.0, 0.0])
+    np.testing.assert_array_equal(ours.timesteps.asnumpy(), [1000.0])
+    # a one-point schedule below sigma 1 has something to stretch: as upstream
+    ours.set_timesteps(sigmas=[0.8])
+    ref.set_timesteps(sigmas=[0.8])
+    assert_equal_arrays(ours.sigmas, ref.sigmas, "one custom sigma")
+    assert_equal_arrays(ours.timesteps, ref.timesteps, "one custom sigma's timestep")

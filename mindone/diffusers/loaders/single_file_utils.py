@@ -421,7 +421,8 @@ _LUMINA2_TOP_LEVEL_KEYS = {
     "final_layer.linear.weight": "norm_out.linear_2.weight",
     "final_layer.linear.bias": "norm_out.linear_2.bias",
 }
-# Keys inside `layers.N.`, `noise_refiner.N.` and `context_refiner.N.`.
+# Keys inside `layers.N.`, `noise_refiner.N.` and `context_refiner.N.`, for every N (upstream bug fixed: diffusers
+# 0.42.1 maps `context_refiner.N` for N >= 2 to wrong names).
 _LUMINA2_BLOCK_KEYS = {
     "attention.out.weight": "attn.to_out.0.weight",
     "attention.q_norm.weight": "attn.norm_q.weight",
@@ -508,6 +509,7 @@ def convert_lumina2_to_diffusers(checkpoint: Mapping[str, Any], config: Optional
     """Original Lumina-Image-2.0 state dict (optionally with ComfyUI's ``model.diffusion_model.`` prefix) -> diffusers
     ``Lumina2Transformer2DModel`` state dict. Values are NumPy arrays or MindSpore tensors; the fused qkv is split with
     the sizes of ``config`` (default: the 2B release). The input dict is not modified."""
+    # upstream bug fixed: diffusers 0.42.1 fails with a KeyError on the ComfyUI prefix
     if any(k.startswith(COMFYUI_TRANSFORMER_PREFIX) for k in checkpoint):
         checkpoint = {
             k[len(COMFYUI_TRANSFORMER_PREFIX) :]: v

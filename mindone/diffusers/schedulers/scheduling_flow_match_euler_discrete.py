@@ -18,6 +18,7 @@
 
 import importlib.util
 import math
+import numbers
 from dataclasses import dataclass
 from typing import List, Literal, Optional, Tuple, Union
 
@@ -27,6 +28,7 @@ import mindspore as ms
 
 from ..configuration_utils import ConfigMixin, register_to_config
 from ..utils import BaseOutput, logging, randn_tensor
+from ..utils.mindspore_utils import promote_types
 from .scheduling_utils import SchedulerMixin
 
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
@@ -314,6 +316,14 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
             )
         if kwargs:
             raise TypeError(f"`set_timesteps` got unexpected keyword arguments {sorted(kwargs)}.")
+        if mu is not None and not (
+            isinstance(mu, numbers.Real) or isinstance(mu, (ms.Tensor, np.ndarray)) and mu.size == 1
+        ):
+            # e.g. upstream's `set_timesteps(n, None, sigmas)`: without a `device` parameter, sigmas land in `mu`
+            raise TypeError(
+                f"`mu` must be a number, but is a {type(mu).__name__}: pass `sigmas=` / `timesteps=` / `mu=` by "
+                "keyword (this `set_timesteps` has no `device` parameter, upstream's second positional one)."
+            )
         if self.config.use_dynamic_shifting and mu is None:
             raise ValueError("`mu` must be passed when `use_dynamic_shifting` is set to be `True`")
 
@@ -370,8 +380,10 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
         else:
             sigmas = self.shift * sigmas / (1 + (self.shift - 1) * sigmas)
 
-        # 3. If required, stretch the sigmas schedule to terminate at the configured `shift_terminal` value
-        if self.config.shift_terminal:
+        # 3. If required, stretch the sigmas schedule to terminate at the configured `shift_terminal` value.
+        # Upstream bug fixed (diffusers issue 14411): a schedule that ends at sigma 1 (one default step) has nothing
+        # to stretch, and upstream's 0 / 0 made every sigma NaN; it is kept as it is.
+        if self.config.shift_terminal and sigmas[-1] != 1:
             sigmas = self.stretch_shift_to_terminal(sigmas)
 
         # 4. If required, convert sigmas to one of karras, exponential, or beta sigma schedules
@@ -425,12 +437,17 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
         if schedule_timesteps is None:
             schedule_timesteps = self.timesteps
         schedule_timesteps = _to_numpy(schedule_timesteps)
-
-        # compared in float32 unless the timestep is a float64 tensor of 1+ dims (torch's type promotion)
         timestep = _to_numpy(timestep)
-        if not (timestep.dtype == np.float64 and timestep.ndim > 0):
-            timestep = timestep.astype(np.float32)
-        indices = np.nonzero(schedule_timesteps == timestep)[0]
+        if timestep.size != 1:
+            # upstream fails too (`.item()` of several indices); broadcasting would pick a wrong index here
+            raise ValueError(f"`timestep` must be a single value, but has shape {timestep.shape}.")
+
+        # compared in torch's promoted dtype: the schedule's, or a wider float of a timestep tensor with dimensions
+        # (a 0-dim tensor or a Python number takes the schedule's dtype)
+        dtype = schedule_timesteps.dtype
+        if timestep.ndim > 0 and np.issubdtype(timestep.dtype, np.floating) and np.issubdtype(dtype, np.floating):
+            dtype = np.promote_types(dtype, timestep.dtype)
+        indices = np.nonzero(schedule_timesteps.astype(dtype) == timestep.reshape(()).astype(dtype))[0]
         if len(indices) == 0:
             raise IndexError(
                 f"`timestep` {timestep.tolist()} is not one of the scheduler's timesteps {schedule_timesteps.tolist()}."
@@ -513,18 +530,33 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
         sample = sample.astype(ms.float32)
 
         if per_token_timesteps is not None:
-            per_token_sigmas = per_token_timesteps / self.config.num_train_timesteps
+            # Upstream's ops in torch's dtypes: each op of a 16-bit dtype is computed in float32 and rounded to it, as
+            # torch's CPU kernels do (MindSpore's CPU has no bfloat16 Less / Sub), which gives the same values
+            token_dtype = per_token_timesteps.dtype
+            if token_dtype not in (ms.float16, ms.bfloat16, ms.float32, ms.float64):
+                token_dtype = ms.float32  # an integer tensor divided by an int: true division, torch's default float
+            compute = ms.float64 if token_dtype == ms.float64 else ms.float32
 
+            def rounded(x):  # x computed in `compute`, rounded to the per-token dtype
+                return x.astype(token_dtype).astype(compute)
+
+            per_token_sigmas = rounded(per_token_timesteps.astype(compute) / self.config.num_train_timesteps)
             sigmas = self.sigmas[:, None, None]
-            lower_mask = sigmas < per_token_sigmas[None] - 1e-6
-            lower_sigmas = lower_mask * sigmas
-            lower_sigmas = lower_sigmas.max(axis=0)
+            lower_mask = sigmas.astype(compute) < rounded(per_token_sigmas - 1e-6)[None]
+            lower_sigmas = (lower_mask.astype(ms.float32) * sigmas).max(axis=0)
 
-            current_sigma = per_token_sigmas[..., None]
+            current_sigma = per_token_sigmas[..., None]  # exact values of the per-token dtype, in `compute`
             next_sigma = lower_sigmas[..., None]
-            dt = current_sigma - next_sigma
+            dt = current_sigma - next_sigma.astype(compute)
             # float32 sigmas times a lower-precision model_output promote to float32 in torch: cast explicitly
             model_output_ = model_output.astype(dt.dtype)
+            sigma_times_output = None
+            if self.config.stochastic_sampling:
+                # `current_sigma * model_output` is in their promoted dtype (float16 * float16 rounds to float16)
+                product_dtype = promote_types(token_dtype, model_output.dtype)
+                wide = ms.float64 if product_dtype == ms.float64 else ms.float32
+                sigma_times_output = (current_sigma.astype(wide) * model_output.astype(wide)).astype(product_dtype)
+                sigma_times_output = sigma_times_output.astype(promote_types(product_dtype, sample.dtype))
         else:
             host_sigmas = _to_numpy(self.sigmas)
             sigma_idx = self.step_index
@@ -536,9 +568,12 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
             next_sigma = float(sigma_next)
             dt = float(sigma_next - sigma)
             model_output_ = model_output
+            sigma_times_output = None
 
         if self.config.stochastic_sampling:
-            x0 = sample - current_sigma * model_output_
+            if sigma_times_output is None:
+                sigma_times_output = current_sigma * model_output_
+            x0 = sample - sigma_times_output
             noise = randn_tensor(sample.shape, generator=generator, dtype=sample.dtype)
             prev_sample = (1.0 - next_sigma) * x0 + next_sigma * noise
         else:

@@ -34,6 +34,12 @@ def randn_tensor(
                 f"You have passed a list of generators of length {len(generator)}, but requested an effective batch"
                 f" size of {shape[0]}. Make sure the batch size matches the length of the generators."
             )
+        for i, g in enumerate(generator):
+            if not isinstance(g, np.random.Generator):
+                raise TypeError(
+                    f"`generator` must be a numpy.random.Generator (or a list of them), but element {i} of the list "
+                    f"is a {type(g)}: use `np.random.default_rng(seed)`."
+                )
         # as upstream, sample i comes from generator i (generators beyond the batch are not used)
         arr = np.stack([g.standard_normal((1,) + shape[1:], dtype=np.float32)[0] for g in generator[: shape[0]]])
     else:
@@ -41,11 +47,35 @@ def randn_tensor(
             arr = np.random.standard_normal(shape).astype(np.float32)
         elif not isinstance(generator, np.random.Generator):
             raise TypeError(
-                f"`generator` must be a numpy.random.Generator (or a list of them), got {type(generator)}."
+                f"`generator` must be a numpy.random.Generator (or a list of them), got {type(generator)}: use "
+                "`np.random.default_rng(seed)`."
             )
         else:
             arr = generator.standard_normal(shape, dtype=np.float32)
     return ms.Tensor(arr).astype(dtype)
+
+
+_FLOATS = (ms.float16, ms.bfloat16, ms.float32, ms.float64)
+
+
+def promote_types(*dtypes: ms.Type) -> ms.Type:
+    """The dtype torch promotes tensors (of one or more dimensions) of these dtypes to, e.g. in `torch.cat` or `a * b`.
+
+    bool < integers < floats; the widest float wins, and float16 with bfloat16 gives float32. MindSpore's kernels take
+    one dtype (Concat) or promote differently, and a dtype mismatch in PyNative fails only at the next synchronisation.
+    """
+    floats = [d for d in dtypes if d in _FLOATS]
+    if floats:
+        if ms.float64 in floats:
+            return ms.float64
+        if ms.float32 in floats or (ms.float16 in floats and ms.bfloat16 in floats):
+            return ms.float32
+        return floats[0]
+    ints = [d for d in dtypes if d != ms.bool_]
+    if not ints:
+        return ms.bool_
+    promoted = np.result_type(*(np.dtype(str(d).lower()) for d in ints))  # e.g. uint8 with int8: int16, as torch
+    return getattr(ms, promoted.name)
 
 
 def is_ascend() -> bool:
