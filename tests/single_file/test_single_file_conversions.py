@@ -255,8 +255,13 @@ def test_config_inference_refuses_what_shapes_cannot_tell():
             }
         )
     shapes = {k: tuple(v.shape) for k, v in lumina2_diffusers_to_original(model.state_dict()).items()}
-    with pytest.raises(SingleFileComponentError, match=r"heads of 16 channels.*axes_dim_rope.*Pass `config=`"):
+    with pytest.raises(SingleFileComponentError, match=r"heads of 16 channels.*Pass `axes_dim_rope=`.*or `config=`"):
         create_lumina2_diffusers_config_from_checkpoint(shapes, "x.safetensors")
+    overrides = {"axes_dim_rope": [8, 4, 4], "axes_lens": [10, 64, 64]}  # what no weight stores, given by the caller
+    inferred = create_lumina2_diffusers_config_from_checkpoint(shapes, "x.safetensors", overrides)
+    assert {k: inferred[k] for k in model.config if k in inferred} == {
+        k: model.config[k] for k in model.config if k in inferred
+    } | overrides
     no_context = {k: v for k, v in _shapes_2b_original().items() if not k.startswith("context_refiner.")}
     with pytest.raises(SingleFileComponentError, match="2 noise_refiner and 0 context_refiner"):
         create_lumina2_diffusers_config_from_checkpoint(no_context)
@@ -275,8 +280,12 @@ def test_config_inference_refuses_what_shapes_cannot_tell():
             up_block_types=["UpDecoderBlock2D"] * 2,
         )
     vae_shapes = {k: tuple(v.shape) for k, v in vae_diffusers_to_ldm(sd_vae.state_dict(), 2).items()}
-    with pytest.raises(SingleFileComponentError, match=r"4 latent channels and quant convs.*Pass `config=`"):
+    with pytest.raises(SingleFileComponentError, match=r"4 latent channels and quant convs.*or `config=`"):
         create_vae_diffusers_config_from_checkpoint(vae_shapes)
+    inferred = create_vae_diffusers_config_from_checkpoint(vae_shapes, overrides={"scaling_factor": 0.18215})
+    expected = {k: list(v) if isinstance(v, tuple) else v for k, v in sd_vae.config.items() if not k.startswith("_")}
+    del expected["sample_size"]  # not stored in the weights: the FLUX VAE's
+    assert {k: inferred[k] for k in expected} == expected  # shift_factor: upstream's default (none)
 
 
 def test_model_family_detection():

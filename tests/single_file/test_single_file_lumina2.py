@@ -162,6 +162,8 @@ def test_config_overrides_and_dtype(tiny):
     assert ours.config._name_or_path == os.fspath(d / "lumina2.safetensors")
     alias = Lumina2Transformer2DModel.from_single_file(d / "lumina2.safetensors", config=TINY, dtype="bfloat16")
     assert alias.dtype == ms.bfloat16  # `dtype=`, upstream's newer name
+    auto = Lumina2Transformer2DModel.from_single_file(d / "lumina2.safetensors", config=TINY, mindspore_dtype="auto")
+    assert auto.dtype == ms.float32  # upstream warns that "auto" is not a dtype and loads in float32
 
 
 def test_hub_link_through_the_cache(tiny, reference, tmp_path, monkeypatch):
@@ -181,6 +183,13 @@ def test_hub_link_through_the_cache(tiny, reference, tmp_path, monkeypatch):
     # the link of the Hub's download button carries a query
     ours = Lumina2Transformer2DModel.from_single_file(
         "https://huggingface.co/org/lumina/resolve/main/lumina2.safetensors?download=true",
+        config=dict(torch_model.config),
+        cache_dir=tmp_path / "cache",
+    )
+    _assert_params_equal(ours, reference)
+    # `blob/<revision>/` is optional in the link, as upstream's link pattern
+    ours = Lumina2Transformer2DModel.from_single_file(
+        "https://huggingface.co/org/lumina/lumina2.safetensors",
         config=dict(torch_model.config),
         cache_dir=tmp_path / "cache",
     )
@@ -341,8 +350,15 @@ def test_checkpoint_and_config_mismatches(tiny, tmp_path):
     with pytest.raises(SingleFileComponentError, match=r"1 keys are not part of .*layers.0.attention.gate"):
         Lumina2Transformer2DModel.from_single_file(tmp_path / "extra.safetensors", config=config)
     # no config and a head size other than the release's: the RoPE split is unknown
-    with pytest.raises(SingleFileComponentError, match=r"heads of 8 channels.*Pass `config=`"):
+    with pytest.raises(SingleFileComponentError, match=r"heads of 8 channels.*Pass `axes_dim_rope=`.*or `config=`"):
         Lumina2Transformer2DModel.from_single_file(d / "lumina2.safetensors")
+    # ... which the config entry, given as a keyword, supplies (the rest is inferred)
+    ours = Lumina2Transformer2DModel.from_single_file(d / "lumina2.safetensors", axes_dim_rope=[4, 2, 2])
+    inferred = {k: ours.config[k] for k in ("hidden_size", "num_layers", "num_refiner_layers", "num_kv_heads")}
+    assert inferred == {k: config[k] for k in inferred} and list(ours.config.axes_dim_rope) == [4, 2, 2]
+    _assert_params_equal(
+        ours, _params(Lumina2Transformer2DModel.from_single_file(d / "lumina2.safetensors", config=config))
+    )
 
 
 def test_bad_arguments(tiny, tmp_path):

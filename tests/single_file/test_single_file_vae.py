@@ -162,8 +162,18 @@ def test_other_latent_spaces_need_a_config(tmp_path):
     vae = _torch_vae(SD_LIKE_VAE)
     vae.save_pretrained(tmp_path / "vae")
     _write_ldm(vae, tmp_path / "sd_vae.safetensors", prefix="first_stage_model.")
-    with pytest.raises(SingleFileComponentError, match=r"4 latent channels and quant convs.*Pass `config=`"):
+    with pytest.raises(SingleFileComponentError, match=r"4 latent channels and quant convs.*Pass `scaling_factor=`"):
         AutoencoderKL.from_single_file(tmp_path / "sd_vae.safetensors")
+    # the scaling given as config entries (upstream's single-file tests pass `scaling_factor=` so); the rest inferred
+    theirs = TorchAutoencoderKL.from_single_file(
+        str(tmp_path / "sd_vae.safetensors"), config=str(tmp_path / "vae"), scaling_factor=0.13
+    )
+    for kwargs in ({"scaling_factor": 0.13}, {"scaling_factor": 0.13, "shift_factor": None}):
+        by_keyword = AutoencoderKL.from_single_file(tmp_path / "sd_vae.safetensors", **kwargs)
+        assert by_keyword.config.scaling_factor == theirs.config.scaling_factor == 0.13
+        assert by_keyword.config.shift_factor is theirs.config.shift_factor is None
+        assert by_keyword.config.use_quant_conv and by_keyword.config.use_post_quant_conv
+        _assert_params_equal(by_keyword, {k: v.numpy() for k, v in theirs.state_dict().items()})
     ours = AutoencoderKL.from_single_file(tmp_path / "sd_vae.safetensors", config=tmp_path / "vae")
     assert ours.config.scaling_factor == 0.18215 and ours.quant_conv is not None
     _assert_params_equal(ours, _params(AutoencoderKL.from_pretrained(tmp_path / "vae")))

@@ -28,6 +28,7 @@ from mindspore.nn.utils import no_init_parameters
 from ...safetensors.mindspore import save_file
 from ..models.model_loading_utils import load_state_dict_into_model, named_parameters
 from ..utils import PICKLE_SUFFIXES, logging, pop_mindspore_dtype, str_to_dtype
+from ..utils.mindspore_utils import auto_dtype_as_float32
 from .single_file_utils import (
     COMFYUI_TRANSFORMER_PREFIX,
     LDM_VAE_KEYS,
@@ -67,15 +68,16 @@ _UNSUPPORTED_KWARGS = {
 _IGNORED_KWARGS = ("low_cpu_mem_usage", "disable_mmap", "user_agent", "use_safetensors", "variant")
 
 
-def _lumina2_infer_from_diffusers(shapes, source):
+def _lumina2_infer_from_diffusers(shapes, source, overrides=None):
     plan = convert_lumina2_diffusers_to_original_plan(shapes)
-    return create_lumina2_diffusers_config_from_checkpoint(original_shapes_from_diffusers(shapes, plan), source)
+    original = original_shapes_from_diffusers(shapes, plan)
+    return create_lumina2_diffusers_config_from_checkpoint(original, source, overrides)
 
 
-def _vae_infer_from_diffusers(shapes, source):
+def _vae_infer_from_diffusers(shapes, source, overrides=None):
     config = {"up_block_types": ["UpDecoderBlock2D"] * _count_blocks(shapes, "decoder.up_blocks")}
     plan = convert_vae_diffusers_to_ldm_plan(shapes, config)
-    return create_vae_diffusers_config_from_checkpoint(original_shapes_from_diffusers(shapes, plan), source)
+    return create_vae_diffusers_config_from_checkpoint(original_shapes_from_diffusers(shapes, plan), source, overrides)
 
 
 # class name -> how its single files are read and written
@@ -259,7 +261,7 @@ class FromOriginalModelMixin:
             kwargs.pop(name, None)
         config = kwargs.pop("config", None)
         subfolder = kwargs.pop("subfolder", None)
-        mindspore_dtype = str_to_dtype(pop_mindspore_dtype(kwargs))
+        mindspore_dtype = str_to_dtype(auto_dtype_as_float32(pop_mindspore_dtype(kwargs)))
         config_revision = kwargs.pop("config_revision", None)
         hub = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
         init_keys = cls._get_init_keys(cls) - {"self", "kwargs"}
@@ -281,7 +283,7 @@ class FromOriginalModelMixin:
         # 2. The config: given, or inferred from the shapes
         if config is None:
             infer = spec["config_mapping_fn"] if needs_conversion else spec["diffusers_config_mapping_fn"]
-            config = infer(shapes, reader.source)
+            config = infer(shapes, reader.source, overrides)  # the overrides supply what the weights do not store
         else:
             config_hub = dict(hub)
             if config_revision is not None:

@@ -179,13 +179,14 @@ def _looks_like_pickle(path: str) -> bool:
 
 # a query or fragment (`?download=true` from the Hub's download button) is not part of the file name
 _HF_URL_RE = re.compile(
-    r"^(?:https?://)?(?:huggingface\.co|hf\.co)/([^/]+)/([^/]+)/(?:blob|resolve)/([^/]+)/([^?#]+)(?:[?#].*)?$"
+    r"^(?:https?://)?(?:huggingface\.co|hf\.co)/([^/]+)/([^/]+)/(?:(?:blob|resolve)/([^/]+)/)?([^?#]+)(?:[?#].*)?$"
 )
 
 
 def load_single_file_checkpoint(pretrained_model_link_or_path, **hub_kwargs) -> CheckpointReader:
     """Open a single-file checkpoint: a local ``.safetensors`` path or a Hub URL
-    (``https://huggingface.co/<repo_id>/blob/<revision>/<file>.safetensors``, resolved through the Hugging Face cache).
+    (``https://huggingface.co/<repo_id>/blob/<revision>/<file>.safetensors``, ``blob/<revision>/`` optional, resolved
+    through the Hugging Face cache).
 
     Pickle files are refused with instructions to convert them; truncated or corrupt files raise
     ``SingleFileComponentError``.
@@ -207,7 +208,8 @@ def load_single_file_checkpoint(pretrained_model_link_or_path, **hub_kwargs) -> 
         if filename.endswith(PICKLE_SUFFIXES):
             raise SingleFileComponentError(f"{path} is a pickle checkpoint. {_PICKLE_HINT}")
         hub_kwargs = {k: v for k, v in hub_kwargs.items() if v is not None}
-        hub_kwargs.setdefault("revision", revision)
+        if revision is not None:  # `blob/<revision>/` is optional in the link, as upstream
+            hub_kwargs.setdefault("revision", revision)
         path = resolve_file(repo_id, filename, **hub_kwargs)
     if path.endswith(PICKLE_SUFFIXES):
         raise SingleFileComponentError(f"{path} is a pickle checkpoint. {_PICKLE_HINT}")
@@ -604,7 +606,7 @@ def _ffn_config(inner: int, hidden: int) -> Tuple[int, Optional[float]]:
 
 
 def create_lumina2_diffusers_config_from_checkpoint(
-    shapes: Mapping[str, Sequence[int]], source: str = "checkpoint"
+    shapes: Mapping[str, Sequence[int]], source: str = "checkpoint", overrides: Optional[Mapping[str, Any]] = None
 ) -> Dict[str, Any]:
     """Infer a ``Lumina2Transformer2DModel`` config from the shapes of an original-layout state dict (prefix removed).
 
@@ -614,9 +616,11 @@ def create_lumina2_diffusers_config_from_checkpoint(
     weight (an RMSNorm over one head), so ``num_attention_heads = hidden_size / head_dim`` and the qkv rows give
     ``num_kv_heads``. Not stored in any weight, taken from the 2B release: ``patch_size`` 2, ``axes_lens``,
     ``norm_eps``, ``sample_size``, ``scaling_factor``; ``axes_dim_rope`` (how RoPE splits a head over t/h/w) is
-    (32, 32, 32) only when ``head_dim`` is 96 as in the release, otherwise it cannot be known and ``config=`` is
-    required.
+    (32, 32, 32) only when ``head_dim`` is 96 as in the release, otherwise it cannot be known. ``overrides`` (config
+    entries given by the caller, e.g. ``from_single_file(..., axes_dim_rope=[...])``) supply what cannot be known and
+    take precedence; without them, ``config=`` is required.
     """
+    overrides = dict(overrides or {})
     what = "Lumina2 config"
     hidden, in_feats = _require(shapes, "x_embedder.weight", source, what)
     out_feats = _require(shapes, "final_layer.linear.weight", source, what)[0]
@@ -624,11 +628,11 @@ def create_lumina2_diffusers_config_from_checkpoint(
     head_dim = _require(shapes, "layers.0.attention.q_norm.weight", source, what)[0]
     qkv_rows = _require(shapes, "layers.0.attention.qkv.weight", source, what)[0]
     inner = _require(shapes, "layers.0.feed_forward.w1.weight", source, what)[0]
-    patch_size = LUMINA2_2B_CONFIG["patch_size"]
+    patch_size = int(overrides.get("patch_size", LUMINA2_2B_CONFIG["patch_size"]))
     if in_feats % (patch_size * patch_size) or out_feats % (patch_size * patch_size):
         raise SingleFileComponentError(
             f"{source}: `x_embedder.weight` takes {in_feats} features and `final_layer.linear` gives {out_feats}, which "
-            f"do not fit the released patch size {patch_size}: pass `config=` with this checkpoint's patch_size."
+            f"do not fit the patch size {patch_size}: pass this checkpoint's `patch_size=` (or `config=`)."
         )
     if hidden % head_dim or qkv_rows % head_dim:
         raise SingleFileComponentError(
@@ -649,19 +653,23 @@ def create_lumina2_diffusers_config_from_checkpoint(
             f"{source} has {num_refiner} noise_refiner and {num_context} context_refiner blocks; Lumina2 uses the same "
             "number of both (`num_refiner_layers`)."
         )
-    if head_dim == 96:
+    if "axes_dim_rope" in overrides:
+        axes_dim_rope = list(overrides["axes_dim_rope"])
+    elif head_dim == 96:
         axes_dim_rope = list(LUMINA2_2B_CONFIG["axes_dim_rope"])
     else:
         raise SingleFileComponentError(
             f"{source} has attention heads of {head_dim} channels; how RoPE splits them over (t, h, w) "
             "(`axes_dim_rope`) is not stored in the weights and only the released head size 96 -> (32, 32, 32) is "
-            "known. Pass `config=` (a dict, a config.json, or a diffusers model folder / repo id)."
+            "known. Pass `axes_dim_rope=` (three even sizes that sum to the head size), or `config=` (a dict, a "
+            "config.json, or a diffusers model folder / repo id)."
         )
     multiple_of, ffn_dim_multiplier = _ffn_config(inner, hidden)
     in_channels = in_feats // (patch_size * patch_size)
     out_channels = out_feats // (patch_size * patch_size)
     return {
         **LUMINA2_2B_CONFIG,
+        "patch_size": patch_size,
         "in_channels": in_channels,
         "out_channels": None if out_channels == in_channels else out_channels,
         "hidden_size": hidden,
@@ -673,6 +681,7 @@ def create_lumina2_diffusers_config_from_checkpoint(
         "ffn_dim_multiplier": ffn_dim_multiplier,
         "axes_dim_rope": axes_dim_rope,
         "cap_feat_dim": cap_feat_dim,
+        **overrides,
     }
 
 
@@ -845,15 +854,18 @@ def convert_vae_diffusers_to_ldm(state_dict: Mapping[str, Any], config: Mapping[
 
 
 def create_vae_diffusers_config_from_checkpoint(
-    shapes: Mapping[str, Sequence[int]], source: str = "checkpoint"
+    shapes: Mapping[str, Sequence[int]], source: str = "checkpoint", overrides: Optional[Mapping[str, Any]] = None
 ) -> Dict[str, Any]:
     """Infer an ``AutoencoderKL`` config from an LDM / FLUX VAE state dict's shapes (prefix removed).
 
     Read from the weights: block widths and count, ``layers_per_block``, ``latent_channels`` (``encoder.conv_out``
     holds mean and log-variance), in/out channels, quant convs and the mid-block attention. Not stored in the weights,
     taken from the FLUX VAE: ``norm_num_groups`` 32, ``scaling_factor`` 0.3611 and ``shift_factor`` 0.1159 — used only
-    for a FLUX-like file (16 latent channels, no quant convs); for any other latent space ``config=`` is required.
+    for a FLUX-like file (16 latent channels, no quant convs); for any other latent space they must be given:
+    ``overrides`` (config entries given by the caller, e.g. ``from_single_file(..., scaling_factor=0.18215)``; a
+    ``shift_factor`` not given is then upstream's default, none) take precedence, or ``config=`` is required.
     """
+    overrides = dict(overrides or {})
     what = "VAE config"
     keys = list(shapes)
     num_blocks = _count_blocks(keys, "encoder.down")
@@ -864,27 +876,39 @@ def create_vae_diffusers_config_from_checkpoint(
     latent_channels = _require(shapes, "encoder.conv_out.weight", source, what)[0] // 2
     use_quant_conv = "quant_conv.weight" in shapes
     use_post_quant_conv = "post_quant_conv.weight" in shapes
-    if latent_channels != FLUX_VAE_CONFIG["latent_channels"] or use_quant_conv or use_post_quant_conv:
+    flux_like = latent_channels == FLUX_VAE_CONFIG["latent_channels"] and not (use_quant_conv or use_post_quant_conv)
+    latent_space = {}  # the latent scaling: the FLUX VAE's for a FLUX-like file, else given by the caller
+    if "scaling_factor" in overrides:
+        latent_space = {"scaling_factor": overrides["scaling_factor"], "shift_factor": overrides.get("shift_factor")}
+    elif not flux_like:
         raise SingleFileComponentError(
             f"{source} is a VAE with {latent_channels} latent channels"
             + (" and quant convs" if use_quant_conv or use_post_quant_conv else "")
             + ": its `scaling_factor` / `shift_factor` are not stored in the weights and only the FLUX VAE's "
-            "(16 channels, no quant convs: 0.3611 / 0.1159) are known. Pass `config=` (a dict, a config.json, or a "
-            "diffusers VAE folder / repo id)."
+            "(16 channels, no quant convs: 0.3611 / 0.1159) are known. Pass `scaling_factor=` (and `shift_factor=` "
+            "if it has one), or `config=` (a dict, a config.json, or a diffusers VAE folder / repo id)."
         )
-    groups = FLUX_VAE_CONFIG["norm_num_groups"]
+    groups = int(overrides.get("norm_num_groups", FLUX_VAE_CONFIG["norm_num_groups"]))
     if any(w % groups for w in widths):
         raise SingleFileComponentError(
-            f"{source} has block widths {widths}, not all multiples of the usual {groups} GroupNorm groups: pass "
-            "`config=` with this VAE's `norm_num_groups`."
+            f"{source} has block widths {widths}, not all multiples of {groups} GroupNorm groups: pass this VAE's "
+            "`norm_num_groups=` (or `config=`)."
         )
-    logger.warning(
-        f"{source}: no `config=` given, so what the weights do not store is taken from the FLUX VAE, the VAE of "
-        f"Lumina-Image-2.0: `scaling_factor` / `shift_factor` 0.3611 / 0.1159 and {groups} GroupNorm groups. Another "
-        "VAE with 16 latent channels (SD3's: 1.5305 / 0.0609) or other group counts needs `config=`."
-    )
+    guessed = []
+    if not latent_space:
+        guessed.append("`scaling_factor` / `shift_factor` 0.3611 / 0.1159")
+    if "norm_num_groups" not in overrides:
+        guessed.append(f"{groups} GroupNorm groups")
+    if guessed:
+        logger.warning(
+            f"{source}: no `config=` given, so what the weights do not store is taken from the FLUX VAE, the VAE of "
+            f"Lumina-Image-2.0: {' and '.join(guessed)}. Another VAE with 16 latent channels (SD3's: 1.5305 / "
+            "0.0609) or other group counts needs these config entries (e.g. `scaling_factor=`) or `config=`."
+        )
     return {
         **FLUX_VAE_CONFIG,
+        **latent_space,
+        "norm_num_groups": groups,
         "in_channels": _require(shapes, "encoder.conv_in.weight", source, what)[1],
         "out_channels": _require(shapes, "decoder.conv_out.weight", source, what)[0],
         "down_block_types": ["DownEncoderBlock2D"] * num_blocks,
@@ -893,6 +917,9 @@ def create_vae_diffusers_config_from_checkpoint(
         "layers_per_block": layers_per_block,
         "latent_channels": latent_channels,
         "mid_block_add_attention": "encoder.mid.attn_1.q.weight" in shapes,
+        "use_quant_conv": use_quant_conv,
+        "use_post_quant_conv": use_post_quant_conv,
+        **overrides,
     }
 
 
