@@ -498,7 +498,7 @@ class DiffusionPipeline(ConfigMixin):
         if os.path.isdir(path):
             cached_folder = os.path.join(path, subfolder) if subfolder else path
         else:
-            if path.count("/") > 1 or os.path.splitext(path)[1]:
+            if path.count("/") > 1:  # as upstream (repo ids may hold dots: "Alpha-VLLM/Lumina-Image-2.0")
                 raise ValueError(
                     f'The provided pretrained_model_name_or_path "{path}" is neither a valid local path nor a valid'
                     " repo id. Please check the parameter."

@@ -26,6 +26,7 @@ from transformers import Gemma2Model as TorchGemma2Model
 import mindspore as ms
 
 from mindone.diffusers import (
+    AutoPipelineForText2Image,
     DiffusionPipeline,
     FlowMatchEulerDiscreteScheduler,
     ImagePipelineOutput,
@@ -956,13 +957,13 @@ def test_loading_errors(tiny, tmp_path):
 def test_repo_id_from_the_hub_cache(tiny, base_image, tmp_path):
     """A repo id resolves through the huggingface_hub cache (offline here: a snapshot laid out as the Hub does)."""
     _, mp, path = tiny
-    repo = tmp_path / "hub" / "models--tiny-org--tiny-lumina2"
+    repo = tmp_path / "hub" / "models--Alpha-VLLM--Lumina-Image-2.0"  # the release's id (with a dot)
     commit = "0123456789abcdef0123456789abcdef01234567"
     shutil.copytree(path, repo / "snapshots" / commit)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     pipe = Lumina2Pipeline.from_pretrained(
-        "tiny-org/tiny-lumina2", cache_dir=str(tmp_path / "hub"), local_files_only=True
+        "Alpha-VLLM/Lumina-Image-2.0", cache_dir=str(tmp_path / "hub"), local_files_only=True
     )
     pipe.set_progress_bar_config(disable=True)
     latents = _latents(1)
@@ -971,8 +972,8 @@ def test_repo_id_from_the_hub_cache(tiny, base_image, tmp_path):
         Lumina2Pipeline.from_pretrained("tiny-org/absent", cache_dir=str(tmp_path / "hub"), local_files_only=True)
     # a pipeline in a subfolder of a repo (and of a local folder)
     shutil.copytree(path, repo / "snapshots" / commit / "pipe")
-    nested = Lumina2Pipeline.from_pretrained(
-        "tiny-org/tiny-lumina2", subfolder="pipe", cache_dir=str(tmp_path / "hub"), local_files_only=True
+    nested = AutoPipelineForText2Image.from_pretrained(
+        "Alpha-VLLM/Lumina-Image-2.0", subfolder="pipe", cache_dir=str(tmp_path / "hub"), local_files_only=True
     )
     assert nested.transformer.config.hidden_size == 8
     local = Lumina2Pipeline.from_pretrained(str(repo / "snapshots" / commit), subfolder="pipe")
