@@ -48,6 +48,7 @@ from ..safetensors.mindspore import SafetensorError, safe_open
 
 logger = logging.get_logger(__name__)
 
+CONFIG_NAME = "config.json"
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 
@@ -99,11 +100,33 @@ def _layers_beyond(model_keys, num_layers: Optional[int]) -> set:
     return {i for i in indices if i is not None and i >= num_layers}
 
 
-def _requested_dtype(mindspore_dtype, config):
-    """The dtype to cast to: `mindspore_dtype` (a dtype or its name), or for `"auto"` the one the config records."""
+_SAFETENSORS_FLOATS = {"F64": ms.float64, "F32": ms.float32, "F16": ms.float16, "BF16": ms.bfloat16}
+
+
+def _checkpoint_dtype(files=None, state_dict=None):
+    """The dtype of the first floating tensor of a checkpoint (transformers' `get_state_dict_dtype`), or None."""
+    if state_dict is not None:
+        for value in state_dict.values():
+            name = str(getattr(value, "dtype", "")).replace("torch.", "").lower()
+            if name in ("float64", "float32", "float16", "bfloat16"):
+                return str_to_dtype(name)
+        return None
+    if files:
+        with safe_open(files[0], framework="np") as f:
+            for key in f.keys():
+                if f.get_dtype(key) in _SAFETENSORS_FLOATS:
+                    return _SAFETENSORS_FLOATS[f.get_dtype(key)]
+    return None
+
+
+def _requested_dtype(mindspore_dtype, config, files=None, state_dict=None):
+    """The dtype to cast to: `mindspore_dtype` (a dtype or its name), or for `"auto"` the one the config records,
+    else the checkpoint's (its first floating tensor's, as transformers)."""
     if isinstance(mindspore_dtype, str) and mindspore_dtype == "auto":
         recorded = getattr(config, "dtype", None)
-        return str_to_dtype(str(recorded)) if recorded is not None else None
+        if recorded is not None:
+            return str_to_dtype(str(recorded))
+        return _checkpoint_dtype(files, state_dict)
     return str_to_dtype(mindspore_dtype)
 
 
@@ -385,7 +408,7 @@ class PreTrainedModel(CellUtilsMixin):
         """
         mindspore_dtype = pop_mindspore_dtype(kwargs, mindspore_dtype)
         for name, hint in _UNSUPPORTED_KWARGS.items():
-            if kwargs.get(name) is not None:
+            if kwargs.get(name) not in (None, False):  # False is transformers' default of several of them
                 raise TypeError(f"`{name}` is not supported by mindone's `from_pretrained`: {hint}")
             kwargs.pop(name, None)
         output_loading_info = kwargs.pop("output_loading_info", False)
@@ -397,7 +420,7 @@ class PreTrainedModel(CellUtilsMixin):
                 "`pretrained_model_name_or_path` is None: pass a folder or repo id, or a config instance and a "
                 "`state_dict` (transformers' `from_pretrained(None, config=config, state_dict=state_dict)`)."
             )
-        for name in ("ignore_mismatched_sizes", "trust_remote_code", "from_tf", "from_flax"):
+        for name in ("trust_remote_code", "from_tf", "from_flax"):
             if kwargs.pop(name, False):
                 raise ValueError(f"`{name}=True` is not supported by mindone's `from_pretrained`.")
         for name in ("low_cpu_mem_usage", "proxies", "_from_pipeline", "_from_auto", "user_agent"):
@@ -422,11 +445,21 @@ class PreTrainedModel(CellUtilsMixin):
         # 1. config
         if config is None or isinstance(config, (str, os.PathLike)):
             config_path = pretrained_model_name_or_path if config is None else config
+            local_folder = os.path.join(os.fspath(config_path), subfolder or "")
+            if os.path.isdir(local_folder) and not os.path.isfile(os.path.join(local_folder, CONFIG_NAME)):
+                # transformers 5 would go on with a default config, then miss most of the checkpoint's keys
+                raise EnvironmentError(
+                    f"{local_folder} has no {CONFIG_NAME}: save the model's config there, or pass `config=`."
+                )
             try:
                 config, unused = cls.config_class.from_pretrained(
                     config_path, subfolder=subfolder, return_unused_kwargs=True, **hub, **kwargs
                 )
             except OSError as e:
+                if os.path.isfile(os.path.join(local_folder, CONFIG_NAME)):
+                    raise EnvironmentError(
+                        f"Cannot read {os.path.join(local_folder, CONFIG_NAME)} as a {cls.config_class.__name__}: {e}"
+                    ) from None
                 raise EnvironmentError(
                     f"Cannot load the {cls.config_class.__name__} of {os.fspath(config_path)!r} "
                     f"(subfolder={subfolder!r}): no config.json in that folder, and it is not a repo id available "
@@ -463,7 +496,7 @@ class PreTrainedModel(CellUtilsMixin):
                 variant=variant,
                 **hub,
             )
-        mindspore_dtype = _requested_dtype(mindspore_dtype, config)
+        mindspore_dtype = _requested_dtype(mindspore_dtype, config, files, state_dict)
 
         # 3. build without initializing parameters, then fill them from the checkpoint
         with no_init_parameters():

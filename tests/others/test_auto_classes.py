@@ -22,6 +22,7 @@ from mindone.diffusers import (
     Lumina2Pipeline,
     Lumina2Transformer2DModel,
 )
+from mindone.diffusers.models.model_loading_utils import CheckpointError
 from mindone.transformers import Gemma2Model
 
 TINY = os.path.join(os.path.dirname(os.path.abspath(mindone_transformers.__file__)), "..", "assets", "lumina2-tiny")
@@ -129,6 +130,12 @@ def test_errors(tmp_path):
         json.dump(config, f)
     with pytest.raises(ValueError, match="custom code"):
         AutoModel.from_pretrained(str(tmp_path / "vae"))
+
+    # a folder of another model class, loaded with the wrong class: say which class it is
+    with pytest.raises(ValueError, match="holds the config of a Lumina2Transformer2DModel.*Load it with"):
+        AutoencoderKL.from_pretrained(TINY, subfolder="transformer")
+    with pytest.raises(CheckpointError, match="does not hold a Lumina2Transformer2DModel checkpoint"):
+        Lumina2Transformer2DModel.from_pretrained(TINY, subfolder="vae")
 
 
 # ----------------------------------------------------------------------------------------------------------------------

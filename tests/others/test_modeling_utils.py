@@ -413,6 +413,24 @@ def test_missing_shard(tmp_path):
         MsTinyNet.from_pretrained(tmp_path / "d")
 
 
+@pytest.mark.parametrize(
+    "weight_map,match",
+    [
+        ({}, "non-empty mapping"),
+        (["diffusion_pytorch_model-00001-of-00002.safetensors"], "non-empty mapping"),
+        ({"norm.bias": 3}, "non-empty mapping"),
+        ({"norm.bias": "../outside.safetensors"}, "path separator or a parent-directory reference"),
+        ({"norm.bias": "/tmp/outside.safetensors"}, "path separator or a parent-directory reference"),
+    ],
+)
+def test_malformed_shard_index(tmp_path, weight_map, match):
+    _torch_model(num_layers=4).save_pretrained(tmp_path / "d", max_shard_size=600)
+    index = tmp_path / "d" / "diffusion_pytorch_model.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    with pytest.raises(EnvironmentError, match=match):
+        MsTinyNet.from_pretrained(tmp_path / "d")
+
+
 def _rewrite(path, fn):
     tensors = safetensors.torch.load_file(str(path))
     safetensors.torch.save_file(fn(tensors), str(path))

@@ -3,6 +3,7 @@ in both directions, and input/loading errors."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -588,7 +589,7 @@ def test_load_fewer_layers_than_the_checkpoint(torch_checkpoints, name):
     assert_hidden_states_match(run_ms(ours, ids, mask), run_torch(theirs.eval(), ids, mask))
 
 
-def test_load_bf16_checkpoint_and_dtypes(torch_checkpoints):
+def test_load_bf16_checkpoint_and_dtypes(torch_checkpoints, tmp_path):
     root, _, _, bf16 = torch_checkpoints
     torch_state = {k: v.float().numpy() for k, v in bf16.state_dict().items()}
     # default: float32 parameters, an exact widening of the bf16 weights
@@ -614,6 +615,21 @@ def test_load_bf16_checkpoint_and_dtypes(torch_checkpoints):
         np.testing.assert_array_equal(to_numpy(weight), torch_state["layers.0.self_attn.q_proj.weight"])
     with pytest.raises(TypeError, match="bfloat16 parameters.*mindspore_dtype=ms.float32"):
         cast(ms.Tensor(np.array([[2, 5]], np.int64)))
+    # "auto" with a config that records no dtype: the checkpoint's, as transformers (its first floating tensor)
+    folder = tmp_path / "no_recorded_dtype"
+    shutil.copytree(root / "pipeline" / "text_encoder", folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("dtype", None), config.pop("torch_dtype", None)
+    (folder / "config.json").write_text(json.dumps(config))
+    theirs = TorchGemma2Model.from_pretrained(str(folder), dtype="auto")
+    assert theirs.dtype == torch.bfloat16
+    assert Gemma2Model.from_pretrained(str(folder), mindspore_dtype="auto").dtype == ms.bfloat16
+    state = {k: v.float() for k, v in theirs.state_dict().items()}
+    unrecorded = Gemma2Config.from_pretrained(str(folder))
+    assert unrecorded.dtype is None
+    assert Gemma2Model.from_pretrained(None, config=unrecorded, state_dict=state, mindspore_dtype="auto").dtype == (
+        ms.float32
+    )
     # float16 computes on CPU
     half = Gemma2Model.from_pretrained(str(root / "pipeline" / "text_encoder"), mindspore_dtype=ms.float16)
     out = half(ms.Tensor(ids), attention_mask=ms.Tensor(mask))[0]
@@ -708,6 +724,18 @@ def test_loading_errors(torch_checkpoints, tmp_path):
         Gemma2Model.from_pretrained(str(root / "base"), not_an_option=1)
     with pytest.raises(TypeError, match="torch_dtype"):
         Gemma2Model.from_pretrained(str(root / "base"), torch_dtype="float32")
+    # transformers' defaults of unsupported options are accepted, anything else refused
+    Gemma2Model.from_pretrained(str(root / "base"), ignore_mismatched_sizes=False, device_map=None)
+    with pytest.raises(TypeError, match="ignore_mismatched_sizes"):
+        Gemma2Model.from_pretrained(str(root / "base"), ignore_mismatched_sizes=True)
+    # a folder of weights without config.json (transformers 5 goes on with a default config), and a broken one
+    os.makedirs(tmp_path / "weights_only")
+    shutil.copy(root / "base" / "model.safetensors", tmp_path / "weights_only")
+    with pytest.raises(EnvironmentError, match="has no config.json"):
+        Gemma2Model.from_pretrained(str(tmp_path / "weights_only"))
+    (tmp_path / "weights_only" / "config.json").write_text("{not json")
+    with pytest.raises(EnvironmentError, match="Cannot read .*config.json as a Gemma2Config"):
+        Gemma2Model.from_pretrained(str(tmp_path / "weights_only"))
     with pytest.raises(ValueError, match="attn_implementation"):
         Gemma2Model.from_pretrained(str(root / "base"), attn_implementation="sdpa")
     with pytest.raises(ValueError, match="use_safetensors"):

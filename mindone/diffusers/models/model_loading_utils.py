@@ -57,7 +57,8 @@ def state_dict(model: nn.Cell) -> Dict[str, ms.Parameter]:
 
 
 def parse_size(size: Union[int, str]) -> int:
-    """ "10GB" / "500MB" / "1KiB" / int -> bytes, as huggingface_hub reads `max_shard_size`."""
+    """ "10GB" / "500MB" / int -> bytes, as huggingface_hub reads `max_shard_size` (decimal units); also "1KiB" (binary
+    units), "100B" and "100", which huggingface_hub refuses."""
     if isinstance(size, int):
         return size
     text = str(size).strip().upper()
@@ -174,9 +175,24 @@ def resolve_weight_files(
                 weight_map = json.load(f)["weight_map"]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise EnvironmentError(f"The shard index {index_file} is not a valid safetensors index ({e!r}).") from None
+        if (
+            not isinstance(weight_map, dict)
+            or not weight_map
+            or not all(isinstance(v, str) for v in weight_map.values())
+        ):
+            raise EnvironmentError(
+                f"The shard index {index_file} is not a valid safetensors index: its `weight_map` must be a non-empty "
+                "mapping of parameter names to shard file names."
+            )
         shard_names = sorted(set(weight_map.values()))
         files = []
         for shard in shard_names:
+            if os.path.basename(shard) != shard or shard in (".", ".."):
+                # as diffusers: shards live next to their index (no path separators, no parent references)
+                raise EnvironmentError(
+                    f"The shard index {index_file} names the shard {shard!r}, which contains a path separator or a "
+                    "parent-directory reference: shards must be file names next to the index."
+                )
             if os.path.isdir(path):
                 shard_path = os.path.join(os.path.dirname(index_file), shard)
                 if not os.path.isfile(shard_path):

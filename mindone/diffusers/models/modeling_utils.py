@@ -349,8 +349,17 @@ class ModelMixin(CellUtilsMixin):
             variant=variant,
             **hub,
         )
-        with no_init_parameters():
-            model = cls.from_config(config, **unused_kwargs)
+        try:
+            with no_init_parameters():
+                model = cls.from_config(config, **unused_kwargs)
+        except (TypeError, ValueError) as e:
+            other = config.get("_class_name") if isinstance(config, dict) else None
+            if other and other != cls.__name__:
+                raise ValueError(
+                    f"{pretrained_model_name_or_path} (subfolder={subfolder!r}) holds the config of a {other}, which "
+                    f"does not build a {cls.__name__} ({e}). Load it with {other} (or `AutoModel`)."
+                ) from e
+            raise
         load_checkpoint_into_model(
             model,
             files,

@@ -555,8 +555,12 @@ class DiffusionPipeline(ConfigMixin):
 
         # 4. Load each component
         for name, (library_name, class_name) in init_dict.items():
-            class_obj = _get_class_obj(library_name, class_name, name)
             if name in passed_class_obj:
+                try:
+                    class_obj = _get_class_obj(library_name, class_name, name)
+                except ValueError:  # a class not ported here: the passed instance replaces it, unchecked
+                    init_kwargs[name] = passed_class_obj[name]
+                    continue
                 expected = _expected_base(class_obj)
                 passed = passed_class_obj[name]
                 if expected is not None and not isinstance(passed, expected):
@@ -566,6 +570,7 @@ class DiffusionPipeline(ConfigMixin):
                     )
                 init_kwargs[name] = passed
                 continue
+            class_obj = _get_class_obj(library_name, class_name, name)
             load_method = getattr(class_obj, "from_pretrained", None)
             if load_method is None:
                 raise ValueError(f"The component {class_obj} of {pipeline_class} has no `from_pretrained` method.")
@@ -580,8 +585,17 @@ class DiffusionPipeline(ConfigMixin):
                 if component_variant is not None:
                     loading_kwargs["variant"] = component_variant
             component_folder = os.path.join(cached_folder, name)
-            source = component_folder if os.path.isdir(component_folder) else cached_folder
-            init_kwargs[name] = load_method(source, **loading_kwargs)
+            if os.path.isdir(component_folder):
+                init_kwargs[name] = load_method(component_folder, **loading_kwargs)
+            else:
+                try:  # as upstream: a component without its folder is looked for in the pipeline folder itself
+                    init_kwargs[name] = load_method(cached_folder, **loading_kwargs)
+                except EnvironmentError as e:
+                    raise EnvironmentError(
+                        f"The pipeline folder {cached_folder} lists the component `{name}` ({library_name}."
+                        f"{class_name}) but has no `{name}` folder, and the folder itself does not hold it ({e}). "
+                        f"Add the folder, or pass `{name}=...` (or `{name}=None` for an optional component)."
+                    ) from None
             logger.info(f"Loaded {name} as {class_name} from `{name}` subfolder of {path}.")
 
         # 5. Potentially add passed objects if expected

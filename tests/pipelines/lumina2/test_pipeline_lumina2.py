@@ -35,6 +35,7 @@ from mindone.diffusers import (
 from mindone.diffusers.pipelines.lumina2 import pipeline_lumina2
 from mindone.diffusers.pipelines.lumina2.pipeline_lumina2 import SYSTEM_PROMPTS
 from mindone.testing import build_gemma_tokenizer
+from mindone.transformers import Gemma2Model
 from tests.testing_utils import assert_close, rel_l2
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -948,6 +949,14 @@ def test_loading_errors(tiny, tmp_path):
     json.dump(index, open(broken / "model_index.json", "w"))
     with pytest.raises(ValueError, match="T5EncoderModel.*not port"):
         Lumina2Pipeline.from_pretrained(str(broken))
+    missing = tmp_path / "missing_vae"
+    shutil.copytree(path, missing)
+    shutil.rmtree(missing / "vae")
+    with pytest.raises(EnvironmentError, match="lists the component `vae`.*has no `vae` folder"):
+        Lumina2Pipeline.from_pretrained(str(missing))
+    # ... unless the component is passed, as the message says (and diffusers allows)
+    text_encoder = Gemma2Model.from_pretrained(os.path.join(path, "text_encoder"))
+    assert Lumina2Pipeline.from_pretrained(str(broken), text_encoder=text_encoder).text_encoder is text_encoder
     index.pop("text_encoder")
     json.dump(index, open(broken / "model_index.json", "w"))
     with pytest.raises(ValueError, match="expected .* but only"):
