@@ -130,6 +130,19 @@ def _requested_dtype(mindspore_dtype, config, files=None, state_dict=None):
     return str_to_dtype(mindspore_dtype)
 
 
+def _fp32_modules(cls, dtype):
+    """transformers' rule for the parameters kept in float32 when loading in `dtype`: `_keep_in_fp32_modules` for
+    float16 only, `_keep_in_fp32_modules_strict` for float16 and bfloat16; patterns (`*` a wildcard) searched in the
+    parameter name. A predicate of the name (diffusers matches whole dotted parts instead)."""
+    patterns = list(cls._keep_in_fp32_modules or ()) if dtype == ms.float16 else []
+    if dtype in (ms.float16, ms.bfloat16):
+        patterns += list(cls._keep_in_fp32_modules_strict or ())
+    if not patterns:
+        return ()
+    regex = re.compile("|".join(p.replace("*", ".*") for p in patterns))
+    return lambda name: regex.search(name) is not None
+
+
 def _load_state_dict(model, state_dict, model_keys, dropped_layers, dtype):
     """`from_pretrained(..., state_dict=...)`: the dict's tensors (MindSpore, NumPy or torch) under the model's keys,
     head weights and layers beyond the config's left out, checked and written as a checkpoint file is."""
@@ -143,7 +156,7 @@ def _load_state_dict(model, state_dict, model_keys, dropped_layers, dtype):
         values[name] = value
     load_state_dict_into_model(model, values, strict=True, source="the passed state_dict")
     if dtype is not None:
-        cast_cell(model, dtype, type(model)._keep_in_fp32_modules or ())
+        cast_cell(model, dtype, _fp32_modules(type(model), dtype))
 
 
 class PreTrainedModel(CellUtilsMixin):
@@ -166,7 +179,8 @@ class PreTrainedModel(CellUtilsMixin):
     main_input_name = "input_ids"
     supports_gradient_checkpointing = False
     _no_split_modules = None
-    _keep_in_fp32_modules = None
+    _keep_in_fp32_modules = None  # kept in float32 when loading in float16 (transformers' rule, `_fp32_modules`)
+    _keep_in_fp32_modules_strict = None  # ... in float16 or bfloat16
     _keys_to_ignore_on_load_unexpected = None
     _keys_to_ignore_on_load_missing = None
 
@@ -519,7 +533,7 @@ class PreTrainedModel(CellUtilsMixin):
                 model,
                 files,
                 dtype=mindspore_dtype,
-                keep_in_fp32_modules=cls._keep_in_fp32_modules or (),
+                keep_in_fp32_modules=_fp32_modules(cls, mindspore_dtype),
                 ignore_unexpected=list(cls._keys_to_ignore_on_load_unexpected or ())
                 + [rf"^layers\.{index}\." for index in sorted(dropped_layers)],
                 ignore_missing=cls._keys_to_ignore_on_load_missing or (),

@@ -950,3 +950,17 @@ def test_from_pretrained_with_a_state_dict_as_transformers():
     incomplete = {k: v for k, v in base.state_dict().items() if k != "norm.weight"}
     with pytest.raises(CheckpointError, match="norm.weight"):
         Gemma2Model.from_pretrained(None, config=config, state_dict=incomplete)
+
+
+@pytest.mark.parametrize("dtype,torch_dtype", [(ms.float16, torch.float16), (ms.bfloat16, torch.bfloat16)])
+def test_keep_in_fp32_modules_follow_transformers(torch_checkpoints, dtype, torch_dtype):
+    # transformers' rule (not diffusers'): `_keep_in_fp32_modules` for float16 only, `_strict` for float16 and
+    # bfloat16, patterns searched in the parameter name ("norm" also keeps `input_layernorm`)
+    root, _, _, _ = torch_checkpoints
+    attributes = {"_keep_in_fp32_modules": ["norm"], "_keep_in_fp32_modules_strict": ["self_attn.q_*"]}
+    theirs = type("Theirs", (TorchGemma2Model,), attributes).from_pretrained(str(root / "base"), dtype=torch_dtype)
+    ours = type("Ours", (Gemma2Model,), attributes).from_pretrained(str(root / "base"), mindspore_dtype=dtype)
+    expected = {k: str(v.dtype).split(".")[1] for k, v in theirs.state_dict().items()}
+    actual = {k: str(v.dtype).lower() for k, v in ours.parameters_and_names()}
+    assert actual == expected
+    assert "float32" in actual.values() and str(dtype).lower() in actual.values()

@@ -20,7 +20,7 @@ model untouched), and tensors are read from the files one at a time (no second f
 
 import json
 import os
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -314,11 +314,21 @@ def set_parameter_data(param: ms.Parameter, tensor: ms.Tensor) -> None:
     param.set_data(tensor)
 
 
+def keeps_fp32(name: str, keep_in_fp32_modules) -> bool:
+    """Whether parameter ``name`` stays float32: it lies under one of the module names (diffusers' rule: whole
+    dotted parts), or ``keep_in_fp32_modules`` is a predicate of the name (mindone.transformers: transformers' rule)."""
+    if callable(keep_in_fp32_modules):
+        return keep_in_fp32_modules(name)
+    if isinstance(keep_in_fp32_modules, str):  # as upstream: one module name given as a string
+        keep_in_fp32_modules = [keep_in_fp32_modules]
+    return any(m in name.split(".") for m in keep_in_fp32_modules)
+
+
 def load_checkpoint_into_model(
     model: nn.Cell,
     files: Sequence[str],
     dtype: Optional[ms.Type] = None,
-    keep_in_fp32_modules: Sequence[str] = (),
+    keep_in_fp32_modules: Union[Sequence[str], Callable[[str], bool]] = (),
     ignore_unexpected: Sequence[str] = (),
     ignore_missing: Sequence[str] = (),
     key_mapping=None,
@@ -329,8 +339,6 @@ def load_checkpoint_into_model(
     keeps the dtype it was created with, so a bf16 checkpoint loads into a float32 model as an exact widening.
     ``key_mapping`` (checkpoint key -> model key) serves checkpoints that store extra prefixes.
     """
-    if isinstance(keep_in_fp32_modules, str):  # as upstream: one module name given as a string
-        keep_in_fp32_modules = [keep_in_fp32_modules]
     handles, key_to_file = _open_checkpoint(files)
     if key_mapping is not None:
         key_to_file = {key_mapping(k): f for k, f in key_to_file.items() if key_mapping(k) is not None}
@@ -348,8 +356,7 @@ def load_checkpoint_into_model(
     for name, param in params.items():
         if name not in key_to_file:
             continue
-        keep = any(m in name.split(".") for m in keep_in_fp32_modules)
-        target = _target_dtype(param, dtype, keep)
+        target = _target_dtype(param, dtype, keeps_fp32(name, keep_in_fp32_modules))
         tensor = ms.Tensor(handles[key_to_file[name]].get_numpy(file_key[name]))
         if tensor.dtype != target:
             tensor = tensor.astype(target)
@@ -359,7 +366,7 @@ def load_checkpoint_into_model(
         if name not in key_to_file and param.has_init:
             param.init_data()
         elif name not in key_to_file and dtype is not None:
-            param.set_dtype(_target_dtype(param, dtype, any(m in name.split(".") for m in keep_in_fp32_modules)))
+            param.set_dtype(_target_dtype(param, dtype, keeps_fp32(name, keep_in_fp32_modules)))
 
 
 def load_state_dict_into_model(

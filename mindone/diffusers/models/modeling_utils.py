@@ -42,6 +42,7 @@ from ..utils.unsupported import MODEL_METHODS, add_unsupported_methods
 from .cpu_layers import ReleasesHeapAfterCompile
 from .model_loading_utils import (
     add_variant,
+    keeps_fp32,
     load_checkpoint_into_model,
     named_parameters,
     resolve_weight_files,
@@ -66,12 +67,10 @@ _UNSUPPORTED_KWARGS = {
 
 def cast_cell(cell: nn.Cell, dtype: ms.Type, keep_in_fp32_modules=()) -> nn.Cell:
     """Cast every floating parameter of ``cell`` to ``dtype`` in place (``keep_in_fp32_modules`` stay float32)."""
-    if isinstance(keep_in_fp32_modules, str):
-        keep_in_fp32_modules = [keep_in_fp32_modules]
     for name, param in cell.parameters_and_names():
         if param.dtype not in _FLOAT_DTYPES:
             continue
-        target = ms.float32 if any(m in name.split(".") for m in keep_in_fp32_modules) else dtype
+        target = ms.float32 if keeps_fp32(name, keep_in_fp32_modules) else dtype
         if param.dtype != target:
             if param.has_init:
                 param.set_dtype(target)
