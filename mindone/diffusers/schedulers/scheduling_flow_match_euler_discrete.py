@@ -529,6 +529,7 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
         # Upcast to avoid precision issues when computing prev_sample
         sample = sample.astype(ms.float32)
 
+        sigma_times_output = None  # `current_sigma * model_output` of the stochastic step
         if per_token_timesteps is not None:
             # Upstream's ops in torch's dtypes: each op of a 16-bit dtype is computed in float32 and rounded to it, as
             # torch's CPU kernels do (MindSpore's CPU has no bfloat16 Less / Sub), which gives the same values
@@ -550,7 +551,6 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
             dt = current_sigma - next_sigma.astype(compute)
             # float32 sigmas times a lower-precision model_output promote to float32 in torch: cast explicitly
             model_output_ = model_output.astype(dt.dtype)
-            sigma_times_output = None
             if self.config.stochastic_sampling:
                 # `current_sigma * model_output` is in their promoted dtype (float16 * float16 rounds to float16)
                 product_dtype = promote_types(token_dtype, model_output.dtype)
@@ -568,7 +568,6 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
             next_sigma = float(sigma_next)
             dt = float(sigma_next - sigma)
             model_output_ = model_output
-            sigma_times_output = None
 
         if self.config.stochastic_sampling:
             if sigma_times_output is None:
