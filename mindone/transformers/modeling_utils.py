@@ -460,7 +460,8 @@ class PreTrainedModel(CellUtilsMixin):
         if config is None or isinstance(config, (str, os.PathLike)):
             config_path = pretrained_model_name_or_path if config is None else config
             local_folder = os.path.join(os.fspath(config_path), subfolder or "")
-            if os.path.isdir(local_folder) and not os.path.isfile(os.path.join(local_folder, CONFIG_NAME)):
+            config_file = os.path.join(local_folder, CONFIG_NAME)
+            if os.path.isdir(local_folder) and not os.path.isfile(config_file):
                 # transformers 5 would go on with a default config, then miss most of the checkpoint's keys
                 raise EnvironmentError(
                     f"{local_folder} has no {CONFIG_NAME}: save the model's config there, or pass `config=`."
@@ -470,9 +471,9 @@ class PreTrainedModel(CellUtilsMixin):
                     config_path, subfolder=subfolder, return_unused_kwargs=True, **hub, **kwargs
                 )
             except OSError as e:
-                if os.path.isfile(os.path.join(local_folder, CONFIG_NAME)):
+                if os.path.isfile(config_file):
                     raise EnvironmentError(
-                        f"Cannot read {os.path.join(local_folder, CONFIG_NAME)} as a {cls.config_class.__name__}: {e}"
+                        f"Cannot read {config_file} as a {cls.config_class.__name__}: {e}"
                     ) from None
                 raise EnvironmentError(
                     f"Cannot load the {cls.config_class.__name__} of {os.fspath(config_path)!r} "
