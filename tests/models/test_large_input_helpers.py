@@ -207,6 +207,15 @@ def test_attention_chunk_count_is_capped(monkeypatch, graph_mode):
         *(torch.from_numpy(a) for a in (q, k, v)), torch.from_numpy(keep), scale=0.1
     )
     assert_close(_SDPA()(ms.Tensor(q), ms.Tensor(k), ms.Tensor(v), ms.Tensor(keep)), expected, 1e-5)
+    # one head (the VAE's mid-block attention; MQA folds its query heads into rows): its rows grow too. The cap was
+    # skipped with one head, and 256 row chunks of a large VAE decode exceeded the graph call depth
+    assert attention_processor._chunk_steps(1, 1, 256, 64) == (1, 16)  # 16 chunks of 1024 elements: under the cap
+    monkeypatch.setattr(attention_processor, "ATTENTION_MAX_CHUNKS", 4)
+    assert attention_processor._chunk_steps(1, 1, 256, 64) == (1, 64)  # 4 chunks
+    assert attention_processor._chunk_steps(8, 1, 16, 16) == (1, 16)  # one chunk per batch element: as far as it goes
+    q, k, v = (rng.standard_normal((1, 1, 256, 8)).astype(np.float32) for _ in range(3))
+    expected = F.scaled_dot_product_attention(*(torch.from_numpy(a) for a in (q, k, v)), scale=0.1)
+    assert_close(_SDPA()(ms.Tensor(q), ms.Tensor(k), ms.Tensor(v), None), expected, 1e-5, what="one head, capped")
 
 
 def test_attention_chunks_half_precision(monkeypatch):

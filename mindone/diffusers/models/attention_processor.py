@@ -87,7 +87,8 @@ def _chunk_steps(batch: int, heads: int, q_len: int, kv_len: int) -> Tuple[int, 
         else:
             head_step, row_step = 1, max(1, elements // kv_len)
         count = batch * -(-heads // head_step) * -(-q_len // row_step)
-        if count <= ATTENTION_MAX_CHUNKS or head_step == heads:
+        # one head (the VAE's attention, MQA with the query heads folded into rows) grows its rows, not its heads
+        if count <= ATTENTION_MAX_CHUNKS or (head_step == heads and row_step == q_len):
             return head_step, row_step
         elements *= 2
 
