@@ -658,6 +658,7 @@ CHECK_INPUT_ERRORS = {
         r"`height` and `width` have to be divisible by 16 but are 40 and 32",
     ),
     "width_not_multiple_of_16": (dict(width=20), r"divisible by 16 but are 32 and 20"),
+    "negative_height": (dict(height=-16), r"`height` and `width` must be positive but are -16 and 32"),
     "bad_callback_inputs": (
         dict(callback_on_step_end_tensor_inputs=["latents", "noise_pred"]),
         r"`callback_on_step_end_tensor_inputs` has to be in \['latents', 'prompt_embeds'\], but found \['noise_pred'\]",
@@ -719,6 +720,7 @@ CHECK_INPUT_ERRORS = {
         dict(max_sequence_length=513),
         r"`max_sequence_length` cannot be greater than 512 but is 513",
     ),
+    "max_sequence_length_0": (dict(max_sequence_length=0), r"`max_sequence_length` must be at least 1 but is 0"),
     "bad_guidance_mode": (dict(guidance_mode="flux"), r"`guidance_mode` must be one of .* but is 'flux'"),
     "bad_renorm_factor": (dict(cfg_renorm_factor=0.0), r"`cfg_renorm_factor` must be a number > 0 but is 0.0"),
     "bad_num_images_per_prompt": (dict(num_images_per_prompt=0), r"`num_images_per_prompt` must be an int >= 1"),
@@ -764,6 +766,37 @@ def test_bfloat16_on_cpu_fails_early_and_float16_warns(tiny):
         half = Lumina2Pipeline.from_pretrained(path, mindspore_dtype="float16")
     assert any("not fp16-safe" in r for r in records), records
     assert half.transformer.dtype == ms.float16 and half.dtype == ms.float16
+
+
+def test_components_in_other_dtypes(tiny, base_image):
+    _, _, path = tiny
+    latents = _latents(1)
+    # a float16 text encoder with a float32 transformer runs upstream: its caption embedder takes the float16
+    # embeddings, and passed latents stay float32
+    torch_half = diffusers.Lumina2Pipeline.from_pretrained(
+        path, dtype={"text_encoder": torch.float16, "default": torch.float32}
+    )
+    torch_half.set_progress_bar_config(disable=True)
+    ours_half = _ms_pipeline(path, mindspore_dtype={"text_encoder": ms.float16, "default": ms.float32})
+    assert (ours_half.text_encoder.dtype, ours_half.transformer.dtype) == (ms.float16, ms.float32)
+    expected = _run_torch(torch_half, latents, **BASE)
+    assert_close(_run_ms(ours_half, latents, **BASE), expected, 1e-5)
+    # drawn latents follow the transformer's dtype (upstream draws them in the embeddings' float16, then fails)
+    drawn = ours_half(generator=np.random.default_rng(3), output_type="np", **BASE)[0]
+    noise = np.random.default_rng(3).standard_normal(latents.shape, dtype=np.float32)
+    assert_close(drawn, _run_torch(torch_half, noise, **BASE), 1e-5)
+    # float16 embeddings passed to a float32 pipeline, with float32 latents
+    pe, pm, ne, nm = ours_half.encode_prompt(PROMPT, True)
+    assert pe.dtype == ne.dtype == ms.float16
+    kwargs = {k: v for k, v in BASE.items() if k != "prompt"}
+    with_embeds = _run_ms(
+        _ms_pipeline(path), latents, prompt_embeds=pe, prompt_attention_mask=pm, negative_prompt_embeds=ne,
+        negative_prompt_attention_mask=nm, **kwargs,
+    )  # fmt: skip
+    assert_close(with_embeds, expected, 1e-5)
+    # a VAE in another dtype decodes the latents cast to its dtype (upstream fails in its first convolution)
+    ours_vae_half = _ms_pipeline(path, mindspore_dtype={"vae": ms.float16, "default": ms.float32})
+    assert rel_l2(_run_ms(ours_vae_half, latents, **BASE), base_image) < 1e-2
 
 
 def test_auto_dtype_as_upstream(tiny):

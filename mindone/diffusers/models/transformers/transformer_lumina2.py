@@ -647,7 +647,14 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
             )
         dtype = self.dtype
         check_cpu_compute_dtype(self, dtype)
-        check_input_dtype(self, dtype, hidden_states=hidden_states, encoder_hidden_states=encoder_hidden_states)
+        check_input_dtype(self, dtype, hidden_states=hidden_states)
+        # captions in another dtype work as upstream: the caption embedder's RMSNorm normalizes in float32 and returns
+        # float32 or its half-precision weight's dtype (a float16 / bfloat16 text encoder feeds a float32 model); only
+        # what the first matmul would then refuse (float64 into float32, integers) is an error
+        if encoder_hidden_states.dtype not in (ms.float16, ms.bfloat16, ms.float32) and not (
+            dtype in (ms.float16, ms.bfloat16) and encoder_hidden_states.dtype == ms.float64
+        ):
+            check_input_dtype(self, dtype, encoder_hidden_states=encoder_hidden_states)
         encoder_seq_len = encoder_hidden_states.shape[1]
         if encoder_attention_mask is None:
             mask = np.ones((batch_size, encoder_seq_len), dtype=bool)

@@ -435,6 +435,8 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
             raise ValueError(
                 f"`height` and `width` have to be divisible by {self.vae_scale_factor * 2} but are {height} and {width}."
             )
+        if height <= 0 or width <= 0:  # upstream fails when it allocates the latents
+            raise ValueError(f"`height` and `width` must be positive but are {height} and {width}.")
 
         if callback_on_step_end_tensor_inputs is not None and not all(
             k in self._callback_tensor_inputs for k in callback_on_step_end_tensor_inputs
@@ -508,6 +510,8 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
 
         if max_sequence_length is not None and max_sequence_length > 512:
             raise ValueError(f"`max_sequence_length` cannot be greater than 512 but is {max_sequence_length}")
+        if max_sequence_length is not None and max_sequence_length < 1:
+            raise ValueError(f"`max_sequence_length` must be at least 1 but is {max_sequence_length}")
 
         if guidance_mode not in GUIDANCE_MODES:
             raise ValueError(f"`guidance_mode` must be one of {GUIDANCE_MODES} but is {guidance_mode!r}.")
@@ -556,7 +560,7 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
                     f" width // 8), got {tuple(latents.shape)}."
                 )
             # upstream moves them to the device only, and a dtype other than the transformer's then fails in its first
-            # matmul; as diffusers' other pipelines (FLUX, SD3) do, they are cast to the pipeline's dtype
+            # matmul; as diffusers' other pipelines (FLUX, SD3) do, they are cast, here to the transformer's dtype
             latents = latents.astype(dtype)
         return latents
 
@@ -772,7 +776,9 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
             latent_channels,
             height,
             width,
-            prompt_embeds.dtype,
+            # upstream: the prompt embeddings' dtype, which fails in the transformer when a text encoder in another
+            # dtype made them (its caption embedder takes them in any float dtype, the latents it does not)
+            self.transformer.dtype,
             generator,
             latents,
         )
@@ -858,7 +864,8 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
 
         if not output_type == "latent":
             latents = (latents / self.vae.config.scaling_factor) + self.vae.config.shift_factor
-            image = self.vae.decode(latents, return_dict=False)[0]
+            # cast for a VAE in another dtype than the transformer (upstream fails in its first convolution)
+            image = self.vae.decode(latents.astype(self.vae.dtype), return_dict=False)[0]
             image = self.image_processor.postprocess(image, output_type=output_type)
         else:
             image = latents
