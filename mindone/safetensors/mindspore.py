@@ -10,7 +10,7 @@ float32 the same way (through a table of the 256 values); they are not written.
 import json
 import os
 import struct
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -27,6 +27,9 @@ _NP_DTYPES = {
     "I16": np.int16,
     "I8": np.int8,
     "U8": np.uint8,
+    "U16": np.uint16,
+    "U32": np.uint32,
+    "U64": np.uint64,
     "BOOL": np.bool_,
     "BF16": np.uint16,  # raw bits, widened in `get_numpy`
     "F8_E4M3": np.uint8,  # raw bits, widened in `get_numpy` (read only: MindSpore's CPU backend has no float8)
@@ -42,11 +45,15 @@ _MS_DTYPES = {
     "I16": ms.int16,
     "I8": ms.int8,
     "U8": ms.uint8,
+    "U16": ms.uint16,
+    "U32": ms.uint32,
+    "U64": ms.uint64,
     "BOOL": ms.bool_,
 }
 _ST_DTYPES = {v: k for k, v in _MS_DTYPES.items()}
 _MS_DTYPES.update({"F8_E4M3": ms.float32, "F8_E5M2": ms.float32})  # widened exactly
 _MAX_HEADER = 100 * 1024 * 1024
+_FRAMEWORKS = {"ms": "ms", "mindspore": "ms", "np": "np", "numpy": "np"}
 
 
 class SafetensorError(ValueError):
@@ -91,11 +98,17 @@ class safe_open:
     """Lazy reader mirroring ``safetensors.safe_open(path, framework=...)``: tensors are read one at a time (plain
     reads, no memory map), so loading a checkpoint never holds a second full copy of it.
 
-    ``get_tensor`` returns a ``mindspore.Tensor`` (bf16 stays bf16 unless ``dtype`` is given); ``get_numpy`` returns
-    the array in float32 for bf16 entries.
+    ``get_tensor`` returns a ``mindspore.Tensor`` (bf16 stays bf16 unless ``dtype`` is given), or with
+    ``framework="np"`` a NumPy array as ``get_numpy`` does (bf16 and float8 widened exactly to float32).
     """
 
     def __init__(self, filename, framework: str = "ms"):
+        if framework not in _FRAMEWORKS:
+            raise ValueError(
+                f"framework {framework!r} is not supported here: use one of {sorted(_FRAMEWORKS)} (torch tensors "
+                "come from `safetensors.torch`)."
+            )
+        self.framework = _FRAMEWORKS[framework]
         self.filename = os.fspath(filename)
         if not os.path.isfile(self.filename):
             raise SafetensorError(f"No such safetensors file: {self.filename}")
@@ -201,8 +214,12 @@ class safe_open:
             return _FLOAT8_TABLES[dtype][raw]
         return raw
 
-    def get_tensor(self, name: str, dtype: Optional[ms.dtype.Type] = None) -> ms.Tensor:
+    def get_tensor(self, name: str, dtype: Optional[ms.dtype.Type] = None) -> Union[ms.Tensor, np.ndarray]:
         st_dtype = self._header[name]["dtype"]
+        if self.framework == "np":
+            if dtype is not None:
+                raise ValueError("`dtype` casts MindSpore tensors: open the file with framework='ms' for it.")
+            return self.get_numpy(name)
         tensor = ms.Tensor(self.get_numpy(name))
         target = dtype if dtype is not None else _MS_DTYPES[st_dtype]
         if tensor.dtype != target:

@@ -44,7 +44,8 @@ def _base_params(model) -> dict:
     for name, param in model.parameters_and_names():
         if ".lora_" in name:
             continue
-        out[name.replace(".base_layer.", ".")] = param.asnumpy().copy()
+        value = param.astype(ms.float32) if param.dtype == ms.bfloat16 else param  # NumPy has no bfloat16
+        out[name.replace(".base_layer.", ".")] = value.asnumpy().copy()
     return out
 
 
@@ -150,6 +151,36 @@ def test_transformer_lora_lifecycle_matches_diffusers(tmp_path, monkeypatch, mod
     assert sorted(name for name, _ in model.parameters_and_names()) == sorted(base_params)
     _assert_base_params_equal(model, base_params)
     np.testing.assert_array_equal(run_ms(model, inputs), base)
+
+
+def test_lora_through_dtype_casts_as_diffusers(tmp_path):
+    """Casting a model with LoRA layers leaves the run-time scales float32 (a bfloat16 round trip rounded a weight of
+    0.7 to 0.69921875 for good); parameter counts and state-dict keys are upstream's; fusing in bfloat16 runs on CPU
+    (MindSpore 2.10 has no bfloat16 Identity / Add / IsFinite CPU kernels) with PEFT's bfloat16 weights."""
+    torch_model, model = make_twins()
+    inputs = make_inputs()
+    add_torch_lora(torch_model, "a", seed=1)
+    model.load_lora_adapter(os.path.dirname(save_torch_lora(torch_model, "a", str(tmp_path / "a"))), adapter_name="a")
+    for m in (model, torch_model):
+        m.set_adapters(["a"], [0.7])
+    assert model.num_parameters() == torch_model.num_parameters()
+    assert sorted(model.state_dict()) == sorted(torch_model.state_dict())
+    for m, dtype in ((model, ms), (torch_model, torch)):
+        m.to(dtype.bfloat16).to(dtype.float32)
+    assert_close(run_ms(model, inputs), run_torch(torch_model, inputs), TOL, "after a bfloat16 round trip")
+
+    for m, dtype in ((model, ms), (torch_model, torch)):
+        m.to(dtype.bfloat16)
+    before = _base_params(model)
+    model.fuse_lora(lora_scale=0.5, safe_fusing=True)
+    torch_model.fuse_lora(lora_scale=0.5, safe_fusing=True)
+    fused = _base_params(model)
+    expected = {k.replace(".base_layer.", "."): v.float().numpy() for k, v in torch_model.state_dict().items()}
+    assert any(np.abs(fused[k] - before[k]).max() > 0 for k in fused)
+    for name, value in fused.items():
+        np.testing.assert_array_equal(value, expected[name], err_msg=name)
+    model.unfuse_lora()
+    _assert_base_params_equal(model, before)
 
 
 def test_compiled_blocks_with_lora_on_some_layers(tmp_path, monkeypatch):

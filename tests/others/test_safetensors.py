@@ -3,6 +3,7 @@ import struct
 
 import numpy as np
 import pytest
+import safetensors.numpy
 import safetensors.torch
 import torch
 
@@ -106,6 +107,30 @@ def test_our_file_loads_in_torch(tmp_path):
     again = load(save(tensors))
     for k in tensors:
         np.testing.assert_array_equal(again[k].astype(ms.float32).asnumpy(), tensors[k].astype(ms.float32).asnumpy())
+
+
+def test_unsigned_dtypes_and_the_numpy_framework(tmp_path):
+    # uint16 / 32 / 64 (the safetensors package writes and reads them; a file holding one could not be opened at all)
+    path = tmp_path / "u.safetensors"
+    values = {f"u{bits}": np.array([[0, 1], [7, 2**bits - 1]], dtype=f"uint{bits}") for bits in (16, 32, 64)}
+    safetensors.numpy.save_file(dict(values, bf16_bits=values["u16"].view(np.int16)), str(path))
+    loaded = load_file(path)
+    for name, value in values.items():
+        assert loaded[name].dtype == getattr(ms, f"uint{name[1:]}")
+        np.testing.assert_array_equal(loaded[name].asnumpy(), value)
+    with safe_open(path, framework="np") as f:  # NumPy arrays, as the safetensors package's numpy framework
+        assert isinstance(f.get_tensor("u64"), np.ndarray) and f.get_tensor("u64").dtype == np.uint64
+        with pytest.raises(ValueError, match="framework='ms'"):
+            f.get_tensor("u16", ms.float32)
+    with pytest.raises(ValueError, match=r"framework 'pt' is not supported here: use one of \['mindspore', 'ms'"):
+        safe_open(path, framework="pt")
+    # and written back: ours (NumPy and MindSpore tensors) read by the safetensors package
+    ours = tmp_path / "ours.safetensors"
+    save_file({"np_u16": values["u16"], "ms_u32": ms.Tensor(values["u32"]), "ms_u64": ms.Tensor(values["u64"])}, ours)
+    ref = safetensors.numpy.load_file(str(ours))
+    assert ref["np_u16"].dtype == np.uint16 and ref["ms_u64"].dtype == np.uint64
+    np.testing.assert_array_equal(ref["ms_u32"], values["u32"])
+    np.testing.assert_array_equal(ref["ms_u64"], values["u64"])
 
 
 def test_lazy_reader_shapes_and_keys(tmp_path):

@@ -146,6 +146,16 @@ def test_jit_construct_follows_scale_and_new_adapters():
             module.unscale_layer(2.0)
     _load(ms_model, torch_model, "b", dict(r=2, target_modules=["to_k"]))
     assert_close(run_ms(ms_model, x), run_torch(torch_model, x), TOL, "jit after a new adapter")
+    # merging writes the base weights in place: with `set_data` the graph kept the old ones, and the merged adapters
+    # (scale 0 from then on) added nothing
+    mp.merge_adapter(ms_model)
+    for _, module in torch_lora_layers(torch_model):
+        module.merge()
+    assert_close(run_ms(ms_model, x), run_torch(torch_model, x), TOL, "jit, merged")
+    mp.unmerge_adapter(ms_model)
+    for _, module in torch_lora_layers(torch_model):
+        module.unmerge()
+    assert_close(run_ms(ms_model, x), run_torch(torch_model, x), TOL, "jit, unmerged")
 
 
 def _adapter_state(kwargs, seed):

@@ -494,6 +494,31 @@ def test_pynative_cpu_compiles_large_calls(monkeypatch):
     assert not ms_model.compile_cache
 
 
+def test_compiled_calls_follow_a_dtype_change(monkeypatch):
+    """A compiled graph keyed by the integer token ids was reused after `.half()` / `.float()`: garbage (float32
+    outputs of the float16 model, NaN after casting back). Casts invalidate the model's compiled graphs."""
+    from mindone.transformers.models.gemma2 import modeling_gemma2
+
+    torch_model, ms_model = make_pair(make_config(**TINY), seed=4)
+    ids, mask = random_inputs(2, 9, TINY["vocab_size"], lengths=[9, 5], seed=4)
+    monkeypatch.setattr(modeling_gemma2, "COMPILE_ON_CPU_ELEMENTS", 2 * 9 * TINY["hidden_size"])
+    assert_hidden_states_match(run_ms(ms_model, ids, mask), run_torch(torch_model, ids, mask))
+    assert ms_model.compile_cache
+    ms_model.half()
+    half = run_ms(ms_model, ids, mask).last_hidden_state
+    with torch.no_grad():
+        expected = torch_model.half()(torch.tensor(ids), attention_mask=torch.tensor(mask))[0].float().numpy()
+    assert half.dtype == ms.float16
+    assert rel_l2(half.astype(ms.float32), expected) <= 5e-3  # float16 rounding on both sides
+    ms_model.float()
+    # torch's round trip also rounds its float buffers (embed_scale, inv_freq), constants here: round the weights only
+    torch_model = make_torch_model(make_config(**TINY), seed=4)
+    with torch.no_grad():
+        for param in torch_model.parameters():
+            param.copy_(param.half().float())
+    assert_hidden_states_match(run_ms(ms_model, ids, mask), run_torch(torch_model, ids, mask))
+
+
 # ----------------------------------------------------------------------------------------------------------- outputs
 
 
@@ -811,6 +836,8 @@ def test_input_errors(tiny_pair):
         model(ids, position_ids=ms.Tensor(np.arange(4).reshape(1, 4)))
     with pytest.raises(ValueError, match=r"`inputs_embeds` must have shape \(batch_size, sequence_length, 32\)"):
         model(inputs_embeds=ms.Tensor(np.zeros((1, 3, 31), np.float32)))
+    with pytest.raises(ValueError, match=r"`inputs_embeds` is Float16 but the parameters of Gemma2Model are Float32"):
+        model(inputs_embeds=ms.Tensor(np.zeros((1, 3, 32), np.float16)))  # transformers fails in q_proj
     with pytest.raises(ValueError, match="no KV cache"):
         model(ids, use_cache=True)
     # transformers' cache_position without a cache: the default positions are accepted, others refused

@@ -496,6 +496,12 @@ def upsample_conv_cpu(x: ms.Tensor, conv: Conv2d) -> ms.Tensor:
 def group_norm_cpu(x: ms.Tensor, num_groups: int, weight: Optional[ms.Tensor], bias: Optional[ms.Tensor], eps: float):
     """`torch.nn.functional.group_norm` from GEMV reductions and one inference batch norm (fast CPU kernels)."""
     shape = x.shape
+    dtype = x.dtype
+    if dtype != ms.float32:
+        # half precision computes in float32 as torch does: a group's sum of squares overflows float16 (65504)
+        x = x.astype(ms.float32)
+        weight = None if weight is None else weight.astype(ms.float32)
+        bias = None if bias is None else bias.astype(ms.float32)
     b, c = shape[0], shape[1]
     groups = b * num_groups
     n = x.size // groups
@@ -513,7 +519,7 @@ def group_norm_cpu(x: ms.Tensor, num_groups: int, weight: Optional[ms.Tensor], b
     )
     beta = mint.zeros((b * c,), dtype=x.dtype) if bias is None else bias.reshape(1, c).broadcast_to((b, c)).reshape(-1)
     out = ops.batch_norm(x.reshape(1, b * c, n // per_group, 1), mean_c, var_c, gamma, beta, training=False, eps=eps)
-    return out.reshape(shape)
+    return out.reshape(shape).astype(dtype)
 
 
 _group_norm_cpu_jit = ms.jit(group_norm_cpu)

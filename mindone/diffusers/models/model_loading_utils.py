@@ -27,6 +27,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn
 
+from ...peft.tuners.tuners_utils import invalidate_compiled_graphs
 from ...safetensors.mindspore import SafetensorError, safe_open, save_file
 from ..utils import PICKLE_SUFFIXES, logging, resolve_file
 
@@ -47,9 +48,19 @@ def add_variant(weights_name: str, variant: Optional[str] = None) -> str:
     return weights_name
 
 
+# mindone.peft's LoRA layers keep each adapter's run-time scale in a one-element float32 Parameter under this name (a
+# compiled graph reads parameters at run time); PEFT keeps it a Python float: not a checkpoint entry, never cast
+RUNTIME_SCALING = "lora_runtime_scaling"
+
+
+def is_runtime_scaling(name: str) -> bool:
+    return RUNTIME_SCALING in name.split(".")
+
+
 def named_parameters(model: nn.Cell) -> Dict[str, ms.Parameter]:
-    """Structural parameter names (``blocks.0.attn.to_q.weight``) -> Parameter, the keys of checkpoints."""
-    return {name: param for name, param in model.parameters_and_names()}
+    """Structural parameter names (``blocks.0.attn.to_q.weight``) -> Parameter, the keys of checkpoints (upstream's
+    `state_dict`: LoRA run-time scales left out)."""
+    return {name: param for name, param in model.parameters_and_names() if not is_runtime_scaling(name)}
 
 
 def state_dict(model: nn.Cell) -> Dict[str, ms.Parameter]:
@@ -302,16 +313,18 @@ def _target_dtype(param: ms.Parameter, dtype: Optional[ms.Type], keep_fp32: bool
     return dtype if dtype is not None else param.dtype
 
 
-def set_parameter_data(param: ms.Parameter, tensor: ms.Tensor) -> None:
+def set_parameter_data(param: ms.Parameter, tensor: ms.Tensor) -> bool:
     """Replace a parameter's value (and dtype, when it changes). An initialized parameter of the same shape and dtype
     is written in place: a graph compiled by `ms.jit` keeps reading the storage it was compiled with, and `set_data`
-    gives the parameter a new one (the graph would go on computing with the old values)."""
+    gives the parameter a new one (the graph would go on computing with the old values). Returns whether the storage
+    was replaced: the caller then invalidates the compiled graphs of the model (`invalidate_compiled_graphs`)."""
     if not param.has_init and param.dtype == tensor.dtype and tuple(param.shape) == tuple(tensor.shape):
         param.copy_(tensor)
-        return
+        return False
     if param.dtype != tensor.dtype:
         param.set_dtype(tensor.dtype)
     param.set_data(tensor)
+    return True
 
 
 def keeps_fp32(name: str, keep_in_fp32_modules) -> bool:
@@ -353,6 +366,7 @@ def load_checkpoint_into_model(
     )
     if ignored:
         logger.info(f"Ignored {len(ignored)} checkpoint keys the model does not use: {_format_keys(ignored)}")
+    replaced = False
     for name, param in params.items():
         if name not in key_to_file:
             continue
@@ -360,13 +374,18 @@ def load_checkpoint_into_model(
         tensor = ms.Tensor(handles[key_to_file[name]].get_numpy(file_key[name]))
         if tensor.dtype != target:
             tensor = tensor.astype(target)
-        set_parameter_data(param, tensor)
+        replaced |= set_parameter_data(param, tensor)
     # parameters the checkpoint leaves out on purpose (ignore_missing) get their initial values
     for name, param in params.items():
         if name not in key_to_file and param.has_init:
             param.init_data()
         elif name not in key_to_file and dtype is not None:
-            param.set_dtype(_target_dtype(param, dtype, keeps_fp32(name, keep_in_fp32_modules)))
+            target = _target_dtype(param, dtype, keeps_fp32(name, keep_in_fp32_modules))
+            if param.dtype != target:
+                param.set_dtype(target)
+                replaced = True
+    if replaced:
+        invalidate_compiled_graphs(model)
 
 
 def load_state_dict_into_model(
@@ -393,6 +412,9 @@ def load_state_dict_into_model(
         for name, value in state.items()
         if name in params
     }
+    replaced = False
     for name, tensor in tensors.items():
-        set_parameter_data(params[name], tensor)
+        replaced |= set_parameter_data(params[name], tensor)
+    if replaced:
+        invalidate_compiled_graphs(model)
     return missing, unexpected

@@ -67,7 +67,8 @@ _UNSUPPORTED_KWARGS = {
 
 def cast_cell(cell: nn.Cell, dtype: ms.Type, keep_in_fp32_modules=()) -> nn.Cell:
     """Cast every floating parameter of ``cell`` to ``dtype`` in place (``keep_in_fp32_modules`` stay float32)."""
-    for name, param in cell.parameters_and_names():
+    cast = False
+    for name, param in named_parameters(cell).items():
         if param.dtype not in _FLOAT_DTYPES:
             continue
         target = ms.float32 if keeps_fp32(name, keep_in_fp32_modules) else dtype
@@ -76,6 +77,11 @@ def cast_cell(cell: nn.Cell, dtype: ms.Type, keep_in_fp32_modules=()) -> nn.Cell
                 param.set_dtype(target)
             else:
                 set_parameter_data(param, param.astype(target))
+            cast = True
+    if cast:
+        # a compiled graph keeps the storage and dtypes it was compiled with, and one keyed by integer inputs (Gemma2's
+        # token ids) would be reused over the new storage
+        invalidate_compiled_graphs(cell)
     return cell
 
 
@@ -156,7 +162,7 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
             skip = {id(cell.weight) for _, cell in self.cells_and_names() if _is_embedding(cell)}
         return sum(
             int(p.size)
-            for _, p in self.parameters_and_names()
+            for p in named_parameters(self).values()
             if (not only_trainable or p.requires_grad) and id(p) not in skip
         )
 

@@ -28,7 +28,7 @@ from mindspore import mint, nn
 
 from ..config import PeftConfig
 from ..tuners.lora.config import LoraConfig
-from ..tuners.lora.layer import LoraLayer
+from ..tuners.lora.layer import LoraLayer, _to_host
 from ..tuners.tuners_utils import _structural_change, iter_tuner_layers
 from .error import HotswapError
 
@@ -64,7 +64,7 @@ def _padded_linear(lora_module: nn.Cell, target_rank: int, is_lora_A: bool) -> n
     new_layer.weight.set_data(ms.Tensor(padded).astype(weight.dtype))
     new_layer.weight.requires_grad = weight.requires_grad
     if has_bias:
-        new_layer.bias.set_data(lora_module.bias.value())
+        new_layer.bias.set_data(ms.Tensor(_to_host(lora_module.bias)).astype(lora_module.bias.dtype))
     return new_layer
 
 

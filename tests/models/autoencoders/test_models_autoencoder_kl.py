@@ -917,6 +917,9 @@ def test_bad_inputs_raise_clear_errors(monkeypatch, mode):
     vae.to(ms.bfloat16)
     with pytest.raises(TypeError, match="bfloat16 parameters, which MindSpore cannot compute on CPU"):
         vae.decode(ms.Tensor(randn((1, 4, 8, 8))).astype(ms.bfloat16))
+    vae.to(ms.float64)  # diffusers runs float64; MindSpore has no float64 convolution
+    with pytest.raises(TypeError, match="float64 parameters, but MindSpore's convolutions have no float64 kernel"):
+        vae.decode(ms.Tensor(randn((1, 4, 8, 8))).astype(ms.float64))
 
 
 @pytest.mark.parametrize(
@@ -970,6 +973,26 @@ def test_cpu_group_norm(monkeypatch, compiled, shape, groups):
     norm = GroupNorm(groups, shape[1], eps=1e-6)
     load_torch_weights(norm, torch_norm)
     assert_close(norm(ms.Tensor(x)), expected, TOL, "GroupNorm")
+
+
+def test_cpu_group_norm_half_precision(monkeypatch):
+    """float16 statistics in float32, as torch: each group's sum of squares here (~1e5) overflows float16, and the
+    composite path gave all NaN (a float16 VAE decoding latents of 64x64 and more)."""
+    from mindone.diffusers.models import cpu_layers
+    from mindone.diffusers.models.cpu_layers import GroupNorm
+
+    monkeypatch.setattr(cpu_layers, "SMALL_ELEMENTS", 1)
+    x = randn((1, 8, 64, 64)) * 3 + 2
+    torch_norm = torch.nn.GroupNorm(4, 8, eps=1e-6)
+    with torch.no_grad():
+        torch_norm.weight.normal_()
+        torch_norm.bias.normal_()
+        expected = torch_norm.half()(torch.from_numpy(x).half()).float()
+    norm = GroupNorm(4, 8, eps=1e-6)
+    load_torch_weights(norm, torch_norm)
+    out = norm(ms.Tensor(x).astype(ms.float16))
+    assert out.dtype == ms.float16
+    assert_close(out.astype(ms.float32), expected, 1e-3, "float16 GroupNorm")
 
 
 def test_native_conv_selection(monkeypatch):

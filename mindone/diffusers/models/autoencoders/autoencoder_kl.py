@@ -56,7 +56,16 @@ def _check_nchw(model, x: ms.Tensor, name: str, config_name: str, channels: int)
     if not _in_graph():  # host checks (the forward pass may be compiled as a whole by `ms.jit`)
         dtype = model.dtype
         check_cpu_compute_dtype(model, dtype)
+        _check_conv_dtype(model, dtype)
         check_input_dtype(model, dtype, **{name: x})
+
+
+def _check_conv_dtype(model, dtype: ms.Type) -> None:
+    if dtype == ms.float64:  # diffusers runs float64; MindSpore's Conv2D fails with its own message
+        raise TypeError(
+            f"{type(model).__name__} holds float64 parameters, but MindSpore's convolutions have no float64 kernel: "
+            "use float32 (`.to(ms.float32)`)."
+        )
 
 
 class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, FromOriginalModelMixin):

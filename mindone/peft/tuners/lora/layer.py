@@ -72,6 +72,17 @@ def _to_host(tensor) -> np.ndarray:
     return tensor.asnumpy().copy()
 
 
+def _write(param: ms.Parameter, value: ms.Tensor) -> None:
+    """Write `value` into `param` in place, in the parameter's dtype: a graph compiled by `ms.jit` keeps reading the
+    storage it was compiled with (`set_data` gives the parameter a new one, and a fused LoRA went unseen)."""
+    param.copy_(value.astype(param.dtype))
+
+
+def _rounded(tensor: ms.Tensor, dtype: ms.Type) -> ms.Tensor:
+    """A float32 `tensor` rounded to `dtype` (kept in float32)."""
+    return tensor if dtype == ms.float32 else tensor.astype(dtype).astype(ms.float32)
+
+
 def _all_finite(tensor) -> bool:
     return bool(mint.isfinite(tensor).all())
 
@@ -251,13 +262,16 @@ class Linear(nn.Cell, LoraLayer):
     def _merged_values(self, adapter_names: List[str], safe_merge: bool):
         """The base weight and bias with `adapter_names` merged, not written; raises on NaN/inf (`safe_merge`) or a
         `lora_bias` adapter over a base layer without bias."""
+        # in float32, rounded to the parameter's dtype after each addition as PEFT's in-place `+=` in that dtype:
+        # MindSpore 2.10 has no bfloat16 Identity / Add / IsFinite CPU kernels
         base_layer = self.get_base_layer()
-        weight = base_layer.weight.value()
+        dtype = base_layer.weight.dtype
+        weight = base_layer.weight.astype(ms.float32)
         bias = None
         for name in adapter_names:
             if name not in self.lora_A:
                 continue
-            weight = weight + self.get_delta_weight(name).astype(weight.dtype)
+            weight = _rounded(weight + self.get_delta_weight(name).astype(ms.float32), dtype)
             if safe_merge and not _all_finite(weight):
                 raise ValueError(f"NaNs detected in the merged weights. The adapter {name} seems to be broken")
             if self.lora_bias[name]:
@@ -266,8 +280,10 @@ class Linear(nn.Cell, LoraLayer):
                         "Impossible to merge LoRA with `lora_bias=True` because the base layer has no bias."
                     )
                 if bias is None:
-                    bias = base_layer.bias.value()
-                bias = bias + (self.lora_B[name].bias * self.scaling[name]).astype(bias.dtype)
+                    bias = base_layer.bias.astype(ms.float32)
+                lora_bias = self.lora_B[name].bias
+                delta = _rounded(lora_bias.astype(ms.float32) * self.scaling[name], lora_bias.dtype)
+                bias = _rounded(bias + delta, base_layer.bias.dtype)
                 if safe_merge and not _all_finite(bias):
                     raise ValueError(f"NaNs detected in the merged weights. The adapter {name} seems to be broken")
         return weight, bias
@@ -309,9 +325,9 @@ class Linear(nn.Cell, LoraLayer):
                 _to_host(base_layer.weight),
                 None if getattr(base_layer, "bias", None) is None else _to_host(base_layer.bias),
             )
-        base_layer.weight.set_data(weight.astype(base_layer.weight.dtype))
+        _write(base_layer.weight, weight)
         if bias is not None:
-            base_layer.bias.set_data(bias.astype(base_layer.bias.dtype))
+            _write(base_layer.bias, bias)
         self.merged_adapters.extend(adapter_names)
         self._adapter_state_changed()
 
@@ -324,9 +340,9 @@ class Linear(nn.Cell, LoraLayer):
             return
         base_layer = self.get_base_layer()
         weight, bias = self._merge_snapshot
-        base_layer.weight.set_data(ms.Tensor(weight).astype(base_layer.weight.dtype))
+        _write(base_layer.weight, ms.Tensor(weight))
         if bias is not None:
-            base_layer.bias.set_data(ms.Tensor(bias).astype(base_layer.bias.dtype))
+            _write(base_layer.bias, ms.Tensor(bias))
         self._merge_snapshot = None
         self.merged_adapters = []
         self._adapter_state_changed()

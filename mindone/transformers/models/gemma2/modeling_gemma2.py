@@ -37,6 +37,7 @@ from ....diffusers.models.cpu_layers import (
     broadcast_add,
     broadcast_mul,
     check_cpu_compute_dtype,
+    check_input_dtype,
     compile_this_call,
     expand_to,
     mean_last_axis,
@@ -906,6 +907,7 @@ class Gemma2Model(Gemma2PreTrainedModel):
                 )
             if inputs_embeds.dtype not in _FLOAT_DTYPES:
                 raise TypeError(f"`inputs_embeds` must be floating point, got dtype {inputs_embeds.dtype}.")
+            check_input_dtype(self, self.dtype, inputs_embeds=inputs_embeds)  # transformers fails in q_proj
             batch_size, seq_len = inputs_embeds.shape[:2]
         if attention_mask is not None and tuple(attention_mask.shape) != (batch_size, seq_len):
             raise ValueError(
