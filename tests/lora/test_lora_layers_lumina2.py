@@ -183,6 +183,29 @@ def test_lora_through_dtype_casts_as_diffusers(tmp_path):
     _assert_base_params_equal(model, before)
 
 
+def test_adapter_weights_reloaded_under_jit():
+    # `set_peft_model_state_dict` into a loaded adapter writes in place: an `ms.jit` graph keeps the storage it was
+    # compiled with, and with `set_data` it went on with the old weights
+    config = mp.LoraConfig(r=4, lora_alpha=8, target_modules=ATTN_TARGETS)
+    inputs = make_inputs()
+    models = [make_twins()[1] for _ in range(2)]
+    for model in models:
+        model.add_adapter(config, "a")
+    rng = np.random.default_rng(0)
+    names = [n.replace(".a.", ".") for n, _ in models[0].parameters_and_names() if ".lora_A." in n or ".lora_B." in n]
+    shapes = {n.replace(".a.", "."): p.shape for n, p in models[0].parameters_and_names()}
+    first, second = ({n: rng.standard_normal(shapes[n]).astype(np.float32) * 0.3 for n in names} for _ in range(2))
+    model, fresh = models
+    mp.set_peft_model_state_dict(model, first, adapter_name="a")
+    model.construct = ms.jit(model.construct)
+    before = run_ms(model, inputs)
+    mp.set_peft_model_state_dict(model, second, adapter_name="a")
+    mp.set_peft_model_state_dict(fresh, second, adapter_name="a")
+    after = run_ms(model, inputs)
+    assert rel_l2(after, before) > 1e-2
+    assert rel_l2(after, run_ms(fresh, inputs)) <= 1e-6
+
+
 def test_compiled_blocks_with_lora_on_some_layers(tmp_path, monkeypatch):
     """Compiled PyNative CPU path: blocks share a graph only with blocks of the same structure. With a LoRA on both
     joint blocks they share one graph, each block with its own LoRA weights; with a second LoRA on one block only,
@@ -545,10 +568,12 @@ def test_lora_gradients_with_a_call_scale(scale):
     assert_close(run_ms(ms_model, inputs), run_torch(torch_model, inputs), TOL, "after the scaled call")
 
 
-@pytest.mark.parametrize("mode", ["pynative", "graph"])
+@pytest.mark.parametrize("mode", ["pynative", "graph", "jit-model", "jit-blocks"])
 def test_lora_dropout_in_training(mode):
     """`lora_dropout` applies in training mode only, also when the model ran for inference before `set_train(True)`
-    (a graph compiled for inference is not reused), and inference is deterministic again afterwards."""
+    (a graph compiled for inference is not reused), and inference is deterministic again afterwards. `ms.jit` graphs
+    are keyed by each cell's phase, which MindSpore's `set_train` sets on the model only: the blocks' graphs were
+    reused across modes."""
     ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
     try:
         _, ms_model = make_twins()
@@ -556,6 +581,11 @@ def test_lora_dropout_in_training(mode):
             mp.LoraConfig(r=4, lora_alpha=8, target_modules=ATTN_TARGETS, lora_dropout=0.5, init_lora_weights=False),
             adapter_name="a",
         )
+        if mode == "jit-model":
+            ms_model.construct = ms.jit(ms_model.construct)
+        elif mode == "jit-blocks":
+            for block in [*ms_model.context_refiner, *ms_model.noise_refiner, *ms_model.layers]:
+                block.construct = ms.jit(block.construct)
         inputs = make_inputs()
         inference = run_ms(ms_model, inputs)
         ms_model.set_train(True)

@@ -425,7 +425,12 @@ class Attention(nn.Cell):
 
     def set_processor(self, processor) -> None:
         """Set the attention processor to use."""
+        replaced = "processor" in self.__dict__ and self.__dict__["processor"] is not processor
         self.processor = processor
+        if replaced:  # compiled graphs of this layer and of the models holding it folded in the old one
+            from .modeling_utils import invalidate_models_containing
+
+            invalidate_models_containing(self)
 
     def get_processor(self):
         """The attention processor in use."""

@@ -27,7 +27,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn
 
-from ...peft.tuners.tuners_utils import invalidate_compiled_graphs
+from ...peft.tuners.tuners_utils import invalidate_compiled_graphs, set_parameter_data  # noqa: F401
 from ...safetensors.mindspore import SafetensorError, safe_open, save_file
 from ..utils import PICKLE_SUFFIXES, logging, resolve_file
 
@@ -311,20 +311,6 @@ def _target_dtype(param: ms.Parameter, dtype: Optional[ms.Type], keep_fp32: bool
     if keep_fp32:
         return ms.float32
     return dtype if dtype is not None else param.dtype
-
-
-def set_parameter_data(param: ms.Parameter, tensor: ms.Tensor) -> bool:
-    """Replace a parameter's value (and dtype, when it changes). An initialized parameter of the same shape and dtype
-    is written in place: a graph compiled by `ms.jit` keeps reading the storage it was compiled with, and `set_data`
-    gives the parameter a new one (the graph would go on computing with the old values). Returns whether the storage
-    was replaced: the caller then invalidates the compiled graphs of the model (`invalidate_compiled_graphs`)."""
-    if not param.has_init and param.dtype == tensor.dtype and tuple(param.shape) == tuple(tensor.shape):
-        param.copy_(tensor)
-        return False
-    if param.dtype != tensor.dtype:
-        param.set_dtype(tensor.dtype)
-    param.set_data(tensor)
-    return True
 
 
 def keeps_fp32(name: str, keep_in_fp32_modules) -> bool:

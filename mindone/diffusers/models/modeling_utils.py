@@ -20,6 +20,7 @@ do not exist.
 """
 
 import os
+import weakref
 from typing import Any, Dict, List, Optional, Union
 
 import mindspore as ms
@@ -90,11 +91,28 @@ def _is_embedding(cell: nn.Cell) -> bool:
     return isinstance(cell, (nn.Embedding, mint.nn.Embedding)) or getattr(cell, "is_embedding", False)
 
 
+# the models alive (`CellUtilsMixin` instances), for `invalidate_models_containing`
+_LIVE_MODELS = weakref.WeakSet()
+
+
+def invalidate_models_containing(cell: nn.Cell) -> None:
+    """Make `cell` and every live model that holds it recompile their graphs: a graph of the model compiled before
+    folded in what changed on `cell` (an attention processor set with `set_processor`)."""
+    invalidate_compiled_graphs(cell)
+    for model in list(_LIVE_MODELS):
+        if any(sub_cell is cell for _, sub_cell in model.cells_and_names()):
+            invalidate_compiled_graphs(model)
+
+
 class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
     """dtype helpers and state dict shared by `ModelMixin` and mindone.transformers' `PreTrainedModel`; the C heap freed
     by compiling the model's graph is released before it runs (`ReleasesHeapAfterCompile`)."""
 
     _keep_in_fp32_modules = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _LIVE_MODELS.add(self)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -143,6 +161,16 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
     def bfloat16(self):
         """Cast floating parameters to bfloat16."""
         return self.to(ms.bfloat16)
+
+    def set_train(self, mode: bool = True):
+        """MindSpore's `set_train`; a change of mode also makes compiled graphs recompile: `ms.jit` graphs are keyed by
+        each cell's phase, which `set_train` sets on the cell it is called on only (a graph compiled for inference was
+        reused in training, LoRA dropout never applied, and the other way round)."""
+        changed = any(cell.training != mode for _, cell in self.cells_and_names())
+        super().set_train(mode)
+        if changed:
+            invalidate_compiled_graphs(self)
+        return self
 
     def eval(self):
         """Inference mode (`set_train(False)`); returns the model."""

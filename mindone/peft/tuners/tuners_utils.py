@@ -25,6 +25,7 @@ import re
 import warnings
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+import mindspore as ms
 from mindspore import nn
 from mindspore.graph.api import _cell_graph_executor
 
@@ -276,6 +277,20 @@ def invalidate_compiled_graphs(cell: nn.Cell) -> None:
             _cell_graph_executor.del_net_res(sub_cell, set(stale_phases))
             stale_phases.clear()
         object.__setattr__(sub_cell, "_create_time", sub_cell.create_time + 1)
+
+
+def set_parameter_data(param: ms.Parameter, tensor: ms.Tensor) -> bool:
+    """Replace a parameter's value (and dtype, when it changes). An initialized parameter of the same shape and dtype
+    is written in place: a graph compiled by `ms.jit` keeps reading the storage it was compiled with, and `set_data`
+    gives the parameter a new one (the graph would go on computing with the old values). Returns whether the storage
+    was replaced: the caller then invalidates the compiled graphs of the model (`invalidate_compiled_graphs`)."""
+    if not param.has_init and param.dtype == tensor.dtype and tuple(param.shape) == tuple(tensor.shape):
+        param.copy_(tensor)
+        return False
+    if param.dtype != tensor.dtype:
+        param.set_dtype(tensor.dtype)
+    param.set_data(tensor)
+    return True
 
 
 def _sync_parameter_names(model: nn.Cell) -> None:

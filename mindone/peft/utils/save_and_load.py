@@ -25,7 +25,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn
 
-from ..tuners.tuners_utils import iter_tuner_layers
+from ..tuners.tuners_utils import invalidate_compiled_graphs, iter_tuner_layers, set_parameter_data
 from .error import AdapterStateDictError
 
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -228,9 +228,13 @@ def set_peft_model_state_dict(
         ignore_mismatched_sizes,
         strict,
     )
+    replaced = False
     for model_key, value in plan:
         param = params[model_key]
-        param.set_data(_to_tensor(value, param.dtype))
+        # in place where possible: an `ms.jit` graph keeps the storage it was compiled with
+        replaced |= set_parameter_data(param, _to_tensor(value, param.dtype))
+    if replaced:
+        invalidate_compiled_graphs(model)
     return _IncompatibleKeys(missing_keys=missing, unexpected_keys=unexpected)
 
 

@@ -234,6 +234,47 @@ def test_tiny_ms_jit_model_and_blocks():
     assert_close(model(x, t, cap, mask)[0], expected, 1e-5, what="ms.jit on blocks")
 
 
+@ms.jit_class
+class _NegatedProcessor:
+    """Upstream's processor, output negated (a processor a user may set on one layer)."""
+
+    def __init__(self):
+        self.inner = Lumina2AttnProcessor2_0()
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask=None, image_rotary_emb=None, base_sequence_length=None):  # fmt: skip
+        out = self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb, base_sequence_length)  # fmt: skip
+        return -out
+
+
+class _TorchNegatedProcessor(TorchLumina2AttnProcessor):
+    # named arguments: diffusers' Attention drops the keyword arguments a processor's signature does not list
+    def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask=None, image_rotary_emb=None, base_sequence_length=None):  # fmt: skip
+        return -super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb, base_sequence_length)  # fmt: skip
+
+
+@pytest.mark.parametrize("path", ["graph", "jit", "pynative-compiled"])
+def test_set_processor_after_a_compiled_call(path, monkeypatch):
+    # a graph compiled before folded in the old processor: `set_processor` on a layer recompiles the graphs of the
+    # layer and of the model holding it (the first layer's graph is the one its kind of block shares)
+    from mindone.diffusers.models.transformers import transformer_lumina2
+
+    torch_model, model = _twins(TINY)
+    inputs = _inputs(TINY, 2, (8, 6), (7, 3), 9)
+    monkeypatch.setattr(transformer_lumina2, "COMPILE_ON_CPU_ELEMENTS", 1 if path == "pynative-compiled" else 1 << 40)
+    if path == "jit":
+        model.construct = ms.jit(model.construct)
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.GRAPH_MODE if path == "graph" else ms.PYNATIVE_MODE)
+    try:
+        assert_close(_run_ours(model, inputs)[0], _run_torch(torch_model, inputs), 1e-5, what="before")
+        for m, processor in ((model, _NegatedProcessor()), (torch_model, _TorchNegatedProcessor())):
+            m.layers[0].attn.set_processor(processor)
+        expected = _run_torch(torch_model, inputs)
+        assert_close(_run_ours(model, inputs)[0], expected, 1e-5, what="after set_processor")
+    finally:
+        ms.set_context(mode=previous)
+
+
 def _compiled_blocks(model):
     return [
         name

@@ -30,6 +30,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import mint
 
+from ....peft import invalidate_compiled_graphs
 from ...configuration_utils import ConfigMixin, register_to_config
 from ...loaders.single_file_model import FromOriginalModelMixin
 from ..attention import AttentionMixin
@@ -175,6 +176,22 @@ class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, F
         self.tile_latent_min_size = int(sample_size / (2 ** (len(self.config.block_out_channels) - 1)))
         self.tile_overlap_factor = 0.25
 
+    # options `construct` reads, folded into a compiled graph as constants: changing one (`enable_tiling`, a new
+    # `tile_sample_min_size`, ...) makes graphs compiled before it recompile
+    _GRAPH_OPTIONS = (
+        "use_slicing",
+        "use_tiling",
+        "tile_sample_min_size",
+        "tile_latent_min_size",
+        "tile_overlap_factor",
+    )
+
+    def __setattr__(self, name, value):
+        changed = name in self._GRAPH_OPTIONS and name in self.__dict__ and self.__dict__[name] != value
+        super().__setattr__(name, value)
+        if changed:
+            invalidate_compiled_graphs(self)
+
     def set_default_attn_processor(self):
         """
         Disables custom attention processors and sets the default attention implementation.
@@ -306,21 +323,23 @@ class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, F
         return mint.cat([left, b[:, :, :, blend_extent:]], dim=3)
 
     def _blend_tiles(self, rows, blend_extent: int, row_limit: int) -> ms.Tensor:
-        # Upstream blends in place, so a tile blended into its lower / right neighbour is the already-blended one:
-        # storing each blended tile back into `rows` reproduces that.
-        result_rows = []
+        # Upstream blends in place, so a tile blended into its lower / right neighbour is the already-blended one. The
+        # blended tiles go into lists of their own: a graph compiled by `ms.jit` treats lists as values, and writing
+        # them back into `rows` (read again for the next row) was not seen there (4e-2 off)
+        blended, result_rows = [], []
         for i, row in enumerate(rows):
-            result_row = []
+            blended_row, result_row = [], []
             for j in range(len(row)):
                 tile = row[j]
                 # blend the above tile and the left tile
                 # to the current tile and add the current tile to the result row
                 if i > 0:
-                    tile = self.blend_v(rows[i - 1][j], tile, blend_extent)
+                    tile = self.blend_v(blended[i - 1][j], tile, blend_extent)
                 if j > 0:
-                    tile = self.blend_h(row[j - 1], tile, blend_extent)
-                row[j] = tile
+                    tile = self.blend_h(blended_row[j - 1], tile, blend_extent)
+                blended_row.append(tile)
                 result_row.append(tile[:, :, :row_limit, :row_limit])
+            blended.append(blended_row)
             result_rows.append(mint.cat(result_row, dim=3))
         return mint.cat(result_rows, dim=2)
 

@@ -36,7 +36,7 @@ import mindspore as ms
 from mindspore import mint, nn
 from mindspore.common.initializer import Normal
 
-from ..tuners_utils import BaseTunerLayer, check_adapters_to_merge
+from ..tuners_utils import BaseTunerLayer, check_adapters_to_merge, set_parameter_data
 
 
 class _ScalingDict(dict):
@@ -70,12 +70,6 @@ def _to_host(tensor) -> np.ndarray:
     if tensor.dtype == ms.bfloat16:
         tensor = tensor.astype(ms.float32)
     return tensor.asnumpy().copy()
-
-
-def _write(param: ms.Parameter, value: ms.Tensor) -> None:
-    """Write `value` into `param` in place, in the parameter's dtype: a graph compiled by `ms.jit` keeps reading the
-    storage it was compiled with (`set_data` gives the parameter a new one, and a fused LoRA went unseen)."""
-    param.copy_(value.astype(param.dtype))
 
 
 def _rounded(tensor: ms.Tensor, dtype: ms.Type) -> ms.Tensor:
@@ -325,9 +319,10 @@ class Linear(nn.Cell, LoraLayer):
                 _to_host(base_layer.weight),
                 None if getattr(base_layer, "bias", None) is None else _to_host(base_layer.bias),
             )
-        _write(base_layer.weight, weight)
+        # in place: an `ms.jit` graph keeps the storage it was compiled with (`set_data` left the fused LoRA unseen)
+        set_parameter_data(base_layer.weight, weight.astype(base_layer.weight.dtype))
         if bias is not None:
-            _write(base_layer.bias, bias)
+            set_parameter_data(base_layer.bias, bias.astype(base_layer.bias.dtype))
         self.merged_adapters.extend(adapter_names)
         self._adapter_state_changed()
 
@@ -340,9 +335,9 @@ class Linear(nn.Cell, LoraLayer):
             return
         base_layer = self.get_base_layer()
         weight, bias = self._merge_snapshot
-        _write(base_layer.weight, ms.Tensor(weight))
+        set_parameter_data(base_layer.weight, ms.Tensor(weight).astype(base_layer.weight.dtype))
         if bias is not None:
-            _write(base_layer.bias, ms.Tensor(bias))
+            set_parameter_data(base_layer.bias, ms.Tensor(bias).astype(base_layer.bias.dtype))
         self._merge_snapshot = None
         self.merged_adapters = []
         self._adapter_state_changed()
