@@ -27,7 +27,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn
 
-from ...peft.tuners.tuners_utils import invalidate_compiled_graphs, set_parameter_data  # noqa: F401
+from ...peft.tuners.tuners_utils import invalidate_compiled_graphs, set_parameter_data
 from ...safetensors.mindspore import SafetensorError, safe_open, save_file
 from ..utils import PICKLE_SUFFIXES, logging, resolve_file
 
