@@ -494,6 +494,22 @@ def test_pynative_cpu_compiles_large_calls(monkeypatch):
     assert not ms_model.compile_cache
 
 
+def test_compiled_calls_follow_a_replaced_submodule(monkeypatch):
+    """`set_input_embeddings` (any sub-cell assigned anew) after a compiled call: the graph ran the old embedding."""
+    from mindone.transformers.models.gemma2 import modeling_gemma2
+
+    monkeypatch.setattr(modeling_gemma2, "COMPILE_ON_CPU_ELEMENTS", 1)
+    _, ms_model = make_pair(make_config(**TINY), seed=1)
+    _, other = make_pair(make_config(**TINY), seed=2)
+    torch_model = make_torch_model(make_config(**TINY), seed=1)
+    torch_model.set_input_embeddings(make_torch_model(make_config(**TINY), seed=2).embed_tokens)
+    ids, mask = random_inputs(2, 9, TINY["vocab_size"], seed=1)
+    run_ms(ms_model, ids, mask)
+    assert ms_model.compile_cache
+    ms_model.set_input_embeddings(other.embed_tokens)
+    assert_hidden_states_match(run_ms(ms_model, ids, mask), run_torch(torch_model, ids, mask))
+
+
 def test_compiled_calls_follow_a_dtype_change(monkeypatch):
     """A compiled graph keyed by the integer token ids was reused after `.half()` / `.float()`: garbage (float32
     outputs of the float16 model, NaN after casting back). Casts invalidate the model's compiled graphs."""

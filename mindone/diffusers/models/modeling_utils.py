@@ -114,6 +114,14 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
         super().__init__(*args, **kwargs)
         _LIVE_MODELS.add(self)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # a sub-cell replaced after a first call (`set_input_embeddings`, `model.norm = ...`): the graphs compiled
+        # before still ran the old one
+        replaced = isinstance(value, nn.Cell) and self.__dict__.get("_cells", {}).get(name, value) is not value
+        super().__setattr__(name, value)
+        if replaced:
+            invalidate_compiled_graphs(self)
+
     def __getattr__(self, name: str) -> Any:
         try:
             return super().__getattr__(name)
