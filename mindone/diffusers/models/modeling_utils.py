@@ -109,17 +109,22 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
     by compiling the model's graph is released before it runs (`ReleasesHeapAfterCompile`)."""
 
     _keep_in_fp32_modules = None
+    # attributes `construct` reads (a model lists its own), folded into compiled graphs as constants
+    _GRAPH_OPTIONS = ()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         _LIVE_MODELS.add(self)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        # a sub-cell replaced after a first call (`set_input_embeddings`, `model.norm = ...`): the graphs compiled
-        # before still ran the old one
-        replaced = isinstance(value, nn.Cell) and self.__dict__.get("_cells", {}).get(name, value) is not value
+        # a sub-cell replaced (`set_input_embeddings`, `model.norm = ...`) or a graph option changed after a first
+        # call: the graphs compiled before would go on with the old one
+        if isinstance(value, nn.Cell):
+            changed = self.__dict__.get("_cells", {}).get(name, value) is not value
+        else:
+            changed = name in self._GRAPH_OPTIONS and name in self.__dict__ and self.__dict__[name] != value
         super().__setattr__(name, value)
-        if replaced:
+        if changed:
             invalidate_compiled_graphs(self)
 
     def __getattr__(self, name: str) -> Any:

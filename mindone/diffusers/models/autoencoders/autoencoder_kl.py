@@ -30,7 +30,6 @@ import numpy as np
 import mindspore as ms
 from mindspore import mint
 
-from ....peft import invalidate_compiled_graphs
 from ...configuration_utils import ConfigMixin, register_to_config
 from ...loaders.single_file_model import FromOriginalModelMixin
 from ..attention import AttentionMixin
@@ -176,8 +175,7 @@ class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, F
         self.tile_latent_min_size = int(sample_size / (2 ** (len(self.config.block_out_channels) - 1)))
         self.tile_overlap_factor = 0.25
 
-    # options `construct` reads, folded into a compiled graph as constants: changing one (`enable_tiling`, a new
-    # `tile_sample_min_size`, ...) makes graphs compiled before it recompile
+    # options `construct` reads: changing one (`enable_tiling`, a new `tile_sample_min_size`, ...) recompiles
     _GRAPH_OPTIONS = (
         "use_slicing",
         "use_tiling",
@@ -185,12 +183,6 @@ class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, F
         "tile_latent_min_size",
         "tile_overlap_factor",
     )
-
-    def __setattr__(self, name, value):
-        changed = name in self._GRAPH_OPTIONS and name in self.__dict__ and self.__dict__[name] != value
-        super().__setattr__(name, value)
-        if changed:
-            invalidate_compiled_graphs(self)
 
     def set_default_attn_processor(self):
         """
