@@ -62,7 +62,13 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     client = nbclient.NotebookClient(
         executed, km=km, timeout=600, allow_errors=False, resources={"metadata": {"path": str(tmp_path)}}
     )
-    client.execute()  # raises CellExecutionError (with the cell and the traceback) on the first failing cell
+    try:
+        client.execute()  # raises CellExecutionError (with the cell and the traceback) on the first failing cell
+    finally:
+        # nbclient shuts down only the kernels it started itself: this one (~1 GB, polling a core) lived on until the
+        # end of the test session
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
 
     outputs = [out for cell in executed.cells if cell.cell_type == "code" for out in cell.get("outputs", [])]
     assert not [out for out in outputs if out.get("output_type") == "error"]
