@@ -437,7 +437,7 @@ class PreTrainedModel(CellUtilsMixin):
         for name in ("trust_remote_code", "from_tf", "from_flax"):
             if kwargs.pop(name, False):
                 raise ValueError(f"`{name}=True` is not supported by mindone's `from_pretrained`.")
-        for name in ("low_cpu_mem_usage", "proxies", "_from_pipeline", "_from_auto", "user_agent"):
+        for name in ("low_cpu_mem_usage", "proxies", "_from_pipeline", "_from_auto", "user_agent", "max_memory"):
             kwargs.pop(name, None)
         if model_args:
             raise TypeError(f"{cls.__name__}.from_pretrained takes no extra positional arguments, got {model_args}.")

@@ -515,6 +515,102 @@ def test_reload_into_a_jit_compiled_model(tmp_path, saved):
     assert_close(_run(model, x), _ref(torch_model, x), 1e-5, "jit, reloaded weights")
 
 
+@pytest.mark.parametrize("jit", [False, True])
+def test_load_state_dict_as_torch(saved, jit):
+    # torch's `load_state_dict` over `state_dict()` keys, written in place: `nn.Cell.load_state_dict` gave the
+    # parameters new storage, which an `ms.jit` graph compiled before did not see (it computed with the old weights)
+    model = MsTinyNet.from_pretrained(saved)
+    if jit:
+        model.construct = ms.jit(model.construct)
+    x = _x()
+    torch_model = _torch_model()
+    assert_close(_run(model, x), _ref(torch_model, x), 1e-5, "first weights")
+    with torch.no_grad():
+        for p in torch_model.parameters():
+            p.mul_(-1.5)
+    state = {k: v.numpy() for k, v in torch_model.state_dict().items()}
+    result = model.load_state_dict(state)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    assert_close(_run(model, x), _ref(torch_model, x), 1e-5, "loaded weights")
+
+    # strict: missing or unexpected keys, or a wrong shape, raise and write nothing
+    before = _params(model)
+    doubled = {k: ms.Tensor(v * 2) for k, v in state.items()}
+    for bad, match in [
+        ({k: v for k, v in doubled.items() if k != "norm.bias"}, "missing keys"),
+        ({**doubled, "extra.weight": ms.Tensor(np.zeros(2, np.float32))}, "unexpected keys"),
+        ({**doubled, "proj_out.weight": ms.Tensor(np.zeros((4, 8), np.float32))}, "proj_out.weight"),
+    ]:
+        with pytest.raises(CheckpointError, match=match):
+            model.load_state_dict(bad)
+        for k, v in _params(model).items():
+            np.testing.assert_array_equal(v, before[k], err_msg=k)
+    # not strict: what fits loads; the rest is reported as torch does
+    partial = {k: v for k, v in doubled.items() if k != "norm.bias"}
+    partial["extra.weight"] = ms.Tensor(np.zeros(2, np.float32))
+    result = model.load_state_dict(partial, strict=False)
+    assert result.missing_keys == ["norm.bias"] and result.unexpected_keys == ["extra.weight"]
+    after = _params(model)
+    np.testing.assert_array_equal(after["norm.weight"], before["norm.weight"] * 2)
+    np.testing.assert_array_equal(after["norm.bias"], before["norm.bias"])
+    with pytest.raises(CheckpointError, match="proj_out.weight"):
+        model.load_state_dict({"proj_out.weight": np.zeros((4, 8), np.float32)}, strict=False)
+
+
+def test_vae_checkpoint_with_the_attention_names_before_diffusers_0_14(tmp_path):
+    # VAE folders written before diffusers 0.14 name the mid-block attention query / key / value / proj_attn:
+    # diffusers renames them on load (`_fix_state_dict_keys_on_load`), and so does the port
+    config = dict(
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=4,
+        layers_per_block=1,
+    )
+    torch.manual_seed(0)
+    reference = diffusers.AutoencoderKL(**config).eval()
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    reference.save_pretrained(tmp_path / "vae")
+    renames = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
+
+    def old_names(tensors):
+        out = {}
+        for key, value in tensors.items():
+            for new, old in renames.items():
+                key = key.replace(f"attentions.0.{new}.", f"attentions.0.{old}.")
+            out[key] = value
+        return out
+
+    _rewrite(tmp_path / "vae" / "diffusion_pytorch_model.safetensors", old_names)
+    keys = safetensors.torch.load_file(str(tmp_path / "vae" / "diffusion_pytorch_model.safetensors")).keys()
+    assert "decoder.mid_block.attentions.0.proj_attn.weight" in keys and not any(".to_q." in k for k in keys)
+    reloaded = diffusers.AutoencoderKL.from_pretrained(tmp_path / "vae").eval()
+    z = np.random.default_rng(1).standard_normal((1, 4, 5, 6)).astype(np.float32)
+    with torch.no_grad():
+        expected = reloaded.decode(torch.from_numpy(z)).sample.numpy()
+        np.testing.assert_array_equal(expected, reference.decode(torch.from_numpy(z)).sample.numpy())
+    ours = AutoencoderKL.from_pretrained(tmp_path / "vae")
+    assert_close(ours.decode(ms.Tensor(z))[0].asnumpy(), expected, 1e-5, "decode")
+    ours.load_weights([tmp_path / "vae" / "diffusion_pytorch_model.safetensors"])
+    assert_close(ours.decode(ms.Tensor(z))[0].asnumpy(), expected, 1e-5, "decode after load_weights")
+
+
+@pytest.mark.parametrize("name", ["offload_folder", "offload_state_dict", "dduf_file"])
+def test_offloading_and_dduf_arguments_are_refused_by_models(saved, name):
+    # as `DiffusionPipeline.from_pretrained`: an argument the port cannot honour raises instead of being ignored
+    with pytest.raises(TypeError, match=name):
+        MsTinyNet.from_pretrained(saved, **{name: "x" if name != "offload_state_dict" else True})
+    MsTinyNet.from_pretrained(saved, max_memory=None, disable_mmap=True, offload_state_dict=False)
+
+
+def test_a_file_instead_of_the_model_folder(saved):
+    with pytest.raises(EnvironmentError, match="pass the folder"):
+        MsTinyNet.from_pretrained(saved / "config.json")
+
+
 def test_save_refuses_pickle_and_files(tmp_path, caplog):
     model = MsTinyNet()
     # upstream's pickle request: safetensors anyway, with a warning (diffusers loads the folder)

@@ -177,6 +177,14 @@ def resolve_weight_files(
 
     Raises ``EnvironmentError`` naming what was looked for, with a hint when only pickle weights exist."""
     path = os.fspath(pretrained_model_name_or_path)
+    if os.path.isfile(path):
+        if path.endswith(".safetensors"):
+            return [path]
+        if not path.endswith(".index.json"):
+            raise EnvironmentError(
+                f"{path} is a file, not a safetensors checkpoint nor its shard index: pass the folder that holds the "
+                "model's config and weights (`from_single_file` reads one original-format checkpoint file)."
+            )
     index_file = resolve_file(
         path, add_variant(index_name, variant), subfolder=subfolder, required=False, **hub_kwargs
     )

@@ -28,6 +28,7 @@ from mindspore import mint, nn
 from mindspore.nn.utils import no_init_parameters
 
 from ...peft import invalidate_compiled_graphs
+from ...peft.tuners.tuners_utils import IncompatibleKeys
 from ..configuration_utils import deprecated_config_attribute
 from ..utils import (
     CONFIG_NAME,
@@ -45,6 +46,7 @@ from .model_loading_utils import (
     add_variant,
     keeps_fp32,
     load_checkpoint_into_model,
+    load_state_dict_into_model,
     named_parameters,
     resolve_weight_files,
     save_state_dict_sharded,
@@ -63,7 +65,28 @@ _UNSUPPORTED_KWARGS = {
     "device": "MindSpore places tensors through `ms.set_context(device_target=...)`.",
     "quantization_config": "quantized checkpoints are not supported by this port.",
     "use_flashpack": "FlashPack checkpoints are not supported by this port.",
+    "offload_folder": "there is no offloading in this port.",
+    "offload_state_dict": "there is no offloading in this port.",
+    "dduf_file": "DDUF files are not supported: use the diffusers folder format.",
 }
+
+
+_DEPRECATED_ATTENTION_NAMES = (("query", "to_q"), ("key", "to_k"), ("value", "to_v"), ("proj_attn", "to_out.0"))
+
+
+def _deprecated_attention_key_mapping(model: nn.Cell):
+    """Upstream's `_fix_state_dict_keys_on_load`: attention blocks flagged `_from_deprecated_attn_block` (a VAE's
+    mid-block) read checkpoints written before diffusers 0.14, which named their layers query / key / value /
+    proj_attn. Returns a checkpoint key -> model key function, or None when the model has no such block."""
+    renames = {}
+    for path, cell in model.cells_and_names():
+        if getattr(cell, "_from_deprecated_attn_block", False):
+            for old, new in _DEPRECATED_ATTENTION_NAMES:
+                for kind in ("weight", "bias"):
+                    renames[f"{path}.{old}.{kind}"] = f"{path}.{new}.{kind}"
+    if not renames:
+        return None
+    return lambda key: renames.get(key, key)
 
 
 def cast_cell(cell: nn.Cell, dtype: ms.Type, keep_in_fp32_modules=()) -> nn.Cell:
@@ -211,6 +234,14 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
         """Structural parameter names -> parameters: the keys checkpoints are written with and read by."""
         return named_parameters(self)
 
+    def load_state_dict(self, state_dict: Dict[str, Any], strict: bool = True) -> IncompatibleKeys:
+        """torch's `load_state_dict` over the keys of `state_dict()`: values (`ms.Tensor` or NumPy arrays) are checked
+        first and copied into the parameters in place, cast to their dtypes; any mismatched shape, or with `strict`
+        any missing or unexpected key, raises `CheckpointError` and writes nothing. `nn.Cell.load_state_dict` would
+        give each parameter new storage, which a graph compiled by `ms.jit` does not see."""
+        missing, unexpected = load_state_dict_into_model(self, state_dict, strict=strict)
+        return IncompatibleKeys(missing_keys=missing, unexpected_keys=unexpected)
+
 
 class ModelMixin(CellUtilsMixin):
     r"""
@@ -337,7 +368,7 @@ class ModelMixin(CellUtilsMixin):
             kwargs.pop(name, None)
         if kwargs.pop("use_safetensors", None) is False:
             raise ValueError("`use_safetensors=False` is not supported: only safetensors checkpoints are read.")
-        for name in ("low_cpu_mem_usage", "user_agent", "_from_pipeline", "mirror"):
+        for name in ("low_cpu_mem_usage", "user_agent", "_from_pipeline", "mirror", "disable_mmap", "max_memory"):
             kwargs.pop(name, None)
         if kwargs.pop("allow_pickle", False):
             raise ValueError("`allow_pickle=True` is not supported: pickle checkpoints are never read.")
@@ -375,7 +406,9 @@ class ModelMixin(CellUtilsMixin):
                 Also return upstream's dict of missing, unexpected and mismatched keys and error messages (all empty
                 here: any of them raises `CheckpointError`).
             kwargs (remaining dictionary of keyword arguments, *optional*):
-                Update the configuration object after it is loaded (e.g. `num_layers=2`).
+                Update the configuration object after it is loaded (e.g. `norm_eps=1e-6`). The checkpoint must
+                still fit the model: an override that drops weights (a smaller `num_layers`) raises `CheckpointError`,
+                where diffusers loads the first layers with a warning.
         """
         # upstream: a `torch_dtype` that is not a dtype loads in float32, with a warning
         mindspore_dtype = str_to_dtype(auto_dtype_as_float32(pop_mindspore_dtype(kwargs)))
@@ -412,6 +445,7 @@ class ModelMixin(CellUtilsMixin):
             dtype=mindspore_dtype,
             keep_in_fp32_modules=cls._keep_in_fp32_modules or (),
             ignore_unexpected=cls._keys_to_ignore_on_load_unexpected or (),
+            key_mapping=_deprecated_attention_key_mapping(model),
         )
         model.register_to_config(_name_or_path=os.fspath(pretrained_model_name_or_path))
         model.set_train(False)
@@ -430,6 +464,7 @@ class ModelMixin(CellUtilsMixin):
             dtype=str_to_dtype(mindspore_dtype),
             keep_in_fp32_modules=self._keep_in_fp32_modules or (),
             ignore_unexpected=self._keys_to_ignore_on_load_unexpected or (),
+            key_mapping=_deprecated_attention_key_mapping(self),
         )
         return self
 

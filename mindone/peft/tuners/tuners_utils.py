@@ -23,6 +23,7 @@ included for the run-time `scale` of `attention_kwargs`."""
 import contextlib
 import re
 import warnings
+from collections import namedtuple
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import mindspore as ms
@@ -277,6 +278,10 @@ def invalidate_compiled_graphs(cell: nn.Cell) -> None:
             _cell_graph_executor.del_net_res(sub_cell, set(stale_phases))
             stale_phases.clear()
         object.__setattr__(sub_cell, "_create_time", sub_cell.create_time + 1)
+
+
+# torch's `load_state_dict` result
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
 def set_parameter_data(param: ms.Parameter, tensor: ms.Tensor) -> bool:

@@ -17,7 +17,6 @@ parameter dtype. `set_peft_model_state_dict` validates every key and shape befor
 (`strict=True`), refuses unknown keys and missing adapter weights, so a failed load leaves the model as it was."""
 
 import re
-from collections import namedtuple
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -25,10 +24,8 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn
 
-from ..tuners.tuners_utils import invalidate_compiled_graphs, iter_tuner_layers, set_parameter_data
+from ..tuners.tuners_utils import IncompatibleKeys, invalidate_compiled_graphs, iter_tuner_layers, set_parameter_data
 from .error import AdapterStateDictError
-
-_IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 _PEFT_PREFIX = "base_model.model."
 
@@ -159,8 +156,8 @@ def _match_state_dict(
         plan.append((model_key, value))
     loaded = {model_key for model_key, _ in plan}
     missing = [k for k in adapter_keys if k not in loaded]
-    # entries skipped for their shape (`ignore_mismatched_sizes`) are reported as such, not as missing weights
-    strictly_missing = [k for k in missing if not (ignore_mismatched_sizes and k in skipped)]
+    # entries skipped for their shape are reported as such (or ignored with `ignore_mismatched_sizes`), not as missing
+    strictly_missing = [k for k in missing if k not in skipped]
     problems = []
     if mismatched and not ignore_mismatched_sizes:
         problems += [f"- {k}: shape {s} in the state dict, {m} in the model" for k, s, m in mismatched]
@@ -235,7 +232,7 @@ def set_peft_model_state_dict(
         replaced |= set_parameter_data(param, _to_tensor(value, param.dtype))
     if replaced:
         invalidate_compiled_graphs(model)
-    return _IncompatibleKeys(missing_keys=missing, unexpected_keys=unexpected)
+    return IncompatibleKeys(missing_keys=missing, unexpected_keys=unexpected)
 
 
 def check_state_dict_fits_injection(
