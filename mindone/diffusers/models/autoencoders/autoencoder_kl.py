@@ -18,7 +18,8 @@ default; `generator` is a `numpy.random.Generator`; convolutions are `cpu_layers
 CPU path); tile blending is vectorised (one weighted sum per overlap instead of a Python loop of in-place row
 writes, same numbers); `encode` / `decode` / the forward pass run on the host and call the `encoder`, `decoder` and
 quant-conv cells, which GRAPH_MODE compiles (once per input shape), so tiling, slicing, the posterior object and numpy
-generators work in both modes (`ms.jit` of `construct` compiles the forward pass without posterior sampling);
+generators work in both modes when called from Python (`ms.jit` of `construct` compiles the forward pass without
+posterior sampling; `encode` inside a compiled function raises: the posterior is a host object);
 gradient checkpointing by `mindspore.recompute` (reentrant, see `vae.Encoder`); no QKV fusion or PEFT.
 """
 
@@ -38,6 +39,18 @@ from ..cpu_layers import Conv2d, _in_graph, check_cpu_compute_dtype, check_input
 from ..modeling_outputs import AutoencoderKLOutput
 from ..modeling_utils import ModelMixin
 from .vae import AutoencoderMixin, Decoder, DecoderOutput, DiagonalGaussianDistribution, Encoder
+
+
+def _posterior_in_a_graph():
+    # the posterior is a host object (NumPy generators, Python attributes): built inside a compiled function
+    # (`ms.jit`, or `ms.grad` in GRAPH_MODE) it went through MindSpore's JIT fallback, which has no gradient (the
+    # gradients came out as zeros) and no static shapes (a convolution after it failed)
+    raise RuntimeError(
+        "AutoencoderKL.encode (and sample_posterior=True) cannot run inside a compiled function (ms.jit, or ms.grad "
+        "in GRAPH_MODE): its posterior is a host object, which a graph neither builds with static shapes nor "
+        "differentiates. Call it from Python (PyNative), or in the compiled function split the encoder's moments "
+        "yourself: mean, logvar = mint.chunk(vae._encode(x), 2, dim=1)."
+    )
 
 
 def _blend_weights(blend_extent: int) -> Tuple[ms.Tensor, ms.Tensor]:
@@ -232,6 +245,8 @@ class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, F
                 The latent distribution of the encoded images. If `return_dict` is True, a
                 [`~models.autoencoder_kl.AutoencoderKLOutput`] is returned, otherwise a plain `tuple` is returned.
         """
+        if _in_graph():
+            _posterior_in_a_graph()
         posterior = DiagonalGaussianDistribution(self._encode_moments(x))
 
         if not return_dict:
@@ -397,6 +412,8 @@ class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, F
             "returned value.",
             FutureWarning,
         )
+        if _in_graph():
+            _posterior_in_a_graph()
         posterior = DiagonalGaussianDistribution(self._tiled_encode(x))
 
         if not return_dict:
@@ -466,6 +483,8 @@ class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, F
         x = sample
         moments = self._encode_moments(x)
         if sample_posterior:
+            if _in_graph():
+                _posterior_in_a_graph()
             z = DiagonalGaussianDistribution(moments).sample(generator=generator)
         else:
             # the posterior's mode without building the host object, which has no static shapes when `construct` is
