@@ -568,6 +568,35 @@ def test_lora_gradients_with_a_call_scale(scale):
     assert_close(run_ms(ms_model, inputs), run_torch(torch_model, inputs), TOL, "after the scaled call")
 
 
+@pytest.mark.parametrize("mode", ["pynative", "graph"])
+def test_lora_dropout_of_adapters_added_in_training(mode, tmp_path):
+    """An adapter added to (or loaded into) a model already in training mode applies its dropout: its new cells
+    started in MindSpore's inference mode, so dropout stayed off until the next `set_train(True)`."""
+    lora_dir = make_lora_dir(tmp_path, "dropout", seed=4, r=4, lora_alpha=8, lora_dropout=0.5)
+    ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+    try:
+        _, ms_model = make_twins()
+        ms_model.set_train(True)
+        ms_model.add_adapter(
+            mp.LoraConfig(r=4, lora_alpha=8, target_modules=["to_q"], lora_dropout=0.5, init_lora_weights=False),
+            adapter_name="a",
+        )
+        ms_model.load_lora_adapter(lora_dir, adapter_name="b")
+        dropouts = [c for n, c in ms_model.cells_and_names() if ".lora_dropout." in n]
+        assert dropouts and all(c.training for c in dropouts)
+        inputs = make_inputs()
+        first, second = run_ms(ms_model, inputs), run_ms(ms_model, inputs)
+        ms_model.set_train(False)
+        inference = run_ms(ms_model, inputs)
+        ms_model.add_adapter(mp.LoraConfig(r=2, target_modules=["to_k"], lora_dropout=0.5), adapter_name="c")
+        assert not any(c.training for n, c in ms_model.cells_and_names() if ".lora_dropout." in n)
+        again, more = run_ms(ms_model, inputs), run_ms(ms_model, inputs)
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+    assert rel_l2(second, first) > 1e-2 and rel_l2(first, inference) > 1e-2
+    np.testing.assert_array_equal(again, more)
+
+
 @pytest.mark.parametrize("mode", ["pynative", "graph", "jit-model", "jit-blocks"])
 def test_lora_dropout_in_training(mode):
     """`lora_dropout` applies in training mode only, also when the model ran for inference before `set_train(True)`

@@ -152,6 +152,9 @@ class LoraLayer(BaseTunerLayer):
         self.scaling[adapter_name] = self._initial_scaling(adapter_name)
         self._rebuild_slots()
         self.set_adapter(self.active_adapters, inference_mode=config.inference_mode)
+        # new cells start in inference mode (MindSpore's default; torch's is training): they take the mode of the
+        # layer they adapt, so the dropout of an adapter added to a model in training applies
+        self.set_train(base_layer.training)
 
     def _initial_scaling(self, adapter: str) -> float:
         if self.use_rslora.get(adapter, False):
