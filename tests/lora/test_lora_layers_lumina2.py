@@ -597,6 +597,34 @@ def test_lora_dropout_of_adapters_added_in_training(mode, tmp_path):
     np.testing.assert_array_equal(again, more)
 
 
+def test_lora_dropout_under_gradient_checkpointing_is_refused(tmp_path):
+    """MindSpore's recompute draws new dropout masks when it runs a block again in the backward pass (torch's
+    checkpoint replays them): the gradients would not belong to the forward pass. Each way of reaching the combination
+    raises and changes nothing; without dropout, or in inference, it is allowed."""
+    match = "Dropout .* under gradient checkpointing"
+    lora_dir = make_lora_dir(tmp_path, "dropout", seed=4, r=4, lora_alpha=8, lora_dropout=0.5)
+    _, ms_model = make_twins()
+    ms_model.enable_gradient_checkpointing()
+    ms_model.set_train(True)
+    config = mp.LoraConfig(r=4, lora_alpha=8, target_modules=["to_q"], lora_dropout=0.5, init_lora_weights=False)
+    with pytest.raises(ValueError, match=match):
+        ms_model.add_adapter(config, adapter_name="a")
+    with pytest.raises(ValueError, match=match):
+        ms_model.load_lora_adapter(lora_dir, adapter_name="b")
+    assert not any(".lora_" in n for n, _ in ms_model.parameters_and_names())
+    ms_model.add_adapter(mp.LoraConfig(r=4, target_modules=["to_q"]), adapter_name="no_dropout")  # allowed
+    ms_model.set_train(False)
+    ms_model.add_adapter(config, adapter_name="a")  # inference: allowed
+    with pytest.raises(ValueError, match=match):
+        ms_model.set_train(True)
+    assert not ms_model.training
+    ms_model.disable_gradient_checkpointing()
+    ms_model.set_train(True)
+    with pytest.raises(ValueError, match=match):
+        ms_model.enable_gradient_checkpointing()
+    assert not ms_model.is_gradient_checkpointing
+
+
 @pytest.mark.parametrize("mode", ["pynative", "graph", "jit-model", "jit-blocks"])
 def test_lora_dropout_in_training(mode):
     """`lora_dropout` applies in training mode only, also when the model ran for inference before `set_train(True)`

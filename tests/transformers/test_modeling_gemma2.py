@@ -1007,3 +1007,57 @@ def test_keep_in_fp32_modules_follow_transformers(torch_checkpoints, dtype, torc
     actual = {k: str(v.dtype).lower() for k, v in ours.parameters_and_names()}
     assert actual == expected
     assert "float32" in actual.values() and str(dtype).lower() in actual.values()
+
+
+def test_attention_dropout_as_transformers(monkeypatch):
+    # transformers drops attention weights after the softmax in training; the port ignored `attention_dropout`. With
+    # the same mask on both sides (drawn once, scaled as dropout does) the outputs agree; the real dropout draws new
+    # masks per call in training only.
+    from mindone.transformers.models.gemma2 import modeling_gemma2
+
+    p = 0.25
+    torch_model, ms_model = make_pair(make_config(**TINY, attention_dropout=p))
+    ids, mask = random_inputs(2, 7, TINY["vocab_size"], lengths=[7, 4], seed=6)
+    masks = iter([])
+
+    def fixed_dropout_torch(x, p=0.5, training=False, inplace=False):
+        return x * torch.from_numpy(next(masks)) if training else x
+
+    class FixedDropout(ms.nn.Cell):
+        def construct(self, x):
+            return x * ms.Tensor(next(masks)) if self.training else x
+
+    def draw():
+        rng = np.random.default_rng(1)
+        shape = (2, TINY["num_attention_heads"], 7, 7)
+        return [(rng.random(shape) >= p).astype(np.float32) / (1 - p) for _ in range(TINY["num_hidden_layers"])]
+
+    ms_model.set_train(True)
+    torch_model.train()
+    first, second = run_ms(ms_model, ids, mask), run_ms(ms_model, ids, mask)
+    assert rel_l2(first.last_hidden_state, second.last_hidden_state) > 1e-3  # new masks per call
+    monkeypatch.setattr(modeling_gemma2.nn.Dropout, "construct", FixedDropout.construct)
+    monkeypatch.setattr(torch.nn.functional, "dropout", fixed_dropout_torch)
+    masks = iter(draw())
+    expected = run_torch(torch_model, ids, mask)
+    masks = iter(draw())
+    assert_hidden_states_match(run_ms(ms_model, ids, mask), expected)
+    ms_model.set_train(False)
+    torch_model.eval()
+    assert_hidden_states_match(run_ms(ms_model, ids, mask), run_torch(torch_model, ids, mask))
+
+
+def test_dropout_under_gradient_checkpointing_is_refused():
+    # MindSpore's recompute draws new dropout masks in the backward pass: refused in every order, nothing changed
+    _, ms_model = make_pair(make_config(**TINY, attention_dropout=0.1))
+    ms_model.gradient_checkpointing_enable()
+    with pytest.raises(ValueError, match="Dropout .* under gradient checkpointing"):
+        ms_model.set_train(True)
+    assert not ms_model.training
+    ms_model.gradient_checkpointing_disable()
+    ms_model.set_train(True)
+    with pytest.raises(ValueError, match="Dropout .* under gradient checkpointing"):
+        ms_model.gradient_checkpointing_enable()
+    assert not ms_model.is_gradient_checkpointing
+    ms_model.set_train(False)
+    ms_model.gradient_checkpointing_enable()  # inference: no recompute, allowed

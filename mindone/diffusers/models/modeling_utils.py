@@ -28,7 +28,7 @@ from mindspore import mint, nn
 from mindspore.nn.utils import no_init_parameters
 
 from ...peft import invalidate_compiled_graphs
-from ...peft.tuners.tuners_utils import IncompatibleKeys
+from ...peft.tuners.tuners_utils import IncompatibleKeys, check_dropout_with_recompute
 from ..configuration_utils import deprecated_config_attribute
 from ..utils import (
     CONFIG_NAME,
@@ -163,6 +163,8 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
         return any(getattr(cell, "gradient_checkpointing", False) for _, cell in self.cells_and_names())
 
     def _set_gradient_checkpointing(self, enable: bool) -> None:
+        if enable:
+            check_dropout_with_recompute(self, checkpointing=True)
         for _, cell in self.cells_and_names():
             if hasattr(cell, "gradient_checkpointing"):
                 cell.gradient_checkpointing = enable
@@ -202,6 +204,8 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
         """MindSpore's `set_train`; a change of mode also makes compiled graphs recompile: `ms.jit` graphs are keyed by
         each cell's phase, which `set_train` sets on the cell it is called on only (a graph compiled for inference was
         reused in training, LoRA dropout never applied, and the other way round)."""
+        if mode:
+            check_dropout_with_recompute(self, training=True)
         changed = any(cell.training != mode for _, cell in self.cells_and_names())
         super().set_train(mode)
         if changed:

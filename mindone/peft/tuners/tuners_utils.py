@@ -264,6 +264,32 @@ def _is_key_under_prefixes(key: str, prefixes: set) -> bool:
     return "" in prefixes
 
 
+def check_dropout_with_recompute(
+    model: nn.Cell, training: Optional[bool] = None, checkpointing: Optional[bool] = None, new_dropout: float = 0.0
+) -> None:
+    """Raise when dropout (`nn.Dropout` with p > 0: LoRA dropout, Gemma2's attention dropout, or `new_dropout` about to
+    be added) would run under gradient checkpointing in training. `training` / `checkpointing` are the states about
+    to be set (default: the model's). MindSpore's `recompute` restores the generator state, but `nn.Dropout`'s kernel
+    keeps its own: recomputing a block in the backward pass draws new masks, and the gradients would not belong to the
+    forward pass (torch's checkpoint replays the same masks)."""
+    training = model.training if training is None else training
+    if not training:
+        return
+    if checkpointing is None:
+        checkpointing = any(getattr(cell, "gradient_checkpointing", False) for _, cell in model.cells_and_names())
+    if not checkpointing:
+        return
+    rates = [new_dropout] if new_dropout > 0 else []
+    rates += [cell.p for _, cell in model.cells_and_names() if isinstance(cell, nn.Dropout) and (cell.p or 0) > 0]
+    if rates:
+        raise ValueError(
+            f"Dropout (p={max(rates)}) under gradient checkpointing in training is not supported: MindSpore's recompute "
+            "draws new dropout masks when it runs a block again in the backward pass, so the gradients would not "
+            "belong to the forward pass. Set the dropout to 0 (`lora_dropout=0`, `attention_dropout=0`) or disable "
+            "gradient checkpointing. Nothing was changed."
+        )
+
+
 def invalidate_compiled_graphs(cell: nn.Cell) -> None:
     """Make compiled graphs of `cell` and of every sub-cell recompile at their next call.
 

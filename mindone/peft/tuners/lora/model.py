@@ -30,6 +30,7 @@ from ..tuners_utils import (
     BaseTunerLayer,
     _ExcludedModule,
     _structural_change,
+    check_dropout_with_recompute,
     check_target_module_exists,
     iter_tuner_layers,
     set_adapter,
@@ -119,6 +120,7 @@ def resolve_targets(
     if peft_config.target_modules is None:
         raise ValueError("Please specify `target_modules` in `peft_config`")
     _maybe_include_all_linear_layers(peft_config, model)
+    check_dropout_with_recompute(model, new_dropout=peft_config.lora_dropout)
 
     # ---- matching (nothing is changed before all checks passed) ----
     tuner_prefixes = [name + "." for name, _ in tuner_layers]

@@ -430,8 +430,10 @@ def eager_attention_forward(
     scaling: float,
     softcap: Optional[float] = None,
     precise_tanh: bool = False,
+    dropout: Optional[nn.Cell] = None,
 ):
-    """transformers' eager attention: scores in the input dtype, tanh soft-capping, additive mask, fp32 softmax.
+    """transformers' eager attention: scores in the input dtype, tanh soft-capping, additive mask, fp32 softmax,
+    dropout of the weights (`dropout`, a cell: identity outside training).
 
     (`mindone.diffusers.models.attention_processor.scaled_dot_product_attention` has no soft-capping step.)"""
     key_states = repeat_kv(key, num_key_value_groups)
@@ -449,6 +451,8 @@ def eager_attention_forward(
 
     # upcast attention to fp32
     attn_weights = mint.softmax(attn_weights.astype(ms.float32), dim=-1).astype(query.dtype)
+    if dropout is not None:
+        attn_weights = dropout(attn_weights)
     attn_output = mint.matmul(attn_weights, value_states)
     attn_output = mint.swapaxes(attn_output, 1, 2)
     return attn_output, attn_weights
@@ -464,7 +468,9 @@ class Gemma2Attention(nn.Cell):
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         self.num_key_value_groups = config.num_attention_heads // config.num_key_value_heads
         self.scaling = config.query_pre_attn_scalar**-0.5
-        self.attention_dropout = config.attention_dropout  # inference port: never applied
+        self.attention_dropout = config.attention_dropout
+        # `nn.Dropout`: `mint.nn.Dropout` (DropoutExt) has no CPU kernel in MindSpore 2.10
+        self.attn_dropout = nn.Dropout(p=float(config.attention_dropout)) if config.attention_dropout > 0 else None
 
         std, bias = config.initializer_range, config.attention_bias
         self.q_proj = _linear(config.hidden_size, config.num_attention_heads * self.head_dim, bias, std)
@@ -497,6 +503,7 @@ class Gemma2Attention(nn.Cell):
             self.scaling,
             softcap=self.attn_logit_softcapping,
             precise_tanh=self.precise_tanh,
+            dropout=self.attn_dropout,
         )
 
         attn_output = attn_output.reshape(input_shape + (-1,))
