@@ -168,6 +168,14 @@ def test_conversion_errors():
     leftover["diffusion_model.x_embedder.lora_A.weight"] = np.zeros((2, 16), np.float32)
     with pytest.raises(ValueError, match="should be empty at this point"):
         pipe.load_lora_weights(leftover)
+    # a key without the prefix is not converted (a bare twin overwrote the prefixed weight); diffusers fails too
+    good = dict(_original_lora((24, 40, 64, 24, 96), blocks=(("layers", 0),)))
+    bare = dict(
+        good,
+        **{"layers.0.attention.out.lora_B.weight": 100 * good["diffusion_model.layers.0.attention.out.lora_B.weight"]},
+    )
+    with pytest.raises(ValueError, match=r"should be empty at this point but has \['layers.0.attention.out.lora_B"):
+        pipe.load_lora_weights(bare)
     half = {k: v for k, v in leftover.items() if "qkv.lora_B" not in k and "x_embedder" not in k}
     with pytest.raises(ValueError, match="lacks `diffusion_model.layers.0.attention.qkv.lora_B.weight`"):
         pipe.load_lora_weights(half)
@@ -179,3 +187,37 @@ def test_conversion_errors():
         Lumina2Pipeline.lora_state_dict(odd, transformer_config={"hidden_size": 24})
     assert_same_params(model, snapshot)
     np.testing.assert_array_equal(run_ms(model, inputs), base)
+
+
+def test_keys_of_no_transformer(caplog):
+    # diffusers loads nothing from a LoRA without `transformer.` keys (a warning) and drops other components' keys
+    # silently: the port refuses the first and names the dropped keys
+    from mindone.diffusers.utils.logging import _ROOT
+
+    _, model = make_twins(GQA)
+    pipe = _Pipe(model)
+    inputs = make_inputs(GQA)
+    base, snapshot = run_ms(model, inputs), param_snapshot(model)
+    kohya = {
+        "lora_unet_layers_0_attention_qkv.lora_down.weight": np.zeros((2, 24), np.float32),
+        "lora_unet_layers_0_attention_qkv.lora_up.weight": np.zeros((40, 2), np.float32),
+    }
+    with pytest.raises(ValueError, match=r"no `transformer.` keys .*lora_unet_layers_0_attention_qkv"):
+        pipe.load_lora_weights(kohya)
+    assert_same_params(model, snapshot)
+    np.testing.assert_array_equal(run_ms(model, inputs), base)
+
+    inner = model.layers[0].feed_forward.linear_1.weight.shape[0]
+    converted = Lumina2Pipeline.lora_state_dict(_original_lora((24, 40, inner, 24, 96), blocks=(("layers", 0),)))
+    pipe.load_lora_weights(converted, adapter_name="plain")
+    expected = run_ms(model, inputs)
+    model.unload_lora()
+    extra = dict(converted, **{"text_encoder.layers.0.self_attn.q_proj.lora_A.weight": np.zeros((2, 8), np.float32)})
+    with caplog.at_level(logging.WARNING, logger=_ROOT):
+        logging.getLogger(_ROOT).addHandler(caplog.handler)
+        try:
+            pipe.load_lora_weights(extra, adapter_name="with_extra")
+        finally:
+            logging.getLogger(_ROOT).removeHandler(caplog.handler)
+    assert "1 LoRA keys are not for the transformer" in caplog.text and "text_encoder.layers.0" in caplog.text
+    np.testing.assert_array_equal(run_ms(model, inputs), expected)

@@ -91,10 +91,10 @@ def _convert_non_diffusers_lumina2_lora_to_diffusers(
     Raises:
         `ValueError`: keys that are not part of this layout, or a fused qkv that does not split into the sizes.
     """
-    # Remove "diffusion_model." prefix from keys.
-    state_dict = {
-        k[len(_ORIGINAL_PREFIX) :] if k.startswith(_ORIGINAL_PREFIX) else k: v for k, v in state_dict.items()
-    }
+    # Remove "diffusion_model." prefix from keys; keys without it are not part of the layout (a bare twin of a
+    # prefixed key would overwrite it) and are reported below
+    foreign = [k for k in state_dict if not k.startswith(_ORIGINAL_PREFIX)]
+    state_dict = {k[len(_ORIGINAL_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(_ORIGINAL_PREFIX)}
     split_sizes = lumina2_qkv_split_sizes(transformer_config) if transformer_config is not None else None
     converted_state_dict = {}
 
@@ -136,7 +136,8 @@ def _convert_non_diffusers_lumina2_lora_to_diffusers(
         for index in indices:
             process_block(prefix, index, convert_norm)
 
-    if len(state_dict) > 0:
-        raise ValueError(f"`state_dict` should be empty at this point but has {state_dict.keys()=}")
+    if len(state_dict) > 0 or foreign:
+        left = [_ORIGINAL_PREFIX + k for k in state_dict] + foreign
+        raise ValueError(f"`state_dict` should be empty at this point but has {left}")
 
     return {f"transformer.{key}": value for key, value in converted_state_dict.items()}

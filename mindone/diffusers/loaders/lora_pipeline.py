@@ -170,6 +170,20 @@ class Lumina2LoraLoaderMixin(LoraBaseMixin):
         is_correct_format = all("lora" in key for key in state_dict.keys())
         if not is_correct_format:
             raise ValueError("Invalid LoRA checkpoint. Make sure all LoRA param names contain `'lora'` substring.")
+        # diffusers loads nothing here, with a warning (keys of no transformer) or silently (keys of other components)
+        prefix = f"{self.transformer_name}."
+        others = sorted(k for k in state_dict if not k.startswith(prefix))
+        if len(others) == len(state_dict):
+            raise ValueError(
+                f"The LoRA has no `{prefix}` keys (e.g. {others[:3]}): it is neither in diffusers' Lumina2 format nor in "
+                "the original Lumina-Image-2.0 one (`diffusion_model.` keys); other formats (kohya `lora_unet_`, ...) "
+                "are not converted. Nothing was loaded."
+            )
+        if others:
+            logger.warning(
+                f"{len(others)} LoRA keys are not for the {self.transformer_name} (the only LoRA-loadable component of "
+                f"{type(self).__name__}) and are not loaded: {others[:5]}{' ...' if len(others) > 5 else ''}"
+            )
 
         self.load_lora_into_transformer(
             state_dict,
