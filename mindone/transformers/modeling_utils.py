@@ -499,6 +499,11 @@ class PreTrainedModel(CellUtilsMixin):
             )
         if pretrained_model_name_or_path is not None:
             config.name_or_path = os.fspath(pretrained_model_name_or_path)
+        num_layers, layer_types = getattr(config, "num_hidden_layers", None), getattr(config, "layer_types", None)
+        if isinstance(num_layers, int) and isinstance(layer_types, list) and len(layer_types) > num_layers:
+            # fewer layers than the checkpoint's config: transformers keeps all its `layer_types`, and then refuses to
+            # save the config; the first ones are the loaded layers'
+            config.layer_types = layer_types[:num_layers]
 
         # 2. weight files (single file or shard index), or the passed state dict, and dtype
         files = None

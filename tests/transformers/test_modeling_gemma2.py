@@ -567,6 +567,21 @@ def test_output_formats(tiny_pair):
     assert rel_l2(ms_model(ids, attention_mask=mask)[0], last) == 0.0
 
 
+def test_untied_last_hidden_state_and_empty_selections(graph_mode_param):
+    """`config.tie_last_hidden_states=False` keeps the last layer's output before the final norm as the last hidden
+    state, as transformers; `output_hidden_states=0` or `[]` return no hidden states, as transformers."""
+    torch_model, ms_model = make_pair(make_config(**TINY, tie_last_hidden_states=False), seed=7)
+    ids, mask = random_inputs(2, 6, TINY["vocab_size"], lengths=[6, 4], seed=3)
+    ours, theirs = run_ms(ms_model, ids, mask), run_torch(torch_model, ids, mask)
+    assert_hidden_states_match(ours, theirs)
+    assert rel_l2(ours.hidden_states[-1], ours.last_hidden_state) > 0.1  # before the final norm
+    for selection in (0, []):
+        out = ms_model(ms.Tensor(ids), attention_mask=ms.Tensor(mask), output_hidden_states=selection, return_dict=True)
+        with torch.no_grad():
+            expected = torch_model(torch.tensor(ids), attention_mask=torch.tensor(mask), output_hidden_states=selection)
+        assert out.hidden_states is None and expected.hidden_states is None
+
+
 # ----------------------------------------------------------------------------------------------------------- checkpoints
 
 
@@ -619,7 +634,7 @@ def test_load_transformers_checkpoint(torch_checkpoints, name):
 
 
 @pytest.mark.parametrize("name", ["base", "causal_lm_sharded"])
-def test_load_fewer_layers_than_the_checkpoint(torch_checkpoints, name):
+def test_load_fewer_layers_than_the_checkpoint(torch_checkpoints, name, tmp_path):
     # transformers loads the first layers and reports the others as unexpected keys
     folder = torch_checkpoints[0] / name
     theirs, their_info = TorchGemma2Model.from_pretrained(str(folder), num_hidden_layers=1, output_loading_info=True)
@@ -628,6 +643,13 @@ def test_load_fewer_layers_than_the_checkpoint(torch_checkpoints, name):
     assert any(".layers.2." in k or k.startswith("layers.2.") for k in info["unexpected_keys"])
     ids, mask = random_inputs(2, 9, TINY["vocab_size"], lengths=[9, 4], seed=15)
     assert_hidden_states_match(run_ms(ours, ids, mask), run_torch(theirs.eval(), ids, mask))
+    # the config names the loaded layers only, so the model saves (transformers' own copy keeps three `layer_types`
+    # and refuses to save) and loads back in transformers
+    assert ours.config.layer_types == theirs.config.layer_types[:1]
+    ours.save_pretrained(tmp_path)
+    reloaded = TorchGemma2Model.from_pretrained(str(tmp_path), attn_implementation="eager").eval()
+    assert reloaded.config.num_hidden_layers == 1
+    assert_hidden_states_match(run_ms(ours, ids, mask), run_torch(reloaded, ids, mask))
 
 
 def test_load_bf16_checkpoint_and_dtypes(torch_checkpoints, tmp_path):

@@ -718,7 +718,8 @@ class Gemma2Model(Gemma2PreTrainedModel):
         rope_inv_freq: Optional[ms.Tensor] = None,
     ):
         """The tensor program (compiled in GRAPH_MODE). Returns `(last_hidden_state, all_hidden_states,
-        all_attentions)`; `all_attentions` is `()` unless `output_attentions`. Call the model instead, which checks
+        all_attentions)`; `all_hidden_states` ends with the last layer's output before the final norm, and
+        `all_attentions` is `()` unless `output_attentions`. Call the model instead, which checks
         the inputs, finds packed sequences and packs the outputs."""
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
@@ -752,8 +753,6 @@ class Gemma2Model(Gemma2PreTrainedModel):
                 all_attentions = all_attentions + (attn_weights,)
 
         hidden_states = self.norm(hidden_states)
-        # as transformers' `capture_outputs`: the last hidden state is the one after the final norm
-        all_hidden_states = all_hidden_states[:-1] + (hidden_states,)
         return hidden_states, all_hidden_states, all_attentions
 
     def __call__(
@@ -786,7 +785,9 @@ class Gemma2Model(Gemma2PreTrainedModel):
                 Whether to return the attention weights of every layer.
             output_hidden_states (`bool`, `int` or `list[int]`, *optional*, defaults to `config.output_hidden_states`):
                 Whether to return the hidden states of all layers; an index or list of indices (negative allowed)
-                keeps only those entries, the others being `None`, as transformers does.
+                keeps only those entries, the others being `None`, as transformers does (which also returns no
+                hidden states for `0` or `[]`). The last entry is the output after the final norm unless
+                `config.tie_last_hidden_states` is `False`.
             return_dict (`bool`, *optional*, defaults to `False`):
                 Whether to return a [`BaseModelOutputWithPast`] instead of a plain tuple.
             use_cache, cache, past_key_values:
@@ -858,7 +859,12 @@ class Gemma2Model(Gemma2PreTrainedModel):
         else:
             last_hidden_state, all_hidden_states, all_attentions = super().__call__(*args)
 
-        hidden_states = self._select_hidden_states(tuple(all_hidden_states), output_hidden_states)
+        all_hidden_states = tuple(all_hidden_states)
+        tie_last = getattr(self.config, "tie_last_hidden_states", None)
+        if tie_last is None or tie_last:
+            # as transformers' `capture_outputs`: the last hidden state is the one after the final norm
+            all_hidden_states = all_hidden_states[:-1] + (last_hidden_state,)
+        hidden_states = self._select_hidden_states(all_hidden_states, output_hidden_states)
         attentions = tuple(all_attentions) if output_attentions else None
         if return_dict:
             return BaseModelOutputWithPast(
@@ -868,7 +874,8 @@ class Gemma2Model(Gemma2PreTrainedModel):
 
     @staticmethod
     def _select_hidden_states(all_hidden_states, output_hidden_states):
-        if output_hidden_states is None or output_hidden_states is False:
+        if not output_hidden_states:
+            # as transformers, which collects only for a truthy value: `0` and `[]` select nothing
             return None
         if len(all_hidden_states) == 1:
             # no layers: transformers records the hidden states at the layers' outputs, so it has none
