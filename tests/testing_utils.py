@@ -1,4 +1,7 @@
-"""Shared helpers of the parity tests: the error measure, torch <-> MindSpore weight copies."""
+"""Shared helpers of the parity tests: the error measure, torch <-> MindSpore weight copies, captured warnings."""
+
+import logging
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -42,3 +45,22 @@ def load_torch_weights(ms_model, torch_module, strict=True):
     state = {k: v for k, v in state.items() if k in params or strict}
     load_state_dict_into_model(ms_model, state, strict=strict, source=type(torch_module).__name__)
     return ms_model
+
+
+@contextmanager
+def captured_warnings():
+    """Messages of the warnings the `mindone` loggers emit in the block (the library's root logger does not propagate
+    to the root logger that pytest's caplog watches)."""
+    records = []
+
+    class _Handler(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    handler = _Handler(level=logging.WARNING)
+    logger = logging.getLogger("mindone")
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)

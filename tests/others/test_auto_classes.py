@@ -23,6 +23,8 @@ from mindone.diffusers import (
     Lumina2Transformer2DModel,
 )
 from mindone.diffusers.models.model_loading_utils import CheckpointError
+from mindone.diffusers.utils.logging import get_logger
+from mindone.diffusers.utils.testing_utils import CaptureLogger
 from mindone.transformers import Gemma2Model
 
 TINY = os.path.join(os.path.dirname(os.path.abspath(mindone_transformers.__file__)), "..", "assets", "lumina2-tiny")
@@ -219,8 +221,13 @@ def test_auto_pipeline_errors(tiny_pipe, tmp_path):
         AutoPipelineForText2Image.from_pretrained(TINY, enable_pag=True)
     with pytest.raises(ValueError, match="ControlNet"):
         AutoPipelineForText2Image.from_pipe(tiny_pipe, controlnet=object())
-    with pytest.raises(TypeError, match="unexpected keyword argument 'foo'"):
-        AutoPipelineForText2Image.from_pipe(tiny_pipe, foo=1)
+    # an argument the pipeline does not take: upstream ignores it silently, the port says so
+    with CaptureLogger(get_logger("mindone")) as captured:
+        new = AutoPipelineForText2Image.from_pipe(tiny_pipe, foo=1)
+    assert "Keyword arguments ['foo'] are not expected by Lumina2Pipeline and will be ignored" in captured.out
+    assert type(new) is Lumina2Pipeline and "foo" not in new.config
+    with pytest.raises(TypeError, match="unexpected keyword argument 'foo'"):  # as upstream
+        Lumina2Pipeline.from_pipe(tiny_pipe, foo=1)
     with pytest.raises(EnvironmentError, match="model_index.json"):
         AutoPipelineForText2Image.from_pretrained(str(tmp_path))
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))

@@ -576,9 +576,13 @@ def test_untied_last_hidden_state_and_empty_selections(graph_mode_param):
     assert_hidden_states_match(ours, theirs)
     assert rel_l2(ours.hidden_states[-1], ours.last_hidden_state) > 0.1  # before the final norm
     for selection in (0, []):
-        out = ms_model(ms.Tensor(ids), attention_mask=ms.Tensor(mask), output_hidden_states=selection, return_dict=True)
+        out = ms_model(
+            ms.Tensor(ids), attention_mask=ms.Tensor(mask), output_hidden_states=selection, return_dict=True
+        )
         with torch.no_grad():
-            expected = torch_model(torch.tensor(ids), attention_mask=torch.tensor(mask), output_hidden_states=selection)
+            expected = torch_model(
+                torch.tensor(ids), attention_mask=torch.tensor(mask), output_hidden_states=selection
+            )
         assert out.hidden_states is None and expected.hidden_states is None
 
 

@@ -180,7 +180,10 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
 
     def to(self, dtype: ms.Type = None):
         """Cast floating parameters to ``dtype`` (MindSpore has no ``.to(device)``). As torch's `Module.to`, every
-        parameter: `_keep_in_fp32_modules` stay float32 only when loading (`from_pretrained`)."""
+        parameter: `_keep_in_fp32_modules` stay float32 only when loading (`from_pretrained`). `None` changes
+        nothing, as torch's `to()`."""
+        if dtype is None:
+            return self
         return cast_cell(self, to_dtype_argument(dtype))
 
     def get_memory_footprint(self, return_buffers: bool = True) -> int:

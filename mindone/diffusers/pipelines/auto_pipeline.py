@@ -24,7 +24,9 @@ from typing import Union
 
 from ..configuration_utils import ConfigMixin
 from ..models.auto_model import instantiation_error
-from ..utils import pop_mindspore_dtype, str_to_dtype
+from ..utils import logging, pop_mindspore_dtype, str_to_dtype
+
+logger = logging.get_logger(__name__)
 
 AUTO_TEXT2IMAGE_PIPELINES_MAPPING = OrderedDict([("lumina2", "Lumina2Pipeline")])
 
@@ -105,6 +107,14 @@ class AutoPipelineForText2Image(ConfigMixin):
         _refuse_variants(kwargs, original_cls_name)
         text_2_image_cls = _get_task_class(AUTO_TEXT2IMAGE_PIPELINES_MAPPING, original_cls_name)
         dtype = str_to_dtype(pop_mindspore_dtype(kwargs))
+        expected_modules, optional_kwargs = text_2_image_cls._get_signature_keys(text_2_image_cls)
+        unused = sorted(k for k in kwargs if k not in expected_modules and k not in optional_kwargs)
+        if unused:
+            # upstream drops them silently (`DiffusionPipeline.from_pipe` raises a `TypeError`)
+            logger.warning(
+                f"Keyword arguments {unused} are not expected by {text_2_image_cls.__name__} and will be ignored."
+            )
+            kwargs = {k: v for k, v in kwargs.items() if k not in unused}
         new_pipeline = text_2_image_cls._from_pipe(pipeline, **kwargs)
         if dtype is not None:
             new_pipeline.to(dtype)

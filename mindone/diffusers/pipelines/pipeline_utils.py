@@ -314,8 +314,6 @@ class DiffusionPipeline(ConfigMixin):
         os.makedirs(save_directory, exist_ok=True)
         for component_name in model_index_dict:
             sub_model = getattr(self, component_name)
-            if sub_model is None:
-                continue
             save_method = getattr(sub_model, "save_pretrained", None)
             if not callable(save_method):
                 logger.warning(f"self.{component_name}={sub_model} of type {type(sub_model)} cannot be saved.")
@@ -341,9 +339,12 @@ class DiffusionPipeline(ConfigMixin):
         is no device argument).
 
         Arguments:
-            dtype (`ms.Type` or `str`):
-                The dtype of the models' floating parameters, e.g. `ms.float32`.
+            dtype (`ms.Type` or `str`, *optional*):
+                The dtype of the models' floating parameters, e.g. `ms.float32` (`None`: nothing changes, as
+                upstream's `to()`).
         """
+        if dtype is None:
+            return self
         dtype = to_dtype_argument(dtype)
         self._validate_mindspore_dtype(dtype)
         for module in self._models():
@@ -475,7 +476,7 @@ class DiffusionPipeline(ConfigMixin):
         _reject_unsupported_kwargs(kwargs, "from_pretrained")
         if kwargs.pop("use_safetensors", None) is False:
             raise ValueError("`use_safetensors=False` is not supported: only safetensors checkpoints are read.")
-        for name in ("low_cpu_mem_usage", "output_loading_info", "mirror", "disable_mmap", "max_memory"):
+        for name in ("low_cpu_mem_usage", "disable_mmap", "max_memory"):
             kwargs.pop(name, None)
         mindspore_dtype = pop_mindspore_dtype(kwargs)
         if isinstance(mindspore_dtype, dict):

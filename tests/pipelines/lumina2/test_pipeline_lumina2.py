@@ -8,12 +8,10 @@ folder unchanged. Images are compared with the relative L2 error (fp32, <= 1e-5)
 import inspect
 import io
 import json
-import logging
 import os
 import shutil
 import subprocess
 import sys
-from contextlib import contextmanager
 
 import diffusers
 import numpy as np
@@ -36,7 +34,7 @@ from mindone.diffusers.pipelines.lumina2 import pipeline_lumina2
 from mindone.diffusers.pipelines.lumina2.pipeline_lumina2 import SYSTEM_PROMPTS
 from mindone.testing import build_gemma_tokenizer
 from mindone.transformers import Gemma2Model
-from tests.testing_utils import assert_close, rel_l2
+from tests.testing_utils import assert_close, captured_warnings, rel_l2
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 PROMPT = "A painting of a squirrel eating a burger"
@@ -132,24 +130,6 @@ def _run_torch(tp, latents, **kwargs):
 
 def _run_ms(mp, latents, **kwargs):
     return mp(latents=ms.Tensor(latents), output_type="np", **kwargs)[0]
-
-
-@contextmanager
-def _captured_warnings():
-    """Records of the `mindone` logger (which does not propagate to the root logger that caplog watches)."""
-    records = []
-
-    class _Handler(logging.Handler):
-        def emit(self, record):
-            records.append(record.getMessage())
-
-    handler = _Handler(level=logging.WARNING)
-    logger = logging.getLogger("mindone")
-    logger.addHandler(handler)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
 
 
 BASE = dict(prompt=PROMPT, num_inference_steps=2, guidance_scale=5.0, height=32, width=32)
@@ -641,7 +621,7 @@ def test_progress_bar(tiny):
 
 def test_truncation_warning_and_dtype_of_embeds(tiny):
     _, mp, _ = tiny
-    with _captured_warnings() as records:
+    with captured_warnings() as records:
         embeds, mask = mp._get_gemma_prompt_embeds(LONG_PROMPT, max_sequence_length=8)
     assert any("truncated" in r and "8 tokens" in r for r in records), records
     assert tuple(embeds.shape) == (1, 8, 8) and embeds.dtype == ms.float32
@@ -762,7 +742,7 @@ def test_bfloat16_on_cpu_fails_early_and_float16_warns(tiny):
         DiffusionPipeline.from_pretrained(path, dtype={"transformer": ms.bfloat16})
     with pytest.raises(ValueError, match="needs float32"):
         Lumina2Pipeline(**mp.components).to(ms.bfloat16)
-    with _captured_warnings() as records:
+    with captured_warnings() as records:
         half = Lumina2Pipeline.from_pretrained(path, mindspore_dtype="float16")
     assert any("not fp16-safe" in r for r in records), records
     assert half.transformer.dtype == ms.float16 and half.dtype == ms.float16
@@ -801,13 +781,13 @@ def test_components_in_other_dtypes(tiny, base_image):
 
 def test_auto_dtype_as_upstream(tiny):
     _, mp, path = tiny
-    with _captured_warnings() as records:
+    with captured_warnings() as records:
         auto = Lumina2Pipeline.from_pretrained(path, mindspore_dtype="auto")
     assert any("'auto' is not a MindSpore dtype. Defaulting to float32" in r for r in records), records
     assert {m.dtype for m in (auto.transformer, auto.vae, auto.text_encoder)} == {ms.float32}
     # as a dict value "auto" goes to the component: diffusers' models warn and load float32, the text encoder takes
     # its config's dtype (float32 in this folder)
-    with _captured_warnings() as records:
+    with captured_warnings() as records:
         auto = Lumina2Pipeline.from_pretrained(path, mindspore_dtype={"default": "auto"})
     assert sum("'auto' is not a MindSpore dtype" in r for r in records) == 2, records
     assert {m.dtype for m in (auto.transformer, auto.vae, auto.text_encoder)} == {ms.float32}
@@ -833,6 +813,26 @@ def test_model_index_of_a_saved_pipeline(tiny, tmp_path):
     assert index["tokenizer"][0] == "transformers"
     for name in ("transformer", "vae", "scheduler", "text_encoder", "tokenizer"):
         assert os.path.isdir(tmp_path / name)
+
+
+def test_to_without_dtype_unsaveable_component_and_ignored_kwargs(tiny, tmp_path):
+    """As diffusers: `to()` changes nothing, a component set to None is saved as `[null, null]` with a warning, and
+    `output_loading_info` (a model option) is reported as ignored by a pipeline."""
+    tp, _, path = tiny
+    pipe = _ms_pipeline(path)
+    assert pipe.to() is pipe and pipe.transformer.to() is pipe.transformer and pipe.dtype == ms.float32
+    pipe.text_encoder = None
+    with captured_warnings() as records:
+        pipe.save_pretrained(tmp_path / "ours")
+    assert any("self.text_encoder=None" in r and "cannot be saved" in r for r in records), records
+    reference = diffusers.Lumina2Pipeline.from_pretrained(path, text_encoder=None)
+    reference.save_pretrained(tmp_path / "theirs")
+    ours, theirs = (json.load(open(tmp_path / d / "model_index.json")) for d in ("ours", "theirs"))
+    assert ours["text_encoder"] == theirs["text_encoder"] == [None, None]
+    assert sorted(os.listdir(tmp_path / "ours")) == sorted(os.listdir(tmp_path / "theirs"))
+    with captured_warnings() as records:
+        _ms_pipeline(path, output_loading_info=True)
+    assert any("output_loading_info" in r and "not expected" in r for r in records), records
 
 
 def test_save_load_round_trip_both_ways(tiny, base_image, tmp_path):
@@ -877,10 +877,10 @@ def test_components_reuse_and_overrides(tiny, base_image):
     overridden.scheduler = FlowMatchEulerDiscreteScheduler(shift=2.0)
     assert overridden.config.scheduler == ("diffusers", "FlowMatchEulerDiscreteScheduler")
     # a component of another type: upstream's warning (the call still loads)
-    with _captured_warnings() as records:
+    with captured_warnings() as records:
         Lumina2Pipeline.from_pretrained(path, transformer=mp.vae)
     assert any("Expected types for transformer" in r and "AutoencoderKL" in r for r in records), records
-    with _captured_warnings() as records:
+    with captured_warnings() as records:
         _ms_pipeline(path, transformer=mp.transformer, text_encoder=mp.text_encoder)
     assert not any("Expected types" in r for r in records), records
     # non-float dtypes are refused (upstream: "not a floating point dtype")
@@ -930,7 +930,7 @@ def test_from_pipe_as_upstream(tiny, base_image):
 
     # a model of another class than the signature's is not switched over: a warning, then the missing component
     wrong = Lumina2Pipeline(**{**fresh.components, "vae": fresh.transformer})
-    with _captured_warnings() as records, pytest.raises(ValueError, match="expected .*vae.* but only"):
+    with captured_warnings() as records, pytest.raises(ValueError, match="expected .*vae.* but only"):
         Lumina2Pipeline.from_pipe(wrong)
     assert any("component vae is not switched over" in r for r in records), records
 
@@ -968,7 +968,7 @@ def test_loading_errors(tiny, tmp_path):
     with pytest.raises(TypeError, match="`torch_dtype` is not supported .*mindspore_dtype"):
         Lumina2Pipeline.from_pretrained(path, torch_dtype="float32")
     # upstream's ONNX / connected-pipeline arguments: accepted silently at their defaults, refused when set
-    with _captured_warnings() as records:
+    with captured_warnings() as records:
         Lumina2Pipeline.from_pretrained(path, provider=None, load_connected_pipeline=False, sess_options=None)
     assert not any("not expected" in r for r in records), records
     with pytest.raises(TypeError, match="`provider` is not supported .*ONNX"):
