@@ -26,7 +26,7 @@ setup(
             "pytest",
             "torch==2.13.0",
             "diffusers==0.42.1",
-            "peft>=0.17",
+            "peft==0.21.2",
             "accelerate",
             "sentencepiece",
             # the docs tests (tests/docs): build the site, execute the notebooks

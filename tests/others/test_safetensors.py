@@ -134,6 +134,10 @@ def test_unsigned_dtypes_and_the_numpy_framework(tmp_path):
 
 
 def test_lazy_reader_shapes_and_keys(tmp_path):
+    import mindone.safetensors
+
+    # where the safetensors package has them
+    assert mindone.safetensors.safe_open is safe_open and mindone.safetensors.SafetensorError is SafetensorError
     path = tmp_path / "t.safetensors"
     safetensors.torch.save_file(_torch_tensors(), str(path))
     with safe_open(path) as f:
