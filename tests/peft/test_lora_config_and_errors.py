@@ -89,7 +89,8 @@ def test_config_from_diffusers_get_peft_kwargs():
     [
         (dict(use_dora=True), ValueError, "use_dora"),
         (dict(modules_to_save=["proj_out"]), ValueError, "modules_to_save"),
-        (dict(init_lora_weights="pissa"), ValueError, "init_lora_weights"),
+        (dict(init_lora_weights="pissa"), ValueError, "init_lora_weights.*'pissa', 'olora', 'orthogonal'"),
+        (dict(init_lora_weights="orthogonal"), ValueError, "init_lora_weights"),
         (dict(r=0), ValueError, "`r` should be a positive integer"),
         (dict(r=2.5), ValueError, "`r` should be a positive integer"),
         (dict(bias="some"), ValueError, "`bias` must be one of"),
@@ -190,9 +191,14 @@ def test_inject_errors_leave_model_unchanged():
         mp.inject_adapter_in_model(mp.LoraConfig(target_modules=["to_v", "act"]), ms_model, "x")
     with pytest.raises(ValueError, match="Please specify `target_modules`"):
         mp.inject_adapter_in_model(mp.LoraConfig(), ms_model, "x")
-    for bad_name in ("b.c", "", 3):
+    for bad_name in ("b.c", "", 3, "\u00e4", "a b", "a/b"):
         with pytest.raises(ValueError, match="`adapter_name` must be"):
             mp.inject_adapter_in_model(mp.LoraConfig(target_modules=["to_v"]), ms_model, bad_name)
+    # names PEFT takes, but MindSpore's `nn.CellDict` refuses as keys (attributes of a Cell)
+    for cell_attribute in ("construct", "cells", "phase", "requires_grad", "_params"):
+        with pytest.raises(ValueError, match=f"'{cell_attribute}' is the name of an attribute of MindSpore's"):
+            mp.inject_adapter_in_model(mp.LoraConfig(target_modules=["to_v"]), ms_model, cell_attribute)
+    _assert_unchanged(ms_model, snapshot)
     with pytest.raises(TypeError, match="mindone.peft LoraConfig"):
         mp.inject_adapter_in_model(peft.LoraConfig(target_modules=["to_v"]), ms_model, "x")
     # a second adapter with bias != "none"

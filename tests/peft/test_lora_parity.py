@@ -302,6 +302,20 @@ def test_unload_and_merge_and_unload():
     assert [name for name, _ in ms_model.parameters_and_names()] == names
     assert_close(run_ms(ms_model, x), run_torch(torch_model, x), TOL, "merge_and_unload")
 
+    # disabled adapters: PEFT's merge ignores the flag, so merge_and_unload bakes the LoRA in all the same
+    torch_model, ms_model = _inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS + ["proj_out"]))
+    lora_out = run_ms(ms_model, x)
+    mp.disable_adapter_layers(ms_model)
+    for name, module in torch_lora_layers(torch_model):
+        module.enable_adapters(False)
+        module.merge()
+        parent, _, child = name.rpartition(".")
+        setattr(torch_model.get_submodule(parent), child, module.get_base_layer())  # PEFT's unload, by hand
+    mp.merge_and_unload(ms_model)
+    theirs = run_torch(torch_model, x)
+    assert_close(run_ms(ms_model, x), lora_out, TOL, "merge_and_unload of disabled adapters")
+    assert_close(run_ms(ms_model, x), theirs, TOL, "merge_and_unload of disabled adapters vs PEFT")
+
 
 def test_safe_merge_nan_raises_and_changes_nothing():
     torch_model, ms_model = _inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS))

@@ -403,6 +403,17 @@ def merge_adapter(model: nn.Cell, adapter_names: Optional[List[str]] = None, saf
     With `safe_merge=True` a non-finite merged weight raises a `ValueError`. The merge is atomic over the model: every
     layer is checked before the first one is written, so after an error no layer has changed."""
     layers = [module for _, module in iter_tuner_layers(model)]
+    if any(module.disable_adapters for module in layers):
+        # PEFT merges them, and the next forward of a disabled layer unmerges it again: the same outputs, but an
+        # `unload` (no forward) in between kept the merged weights there
+        warnings.warn(
+            "The adapters are disabled: nothing is merged into the disabled layers (enable the adapters first to "
+            "fuse them; `merge_and_unload` merges them anyway)."
+        )
+    _merge_layers(layers, adapter_names, safe_merge)
+
+
+def _merge_layers(layers: List[BaseTunerLayer], adapter_names: Optional[List[str]], safe_merge: bool) -> None:
     for module in layers:
         module._check_merge(adapter_names=adapter_names, safe_merge=safe_merge)
     for module in layers:
@@ -421,7 +432,16 @@ def _unload_and_optionally_merge(
 ) -> nn.Cell:
     layers = list(iter_tuner_layers(model))
     if merge:
-        merge_adapter(model, adapter_names=adapter_names, safe_merge=safe_merge)
+        # as PEFT's `merge`, whether or not the adapters are disabled (the layers are unwrapped next)
+        disabled = [module for _, module in layers if module._disable_adapters]
+        for module in disabled:
+            module._disable_adapters = False
+        try:
+            _merge_layers([module for _, module in layers], adapter_names, safe_merge)
+        except Exception:
+            for module in disabled:
+                module._disable_adapters = True
+            raise
     for key, target in layers:
         parent, _, target_name = _get_submodules(model, key)
         base_layer = target.get_base_layer()

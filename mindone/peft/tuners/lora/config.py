@@ -176,8 +176,8 @@ class LoraConfig(PeftConfig):
         init = self.init_lora_weights
         if not (init is True or init is False or (isinstance(init, str) and init.lower() == "gaussian")):
             raise ValueError(
-                f"`init_lora_weights` must be one of {_SUPPORTED_INIT} in mindone.peft (the data-driven PEFT "
-                f"initializations are not ported), got {init!r}."
+                f"`init_lora_weights` must be one of {_SUPPORTED_INIT} in mindone.peft (PEFT's other "
+                f"initializations, such as 'pissa', 'olora', 'orthogonal' or 'eva', are not ported), got {init!r}."
             )
         for name in ("target_modules", "exclude_modules"):
             value = getattr(self, name)

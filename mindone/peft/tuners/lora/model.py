@@ -42,10 +42,17 @@ prefix = "lora_"
 
 
 def _check_adapter_name(adapter_name) -> None:
-    if not isinstance(adapter_name, str) or not adapter_name or "." in adapter_name:
+    # MindSpore is stricter than torch here: parameter names are ASCII words, and `nn.CellDict` (which holds the
+    # adapters' layers) refuses keys that are attributes of a Cell (`construct`, `cells`, `phase`, ...)
+    if not isinstance(adapter_name, str) or re.fullmatch(r"[0-9A-Za-z_\-]+", adapter_name) is None:
         raise ValueError(
-            f"`adapter_name` must be a non-empty string without '.', as it becomes part of parameter names; got "
-            f"{adapter_name!r}."
+            "`adapter_name` must be a non-empty string of ASCII letters, digits, '_' and '-' (it becomes part of "
+            f"MindSpore parameter names); got {adapter_name!r}."
+        )
+    if hasattr(nn.CellDict(), adapter_name):
+        raise ValueError(
+            f"`adapter_name` {adapter_name!r} is the name of an attribute of MindSpore's `nn.Cell`, which cannot key "
+            "the adapter's layers: choose another name."
         )
 
 
