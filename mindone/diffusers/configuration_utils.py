@@ -101,6 +101,15 @@ class ConfigMixin:
     _compatibles = []
     _deprecated_kwargs = []
 
+    @classmethod
+    def register_for_auto_class(cls, auto_class="AutoModel"):
+        """Not supported by this MindSpore port (diffusers has it): it marks custom code to share on the Hub, and
+        custom (remote) code is not loaded here."""
+        raise NotImplementedError(
+            f"`{cls.__name__}.register_for_auto_class` is not supported by this MindSpore port: custom (remote-code) "
+            "classes are not loaded here (`trust_remote_code` is refused)."
+        )
+
     def register_to_config(self, **kwargs):
         if self.config_name is None:
             raise NotImplementedError(f"Make sure that {self.__class__} has defined a class name `config_name`")

@@ -166,6 +166,7 @@ def test_lora_through_dtype_casts_as_diffusers(tmp_path):
     for m in (model, torch_model):
         m.set_adapters(["a"], [0.7])
     assert model.num_parameters() == torch_model.num_parameters()
+    assert model.get_memory_footprint() == torch_model.get_memory_footprint()  # not the run-time scales
     assert sorted(model.state_dict()) == sorted(torch_model.state_dict())
     for m, dtype in ((model, ms), (torch_model, torch)):
         m.to(dtype.bfloat16).to(dtype.float32)

@@ -17,7 +17,7 @@ from diffusers.configuration_utils import register_to_config as torch_register_t
 import mindspore as ms
 from mindspore import mint, nn
 
-from mindone.diffusers import AutoencoderKL, Lumina2Pipeline
+from mindone.diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, Lumina2Pipeline
 from mindone.diffusers.configuration_utils import ConfigMixin, FrozenDict, register_to_config
 from mindone.diffusers.models.model_loading_utils import CheckpointError
 from mindone.diffusers.models.modeling_utils import ModelMixin
@@ -610,6 +610,9 @@ def test_save_refuses_pickle_and_files(tmp_path):
     with captured_warnings() as records:
         model.save_pretrained(tmp_path / "o", safe_serialization=False)
     assert any("never writes" in r and "saved as safetensors" in r for r in records)
+    with pytest.raises(TypeError, match="`use_flashpack` is not supported"):
+        model.save_pretrained(tmp_path / "flashpack", use_flashpack=True)
+    assert not (tmp_path / "flashpack").exists()
     assert sorted(os.listdir(tmp_path / "o")) == ["config.json", "diffusion_pytorch_model.safetensors"]
     TinyNet.from_pretrained(tmp_path / "o")
     (tmp_path / "file").write_text("x")
@@ -650,6 +653,21 @@ def test_diffusers_model_methods_not_ported_say_what_to_do(name):
     ):
         getattr(model, name)()
     assert unsupported.MODEL_METHODS[name] in getattr(AutoencoderKL, name).__doc__
+
+
+@pytest.mark.parametrize("name", sorted(unsupported.VAE_METHODS))
+def test_diffusers_vae_methods_not_ported_say_what_to_do(name):
+    assert hasattr(diffusers.AutoencoderKL, name)  # its PeftAdapterMixin and fused QKV projections
+    model = AutoencoderKL(block_out_channels=(32,), norm_num_groups=32)
+    with pytest.raises(NotImplementedError, match=rf"`AutoencoderKL.{name}` is not supported by this MindSpore port"):
+        getattr(model, name)()
+
+
+def test_register_for_auto_class_is_refused():
+    for cls in (AutoencoderKL, Lumina2Pipeline, FlowMatchEulerDiscreteScheduler):
+        assert hasattr(getattr(diffusers, cls.__name__), "register_for_auto_class")
+        with pytest.raises(NotImplementedError, match="remote-code"):
+            cls.register_for_auto_class()
 
 
 @pytest.mark.parametrize("name", sorted(unsupported.PIPELINE_METHODS))

@@ -118,13 +118,14 @@ def _is_embedding(cell: nn.Cell) -> bool:
 _LIVE_MODELS = weakref.WeakSet()
 
 
-def invalidate_models_containing(cell: nn.Cell) -> None:
+def invalidate_models_containing(cell: nn.Cell, recursive: bool = True) -> None:
     """Make `cell` and every live model that holds it recompile their graphs: a graph of the model compiled before
-    folded in what changed on `cell` (an attention processor set with `set_processor`)."""
-    invalidate_compiled_graphs(cell)
+    folded in what changed on `cell` (an attention processor set with `set_processor`). `recursive=False` for what
+    only `cell`'s own methods read: the graphs of its sub-cells, and of the models' other cells, stay."""
+    invalidate_compiled_graphs(cell, recursive)
     for model in list(_LIVE_MODELS):
-        if any(sub_cell is cell for _, sub_cell in model.cells_and_names()):
-            invalidate_compiled_graphs(model)
+        if model is not cell and any(sub_cell is cell for _, sub_cell in model.cells_and_names()):
+            invalidate_compiled_graphs(model, recursive)
 
 
 class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
@@ -132,7 +133,8 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
     by compiling the model's graph is released before it runs (`ReleasesHeapAfterCompile`)."""
 
     _keep_in_fp32_modules = None
-    # attributes `construct` reads (a model lists its own), folded into compiled graphs as constants
+    # attributes the model's own `construct` and methods read (a model lists its own), folded into compiled graphs of
+    # the model as constants (not read by its sub-cells: their graphs stay when one changes)
     _GRAPH_OPTIONS = ()
 
     def __init__(self, *args, **kwargs):
@@ -143,12 +145,16 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
         # a sub-cell replaced (`set_input_embeddings`, `model.norm = ...`) or a graph option changed after a first
         # call: the graphs compiled before would go on with the old one
         if isinstance(value, nn.Cell):
-            changed = self.__dict__.get("_cells", {}).get(name, value) is not value
-        else:
-            changed = name in self._GRAPH_OPTIONS and name in self.__dict__ and self.__dict__[name] != value
+            if self.__dict__.get("_cells", {}).get(name, value) is not value:
+                super().__setattr__(name, value)
+                invalidate_compiled_graphs(self)
+                return
+        elif name in self._GRAPH_OPTIONS and name in self.__dict__ and self.__dict__[name] != value:
+            super().__setattr__(name, value)
+            # read by the model's own methods (the VAE's tiling options), not by its sub-cells: their graphs stay
+            invalidate_models_containing(self, recursive=False)
+            return
         super().__setattr__(name, value)
-        if changed:
-            invalidate_compiled_graphs(self)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -189,7 +195,8 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
     def get_memory_footprint(self, return_buffers: bool = True) -> int:
         """Bytes held by the model's parameters, as upstream's `return_buffers=False`: constants that torch keeps as
         buffers (rotary frequencies, say) are not parameters here and are not counted."""
-        return sum(param.size * param.itemsize for param in self.get_parameters())
+        # the state dict's parameters: not the LoRA layers' run-time scales (constants PEFT keeps as Python floats)
+        return sum(param.size * param.itemsize for param in named_parameters(self).values())
 
     def float(self):
         """Cast floating parameters to float32."""
@@ -353,6 +360,10 @@ class ModelMixin(CellUtilsMixin):
         """
         if os.path.isfile(save_directory):
             raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
+        if kwargs.get("use_flashpack"):
+            raise TypeError(
+                f"`use_flashpack` is not supported by mindone's `save_pretrained`: {_UNSUPPORTED_KWARGS['use_flashpack']}"
+            )
         warn_if_pickle_requested(safe_serialization, f"the {type(self).__name__}")
         if push_to_hub:
             raise NotImplementedError("`push_to_hub=True` is not supported: upload the folder with huggingface_hub.")

@@ -290,15 +290,16 @@ def check_dropout_with_recompute(
         )
 
 
-def invalidate_compiled_graphs(cell: nn.Cell) -> None:
-    """Make compiled graphs of `cell` and of every sub-cell recompile at their next call.
+def invalidate_compiled_graphs(cell: nn.Cell, recursive: bool = True) -> None:
+    """Make compiled graphs of `cell` and of every sub-cell (only `cell`'s own with `recursive=False`) recompile at
+    their next call.
 
     MindSpore caches a GRAPH_MODE / `ms.jit` graph per top-level cell (keyed by its creation time and the input
     signature) and folds the Python attributes read in `construct` into it. The engine calls this after every
     structural change (adapters injected or deleted, LoRA layers unwrapped, ranks padded). Call it yourself on a cell
     that *contains* the model (a wrapper compiled as a whole) after such a change.
     """
-    for _, sub_cell in cell.cells_and_names():
+    for _, sub_cell in cell.cells_and_names() if recursive else [("", cell)]:
         stale_phases = sub_cell.__dict__.get("_compile_cache")
         if stale_phases:  # free the stale graphs (what `Cell.__del__` does)
             _cell_graph_executor.del_net_res(sub_cell, set(stale_phases))

@@ -227,6 +227,13 @@ def test_attention_processors_as_upstream(monkeypatch, whole_graph):
     with pytest.raises(ValueError, match="Cannot call `set_default_attn_processor`"):
         ms_model.set_default_attn_processor()
 
+    class _Doubled(AttnProcessor):  # a subclass is a custom processor too, as upstream (exact classes only)
+        def __call__(self, *args, **kwargs):
+            return super().__call__(*args, **kwargs) * 2
+
+    ms_model.set_attn_processor(_Doubled())
+    with pytest.raises(ValueError, match="Cannot call `set_default_attn_processor`"):
+        ms_model.set_default_attn_processor()
     ms_model.set_attn_processor({name: AttnProcessor() for name in names})
     ms_model.set_default_attn_processor()
     torch_model.set_attn_processor(TorchAttnProcessor())
@@ -262,6 +269,16 @@ def test_compiled_cpu_path_graph_lifecycle(monkeypatch):
     assert len(releases) == 1 and len(ms_model.decoder.compile_cache) == 1
     assert_close(ms_model.decode(z)[0], t_dec, TOL, "decode, whole graph, second call")
     assert len(releases) == 1
+    # the tiling options are read by the VAE's own methods, not by the decoder: toggling them (tiles larger than
+    # these latents) keeps the decoder's graph
+    phases = set(ms_model.decoder.compile_cache)
+    for _ in range(2):
+        ms_model.enable_tiling()
+        ms_model.disable_tiling()
+    ms_model.tile_overlap_factor = 0.5
+    assert_close(ms_model.decode(z)[0], t_dec, TOL, "decode, whole graph, after toggling tiling")
+    assert len(releases) == 1 and set(ms_model.decoder.compile_cache) == phases
+    ms_model.tile_overlap_factor = 0.25
     monkeypatch.setattr(cpu_layers, "WHOLE_GRAPH_ELEMENTS", 20 * 16 * 32)  # another input signature: a new graph
     assert_close(ms_model.decode(ms.Tensor(latents[:, :, :10]))[0], t_small, TOL, "decode, whole graph, new shape")
     assert len(releases) == 2 and len(ms_model.decoder.compile_cache) == 2

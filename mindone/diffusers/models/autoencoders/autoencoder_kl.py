@@ -33,6 +33,7 @@ from mindspore import mint
 
 from ...configuration_utils import ConfigMixin, register_to_config
 from ...loaders.single_file_model import FromOriginalModelMixin
+from ...utils.unsupported import VAE_METHODS, add_unsupported_methods
 from ..attention import AttentionMixin
 from ..attention_processor import AttnProcessor
 from ..cpu_layers import Conv2d, _in_graph, check_cpu_compute_dtype, check_input_dtype
@@ -202,9 +203,9 @@ class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, F
         Disables custom attention processors and sets the default attention implementation.
         """
         processors = self.attn_processors.values()
-        # upstream picks `AttnProcessor` when every processor is one of its cross-attention processors; here the
-        # default processor is the only one
-        if not all(isinstance(proc, AttnProcessor) for proc in processors):
+        # upstream picks `AttnProcessor` when every processor is one of its cross-attention processors (their exact
+        # classes, not subclasses); here the default processor is the only one
+        if not all(type(proc) is AttnProcessor for proc in processors):
             raise ValueError(
                 "Cannot call `set_default_attn_processor` when attention processors are of type "
                 f"{next(iter(processors))}"
@@ -496,3 +497,6 @@ class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, F
             return (dec,)
 
         return DecoderOutput(sample=dec)
+
+
+add_unsupported_methods(AutoencoderKL, VAE_METHODS)
