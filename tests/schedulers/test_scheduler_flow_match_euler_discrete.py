@@ -435,7 +435,6 @@ def test_timesteps_without_sigmas_warns():
         (5, 5),
         (ms.Tensor(5, ms.int64), torch.tensor(5, dtype=torch.int64)),
         (ms.Tensor(5, ms.int32), torch.tensor(5, dtype=torch.int32)),
-        (np.int64(5), None),  # upstream lets numpy integers through (then fails the timestep lookup)
     ],
 )
 def test_step_rejects_integer_timesteps(timestep, torch_timestep):
@@ -448,6 +447,46 @@ def test_step_rejects_integer_timesteps(timestep, torch_timestep):
     ours.set_timesteps(num_inference_steps=4)
     with pytest.raises(ValueError, match="integer indices"):
         ours.step(ms.Tensor(np.zeros((1, 2), np.float32)), timestep, ms.Tensor(np.zeros((1, 2), np.float32)))
+
+
+@pytest.mark.parametrize(
+    "timestep,torch_timestep",
+    [
+        (np.int64(200), np.int64(200)),
+        (ms.Tensor(200, ms.int16), torch.tensor(200, dtype=torch.int16)),
+        (ms.Tensor(100, ms.uint8), torch.tensor(100, dtype=torch.uint8)),
+    ],
+)
+def test_other_integer_timesteps_are_looked_up_as_upstream(timestep, torch_timestep):
+    """Upstream refuses only Python ints and int32 / int64 tensors as "integer indices": other integer timesteps are
+    looked up in the schedule like any timestep."""
+    ours, ref = make_pair({})
+    for scheduler in (ours, ref):
+        scheduler.set_timesteps(sigmas=[0.2, 0.1], timesteps=[200.0, 100.0])
+    x, v = np.full((1, 2), 0.5, np.float32), np.full((1, 2), 0.25, np.float32)
+    expected = ref.step(torch.from_numpy(v), torch_timestep, torch.from_numpy(x)).prev_sample
+    assert_equal_arrays(ours.step(ms.Tensor(v), timestep, ms.Tensor(x))[0], expected, "integer timestep")
+    assert ours.step_index == ref.step_index
+
+
+def test_index_for_timestep_promotes_like_torch():
+    """A float timestep against an integer schedule compares in floats (4.5 is not 4), as torch promotes."""
+    ours, ref = make_pair({})
+    schedule = [5, 4, 4, 1]
+    for t, torch_t in [(4.5, 4.5), (ms.Tensor(4.5), torch.tensor(4.5)), (ms.Tensor([4.5]), torch.tensor([4.5]))]:
+        with pytest.raises(IndexError):
+            ref.index_for_timestep(torch_t, torch.tensor(schedule))
+        with pytest.raises(IndexError):
+            ours.index_for_timestep(t, ms.Tensor(schedule))
+    for t, torch_t in [
+        (4.0, 4.0),
+        (4, 4),
+        (ms.Tensor(4.0), torch.tensor(4.0)),
+        (ms.Tensor([1], ms.int32), torch.tensor([1], dtype=torch.int32)),
+    ]:
+        assert ours.index_for_timestep(t, ms.Tensor(schedule)) == ref.index_for_timestep(
+            torch_t, torch.tensor(schedule)
+        )
 
 
 def test_graph_mode_context_gives_the_same_steps(graph_mode):

@@ -34,6 +34,19 @@ from .scheduling_utils import SchedulerMixin
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 
+def _compare_dtype(schedule_dtype: np.dtype, timestep: np.ndarray, python_number: bool) -> np.dtype:
+    """The dtype torch compares `schedule_timesteps == timestep` in: a float timestep makes an integer schedule
+    compare in floats (a Python number in float32, torch's default), and otherwise a timestep with dimensions widens
+    the schedule's dtype within its kind, while a 0-dim tensor or a Python number takes the schedule's dtype."""
+    schedule_float = np.issubdtype(schedule_dtype, np.floating)
+    timestep_float = np.issubdtype(timestep.dtype, np.floating)
+    if timestep_float and not schedule_float:
+        return np.dtype(np.float32) if python_number else timestep.dtype
+    if timestep.ndim > 0 and timestep_float == schedule_float:
+        return np.promote_types(schedule_dtype, timestep.dtype)
+    return schedule_dtype
+
+
 def _to_numpy(x) -> np.ndarray:
     """Host copy of a tensor / array / scalar (bfloat16 tensors go through float32, which holds them exactly)."""
     if isinstance(x, ms.Tensor):
@@ -437,16 +450,12 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
         if schedule_timesteps is None:
             schedule_timesteps = self.timesteps
         schedule_timesteps = _to_numpy(schedule_timesteps)
+        python_number = isinstance(timestep, (int, float))
         timestep = _to_numpy(timestep)
         if timestep.size != 1:
             # upstream fails too (`.item()` of several indices); broadcasting would pick a wrong index here
             raise ValueError(f"`timestep` must be a single value, but has shape {timestep.shape}.")
-
-        # compared in torch's promoted dtype: the schedule's, or a wider float of a timestep tensor with dimensions
-        # (a 0-dim tensor or a Python number takes the schedule's dtype)
-        dtype = schedule_timesteps.dtype
-        if timestep.ndim > 0 and np.issubdtype(timestep.dtype, np.floating) and np.issubdtype(dtype, np.floating):
-            dtype = np.promote_types(dtype, timestep.dtype)
+        dtype = _compare_dtype(schedule_timesteps.dtype, timestep, python_number)
         indices = np.nonzero(schedule_timesteps.astype(dtype) == timestep.reshape(()).astype(dtype))[0]
         if len(indices) == 0:
             raise IndexError(
@@ -510,11 +519,8 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
                 [`~schedulers.scheduling_flow_match_euler_discrete.FlowMatchEulerDiscreteSchedulerOutput`] is returned,
                 otherwise a tuple is returned where the first element is the sample tensor.
         """
-        if (
-            isinstance(timestep, (int, np.integer))
-            or isinstance(timestep, ms.Tensor)
-            and timestep.dtype in (ms.int8, ms.int16, ms.int32, ms.int64, ms.uint8)
-        ):
+        # upstream's check: a Python int or an int32 / int64 tensor (other integer timesteps are looked up)
+        if isinstance(timestep, int) or isinstance(timestep, ms.Tensor) and timestep.dtype in (ms.int32, ms.int64):
             raise ValueError(
                 (
                     "Passing integer indices (e.g. from `enumerate(timesteps)`) as timesteps to"
