@@ -43,6 +43,7 @@ from ..diffusers.models.model_loading_utils import (
 )
 from ..diffusers.models.modeling_utils import _UNSUPPORTED_KWARGS, CellUtilsMixin, cast_cell
 from ..diffusers.utils import dtype_to_str, logging, pop_mindspore_dtype, str_to_dtype
+from ..diffusers.utils.unsupported import MODEL_METHODS, add_unsupported_methods
 from ..peft import invalidate_compiled_graphs
 from ..safetensors.mindspore import SafetensorError, safe_open
 
@@ -201,6 +202,10 @@ class PreTrainedModel(CellUtilsMixin):
     def _from_config(cls, config, mindspore_dtype=None, attn_implementation: Optional[str] = None, **kwargs):
         """A model of `config` with randomly initialized weights, in `mindspore_dtype` (default float32), as
         transformers' `_from_config` (which `AutoModel.from_config` calls)."""
+        mindspore_dtype = pop_mindspore_dtype(kwargs, mindspore_dtype)
+        if kwargs.get("torch_dtype") is not None:
+            raise TypeError(f"`torch_dtype` is not supported by mindone: {_UNSUPPORTED_KWARGS['torch_dtype']}")
+        kwargs.pop("torch_dtype", None)
         if kwargs:
             raise TypeError(f"{cls.__name__}._from_config got unexpected keyword arguments {sorted(kwargs)}.")
         if attn_implementation not in (None, "eager"):
@@ -212,7 +217,30 @@ class PreTrainedModel(CellUtilsMixin):
         dtype = _requested_dtype(mindspore_dtype, config)
         if dtype is not None:
             model.to(dtype)
+        model.config.dtype = dtype_to_str(model.dtype)  # as transformers: the dtype the model is in
         return model
+
+    @classmethod
+    def register_for_auto_class(cls, auto_class="AutoModel"):
+        """Not supported by this MindSpore port (transformers has it): custom (remote) code is not loaded here."""
+        raise NotImplementedError(
+            f"`{cls.__name__}.register_for_auto_class` is not supported by this MindSpore port: custom (remote-code) "
+            "classes are not loaded here (`trust_remote_code` is refused)."
+        )
+
+    def tie_weights(self) -> None:
+        """Nothing to tie: the base models this package ports have no language-model head."""
+
+    def post_init(self) -> None:
+        """Nothing to do: parameters are initialized when the model is built, or loaded (transformers' `post_init`
+        initializes the weights that are not loaded yet)."""
+
+    def enable_input_require_grads(self) -> None:
+        """Nothing to do: transformers makes the embeddings' output require gradients so that torch's checkpointed
+        layers of a frozen-embedding model get them; MindSpore's recompute does not need it."""
+
+    def disable_input_require_grads(self) -> None:
+        """Nothing to do (see `enable_input_require_grads`)."""
 
     def get_output_embeddings(self) -> Optional[nn.Cell]:
         """The language-model head, `None` for the base models this package ports (as transformers)."""
@@ -236,6 +264,11 @@ class PreTrainedModel(CellUtilsMixin):
         `initializer_range`, and `config.vocab_size` follows. Returns the (same) embedding cell.
         """
         embeddings = self.get_input_embeddings()
+        if not isinstance(getattr(embeddings, "weight", None), ms.Parameter):
+            raise TypeError(
+                f"`resize_token_embeddings` needs an embedding cell with a `weight` table (the model's own, or "
+                f"`mint.nn.Embedding`), got {type(embeddings).__name__}."
+            )
         if pad_to_multiple_of is not None:
             if not isinstance(pad_to_multiple_of, int):
                 raise ValueError(
@@ -546,6 +579,8 @@ class PreTrainedModel(CellUtilsMixin):
                 key_mapping=key_mapping,
             )
         model.set_train(False)
+        # as transformers: the dtype the model is in (float32 by default here, whatever the checkpoint recorded)
+        model.config.dtype = dtype_to_str(model.dtype)
         if mindspore_dtype is not None:
             logger.info(f"Loaded {cls.__name__} in {dtype_to_str(mindspore_dtype)}.")
         if output_loading_info:
@@ -558,3 +593,28 @@ class PreTrainedModel(CellUtilsMixin):
                 "error_msgs": [],
             }
         return model
+
+
+_NO_ADAPTERS = (
+    "transformers' PEFT integration is not ported: this package's LoRA engine (`mindone.peft`) adapts the transformer."
+)
+add_unsupported_methods(
+    PreTrainedModel,
+    {
+        "push_to_hub": MODEL_METHODS["push_to_hub"],
+        "set_attn_implementation": "attention always takes the math path ('eager'); there is no implementation to choose.",
+        **{
+            name: _NO_ADAPTERS
+            for name in (
+                "add_adapter",
+                "load_adapter",
+                "set_adapter",
+                "enable_adapters",
+                "disable_adapters",
+                "active_adapters",
+                "get_adapter_state_dict",
+                "delete_adapter",
+            )
+        },
+    },
+)

@@ -637,6 +637,41 @@ def test_load_transformers_checkpoint(torch_checkpoints, name):
     assert issubclass(Gemma2Model, Gemma2PreTrainedModel) and issubclass(Gemma2PreTrainedModel, PreTrainedModel)
 
 
+def test_model_api_as_transformers(torch_checkpoints):
+    """`config.dtype` is the model's dtype after loading, `_from_config` takes `dtype=`, embeddings without a `weight`
+    (MindSpore's `nn.Embedding`) are counted, and transformers' other methods exist: no-ops or a clear error."""
+    folder = torch_checkpoints[0] / "pipeline" / "text_encoder"  # bfloat16
+    theirs = TorchGemma2Model.from_pretrained(str(folder), dtype=torch.float16)
+    ours = Gemma2Model.from_pretrained(str(folder), mindspore_dtype=ms.float16)
+    name = lambda dtype: str(dtype).removeprefix("torch.")  # noqa: E731 (a name here, a torch dtype there)
+    assert name(ours.config.dtype) == name(theirs.config.dtype) == "float16"
+    # default: float32 here (transformers keeps the checkpoint's bfloat16), and the config says so
+    assert name(Gemma2Model.from_pretrained(str(folder)).config.dtype) == "float32"
+    config = make_config(**TINY)
+    for kwargs in ({"dtype": "float16"}, {"mindspore_dtype": ms.float16}):
+        model = Gemma2Model._from_config(config, **kwargs)
+        assert model.dtype == ms.float16 and name(model.config.dtype) == "float16"
+        assert name(TorchGemma2Model._from_config(config, dtype=torch.float16).config.dtype) == "float16"
+    with pytest.raises(TypeError, match="`torch_dtype` is not supported .*mindspore_dtype"):
+        Gemma2Model._from_config(config, torch_dtype=torch.float16)
+
+    model = make_pair(config)[1]
+    expected = model.num_parameters(exclude_embeddings=True)
+    model.set_input_embeddings(ms.nn.Embedding(TINY["vocab_size"], TINY["hidden_size"]))
+    assert model.num_parameters(exclude_embeddings=True) == expected
+    with pytest.raises(TypeError, match="needs an embedding cell with a `weight` table"):
+        model.resize_token_embeddings(TINY["vocab_size"] + 8)
+
+    for name in ("tie_weights", "post_init", "enable_input_require_grads", "disable_input_require_grads"):
+        assert hasattr(TorchGemma2Model, name) and getattr(model, name)() is None
+    for name in ("push_to_hub", "set_attn_implementation", "add_adapter", "load_adapter", "active_adapters"):
+        assert hasattr(TorchGemma2Model, name)
+        with pytest.raises(NotImplementedError, match=f"`Gemma2Model.{name}` is not supported by this MindSpore port"):
+            getattr(model, name)("x")
+    with pytest.raises(NotImplementedError, match="remote-code"):
+        Gemma2Model.register_for_auto_class()
+
+
 @pytest.mark.parametrize("name", ["base", "causal_lm_sharded"])
 def test_load_fewer_layers_than_the_checkpoint(torch_checkpoints, name, tmp_path):
     # transformers loads the first layers and reports the others as unexpected keys

@@ -237,7 +237,12 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
         embedding lookups, as upstream's `nn.Embedding` modules, if `exclude_embeddings`)."""
         skip = set()
         if exclude_embeddings:
-            skip = {id(cell.weight) for _, cell in self.cells_and_names() if _is_embedding(cell)}
+            # `nn.Embedding` keeps its table in `embedding_table`
+            skip = {
+                id(cell.weight if hasattr(cell, "weight") else cell.embedding_table)
+                for _, cell in self.cells_and_names()
+                if _is_embedding(cell)
+            }
         return sum(
             int(p.size)
             for p in named_parameters(self).values()
