@@ -32,6 +32,7 @@ import numpy as np
 
 from .utils import DIFFUSERS_REFERENCE_VERSION, local_subfolder, logging, resolve_file
 from .utils.hub_utils import extract_commit_hash
+from .utils.unsupported import refuse_register_for_auto_class
 
 logger = logging.get_logger(__name__)
 
@@ -101,14 +102,7 @@ class ConfigMixin:
     _compatibles = []
     _deprecated_kwargs = []
 
-    @classmethod
-    def register_for_auto_class(cls, auto_class="AutoModel"):
-        """Not supported by this MindSpore port (diffusers has it): it marks custom code to share on the Hub, and
-        custom (remote) code is not loaded here."""
-        raise NotImplementedError(
-            f"`{cls.__name__}.register_for_auto_class` is not supported by this MindSpore port: custom (remote-code) "
-            "classes are not loaded here (`trust_remote_code` is refused)."
-        )
+    register_for_auto_class = classmethod(refuse_register_for_auto_class)
 
     def register_to_config(self, **kwargs):
         if self.config_name is None:

@@ -43,7 +43,7 @@ from ..diffusers.models.model_loading_utils import (
 )
 from ..diffusers.models.modeling_utils import _UNSUPPORTED_KWARGS, CellUtilsMixin, cast_cell
 from ..diffusers.utils import dtype_to_str, logging, pop_mindspore_dtype, str_to_dtype
-from ..diffusers.utils.unsupported import MODEL_METHODS, add_unsupported_methods
+from ..diffusers.utils.unsupported import MODEL_METHODS, add_unsupported_methods, refuse_register_for_auto_class
 from ..peft import invalidate_compiled_graphs
 from ..safetensors.mindspore import SafetensorError, safe_open
 
@@ -220,13 +220,7 @@ class PreTrainedModel(CellUtilsMixin):
         model.config.dtype = dtype_to_str(model.dtype)  # as transformers: the dtype the model is in
         return model
 
-    @classmethod
-    def register_for_auto_class(cls, auto_class="AutoModel"):
-        """Not supported by this MindSpore port (transformers has it): custom (remote) code is not loaded here."""
-        raise NotImplementedError(
-            f"`{cls.__name__}.register_for_auto_class` is not supported by this MindSpore port: custom (remote-code) "
-            "classes are not loaded here (`trust_remote_code` is refused)."
-        )
+    register_for_auto_class = classmethod(refuse_register_for_auto_class)
 
     def tie_weights(self) -> None:
         """Nothing to tie: the base models this package ports have no language-model head."""

@@ -78,6 +78,15 @@ PIPELINE_METHODS: Dict[str, str] = {
 }
 
 
+def refuse_register_for_auto_class(cls, auto_class="AutoModel"):
+    """Not supported by this MindSpore port (diffusers and transformers have it): it marks custom code to share on
+    the Hub, and custom (remote) code is not loaded here."""
+    raise NotImplementedError(
+        f"`{cls.__name__}.register_for_auto_class` is not supported by this MindSpore port: custom (remote-code) "
+        "classes are not loaded here (`trust_remote_code` is refused)."
+    )
+
+
 def unsupported_method(name: str, advice: str) -> Callable:
     def method(self, *args, **kwargs):
         raise NotImplementedError(f"`{type(self).__name__}.{name}` is not supported by this MindSpore port: {advice}")
