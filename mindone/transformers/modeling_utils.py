@@ -41,7 +41,7 @@ from ..diffusers.models.model_loading_utils import (
     save_state_dict_sharded,
     warn_if_pickle_requested,
 )
-from ..diffusers.models.modeling_utils import _UNSUPPORTED_KWARGS, CellUtilsMixin, cast_cell
+from ..diffusers.models.modeling_utils import CellUtilsMixin, cast_cell, reject_unsupported_kwargs
 from ..diffusers.utils import dtype_to_str, logging, pop_mindspore_dtype, str_to_dtype
 from ..diffusers.utils.unsupported import MODEL_METHODS, add_unsupported_methods, refuse_register_for_auto_class
 from ..peft import invalidate_compiled_graphs
@@ -203,9 +203,7 @@ class PreTrainedModel(CellUtilsMixin):
         """A model of `config` with randomly initialized weights, in `mindspore_dtype` (default float32), as
         transformers' `_from_config` (which `AutoModel.from_config` calls)."""
         mindspore_dtype = pop_mindspore_dtype(kwargs, mindspore_dtype)
-        if kwargs.get("torch_dtype") is not None:
-            raise TypeError(f"`torch_dtype` is not supported by mindone: {_UNSUPPORTED_KWARGS['torch_dtype']}")
-        kwargs.pop("torch_dtype", None)
+        reject_unsupported_kwargs(kwargs, "_from_config")
         if kwargs:
             raise TypeError(f"{cls.__name__}._from_config got unexpected keyword arguments {sorted(kwargs)}.")
         if attn_implementation not in (None, "eager"):
@@ -448,10 +446,7 @@ class PreTrainedModel(CellUtilsMixin):
                 Update the configuration after it is loaded (e.g. `num_hidden_layers=2`).
         """
         mindspore_dtype = pop_mindspore_dtype(kwargs, mindspore_dtype)
-        for name, hint in _UNSUPPORTED_KWARGS.items():
-            if kwargs.get(name) not in (None, False):  # False is transformers' default of several of them
-                raise TypeError(f"`{name}` is not supported by mindone's `from_pretrained`: {hint}")
-            kwargs.pop(name, None)
+        reject_unsupported_kwargs(kwargs, "from_pretrained")  # False is transformers' default of several of them
         output_loading_info = kwargs.pop("output_loading_info", False)
         state_dict = kwargs.pop("state_dict", None)
         if pretrained_model_name_or_path is None and (

@@ -27,6 +27,7 @@ from mindspore.nn.utils import no_init_parameters
 
 from ...safetensors.mindspore import save_file
 from ..models.model_loading_utils import load_state_dict_into_model, named_parameters
+from ..models.modeling_utils import reject_unsupported_kwargs
 from ..utils import PICKLE_SUFFIXES, logging, pop_mindspore_dtype, str_to_dtype
 from ..utils.mindspore_utils import auto_dtype_as_float32
 from .single_file_utils import (
@@ -253,10 +254,7 @@ class FromOriginalModelMixin:
         if pretrained_model_link_or_path_or_dict is None:
             raise ValueError("`from_single_file` needs a checkpoint file, a Hub link or a state dict.")
 
-        for name, hint in _UNSUPPORTED_KWARGS.items():
-            if kwargs.get(name) is not None:
-                raise TypeError(f"`{name}` is not supported by mindone's `from_single_file`: {hint}")
-            kwargs.pop(name, None)
+        reject_unsupported_kwargs(kwargs, "from_single_file", _UNSUPPORTED_KWARGS, accepted=(None,))
         for name in _IGNORED_KWARGS:
             kwargs.pop(name, None)
         config = kwargs.pop("config", None)

@@ -71,6 +71,17 @@ _UNSUPPORTED_KWARGS = {
 }
 
 
+def reject_unsupported_kwargs(
+    kwargs: Dict[str, Any], method: str, unsupported: Dict[str, str] = _UNSUPPORTED_KWARGS, accepted=(None, False)
+) -> None:
+    """Raise a `TypeError` naming `method` and saying what to do instead (`unsupported`: name -> advice) on an upstream
+    argument this port does not support, set to a value not in `accepted` (upstream's defaults); drop the others."""
+    for name, hint in unsupported.items():
+        if kwargs.get(name) not in accepted:
+            raise TypeError(f"`{name}` is not supported by mindone's `{method}`: {hint}")
+        kwargs.pop(name, None)
+
+
 _DEPRECATED_ATTENTION_NAMES = (("query", "to_q"), ("key", "to_k"), ("value", "to_v"), ("proj_attn", "to_out.0"))
 
 
@@ -365,10 +376,7 @@ class ModelMixin(CellUtilsMixin):
         """
         if os.path.isfile(save_directory):
             raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
-        if kwargs.get("use_flashpack"):
-            raise TypeError(
-                f"`use_flashpack` is not supported by mindone's `save_pretrained`: {_UNSUPPORTED_KWARGS['use_flashpack']}"
-            )
+        reject_unsupported_kwargs({"use_flashpack": kwargs.get("use_flashpack")}, "save_pretrained")
         warn_if_pickle_requested(safe_serialization, f"the {type(self).__name__}")
         if push_to_hub:
             raise NotImplementedError("`push_to_hub=True` is not supported: upload the folder with huggingface_hub.")
@@ -385,10 +393,7 @@ class ModelMixin(CellUtilsMixin):
 
     @classmethod
     def _pop_loading_kwargs(cls, kwargs: Dict[str, Any]):
-        for name, hint in _UNSUPPORTED_KWARGS.items():
-            if kwargs.get(name) not in (None, False):
-                raise TypeError(f"`{name}` is not supported by mindone's `from_pretrained`: {hint}")
-            kwargs.pop(name, None)
+        reject_unsupported_kwargs(kwargs, "from_pretrained")
         if kwargs.pop("use_safetensors", None) is False:
             raise ValueError("`use_safetensors=False` is not supported: only safetensors checkpoints are read.")
         for name in ("low_cpu_mem_usage", "user_agent", "_from_pipeline", "mirror", "disable_mmap", "max_memory"):

@@ -39,7 +39,7 @@ from mindspore import nn
 
 from ..configuration_utils import ConfigMixin
 from ..models.model_loading_utils import warn_if_pickle_requested
-from ..models.modeling_utils import ModelMixin
+from ..models.modeling_utils import ModelMixin, reject_unsupported_kwargs
 from ..utils import BaseOutput, dtype_to_str, logging, str_to_dtype
 from ..utils.mindspore_utils import auto_dtype_as_float32, pop_mindspore_dtype, to_dtype_argument
 from ..utils.unsupported import PIPELINE_METHODS, add_unsupported_methods
@@ -80,14 +80,6 @@ _UNSUPPORTED_KWARGS = {
     "offload_state_dict": "there is no offloading in this port.",
     "from_flax": "Flax checkpoints are not supported: use safetensors.",
 }
-
-
-def _reject_unsupported_kwargs(kwargs: Dict[str, Any], method: str) -> None:
-    """Raise on an upstream argument this port does not support (set to anything but None / False); drop the rest."""
-    for name, hint in _UNSUPPORTED_KWARGS.items():
-        if kwargs.get(name) not in (None, False):
-            raise TypeError(f"`{name}` is not supported by mindone's `DiffusionPipeline.{method}`: {hint}")
-        kwargs.pop(name, None)
 
 
 @dataclass
@@ -473,7 +465,7 @@ class DiffusionPipeline(ConfigMixin):
         >>> pipe = DiffusionPipeline.from_pretrained("Alpha-VLLM/Lumina-Image-2.0", mindspore_dtype=ms.bfloat16)
         ```
         """
-        _reject_unsupported_kwargs(kwargs, "from_pretrained")
+        reject_unsupported_kwargs(kwargs, "DiffusionPipeline.from_pretrained", _UNSUPPORTED_KWARGS)
         if kwargs.pop("use_safetensors", None) is False:
             raise ValueError("`use_safetensors=False` is not supported: only safetensors checkpoints are read.")
         for name in ("low_cpu_mem_usage", "disable_mmap", "max_memory"):
@@ -698,7 +690,7 @@ class DiffusionPipeline(ConfigMixin):
         >>> shifted = Lumina2Pipeline.from_pipe(pipe, scheduler=scheduler)  # same weights, another scheduler
         ```
         """
-        _reject_unsupported_kwargs(kwargs, "from_pipe")
+        reject_unsupported_kwargs(kwargs, "DiffusionPipeline.from_pipe", _UNSUPPORTED_KWARGS)
         dtype = str_to_dtype(pop_mindspore_dtype(kwargs)) or ms.float32
         new_pipeline = cls._from_pipe(pipeline, **kwargs)
         new_pipeline.to(dtype)
