@@ -76,17 +76,22 @@ def _mean(x, _):
     return mean_last_axis(x)
 
 
+def _mean_reduced(x, _):
+    return mean_last_axis(x, as_gemv=False)  # off CPU: the reduction
+
+
 def _swap_pairs(x, _):
     return ms.ops.matmul(x, pair_swap_matrix(x.shape[-1]))
 
 
 @pytest.mark.parametrize("mode", ["pynative", "graph"])
 @pytest.mark.parametrize("shape", [(7,), (3, 96), (2, 5, 4, 2304)], ids=str)
-def test_mean_last_axis(mode, shape, rng):
+@pytest.mark.parametrize("fn", [_mean, _mean_reduced], ids=["gemv", "reduction"])
+def test_mean_last_axis(mode, shape, fn, rng):
     x = (rng.standard_normal(shape) * 3).astype(np.float32)
     if mode == "graph":
         ms.set_context(mode=ms.GRAPH_MODE)
-    out = _Apply(_mean)(ms.Tensor(x), ms.Tensor(0.0)).asnumpy()
+    out = _Apply(fn)(ms.Tensor(x), ms.Tensor(0.0)).asnumpy()
     expected = x.astype(np.float64).mean(-1, keepdims=True)
     assert out.shape == expected.shape
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
@@ -100,3 +105,22 @@ def test_pair_swap_matrix_is_exact(mode, dim, rng):
         ms.set_context(mode=ms.GRAPH_MODE)
     out = _Apply(_swap_pairs)(ms.Tensor(x), ms.Tensor(0.0)).asnumpy()
     np.testing.assert_array_equal(out, x.reshape(3, dim // 2, 2)[..., ::-1].reshape(3, dim))
+
+
+@pytest.mark.parametrize("module", ["diffusers", "gemma2"])
+def test_rms_norms_decide_the_gemv_mean_at_construction(module, monkeypatch, rng):
+    # off CPU (Ascend) the RMS norms keep MindSpore's reduction for the mean: the same norm within rounding
+    from mindone.diffusers.models import normalization
+    from mindone.transformers.models.gemma2 import modeling_gemma2
+
+    x = ms.Tensor((rng.standard_normal((2, 3, 96)) * 3).astype(np.float32))
+    if module == "diffusers":
+        on_cpu = normalization.RMSNorm(96, eps=1e-6)
+        monkeypatch.setattr(normalization, "_on_cpu", lambda: False)
+        off_cpu = normalization.RMSNorm(96, eps=1e-6)
+    else:
+        on_cpu = modeling_gemma2.Gemma2RMSNorm(96)
+        monkeypatch.setattr(modeling_gemma2, "_on_cpu", lambda: False)
+        off_cpu = modeling_gemma2.Gemma2RMSNorm(96)
+    assert on_cpu.mean_as_gemv and not off_cpu.mean_as_gemv
+    np.testing.assert_allclose(off_cpu(x).asnumpy(), on_cpu(x).asnumpy(), rtol=1e-6, atol=1e-6)

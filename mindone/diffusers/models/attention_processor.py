@@ -45,23 +45,24 @@ def scaled_dot_product_attention(
 
     Args:
         query (`ms.Tensor`): `(B, H, L, D)`.
-        key (`ms.Tensor`): `(B, H, S, D)` (expand grouped kv heads before calling).
+        key (`ms.Tensor`): `(B, H, S, D)`; fewer (grouped) heads only where `flash_attention_applies` (otherwise
+            fold or expand them before calling).
         value (`ms.Tensor`): `(B, H, S, Dv)`.
         attn_mask (`ms.Tensor`, *optional*):
             Broadcastable to `(B, H, L, S)`. Boolean: `True` marks keys that take part (torch's convention). Floating:
             added to the scores.
         scale (`float`, *optional*): Defaults to `D ** -0.5`.
         use_flash (`bool`, defaults to `False`):
-            Use Ascend's flash-attention kernel for fp16/bf16 inputs (fp32 always takes the math path). Callers pass
-            the flag decided at construction (`Attention.use_flash`), since the device cannot be read inside a graph.
+            Use Ascend's flash-attention kernel where `flash_attention_applies` (fp16/bf16 inputs within the kernel's
+            limits; the rest takes the math path). Callers pass the flag decided at construction
+            (`Attention.use_flash`), since the device cannot be read inside a graph.
 
     Returns:
         `ms.Tensor` of shape `(B, H, L, Dv)` in the dtype of `query`.
     """
     head_dim = query.shape[-1]
     scale = scale if scale is not None else 1.0 / math.sqrt(head_dim)
-    dtype = query.dtype
-    if use_flash and dtype in (ms.float16, ms.bfloat16):
+    if flash_attention_applies(use_flash, query, key, attn_mask):
         return _flash_attention_ascend(query, key, value, attn_mask, scale)
     if query.shape[0] * query.shape[1] * query.shape[2] * key.shape[-2] > ATTENTION_CHUNK_ELEMENTS:
         return _attention_chunks(query, key, value, attn_mask, scale)
@@ -203,16 +204,31 @@ def _attention_math(query, key, value, attn_mask, scale):
     return mint.matmul(probs, value).astype(dtype)
 
 
+def flash_attention_applies(use_flash: bool, query: ms.Tensor, key: ms.Tensor, attn_mask: Optional[ms.Tensor]) -> bool:
+    """Whether `scaled_dot_product_attention` runs Ascend's FlashAttentionScore: asked for (`use_flash`), fp16 / bf16
+    inputs within the kernel's limits (MindSpore 2.10: head_dim a multiple of 16 up to 512, at most 256 query heads,
+    key / value heads dividing them) and no mask or a boolean one (an additive float mask is not a keep / drop mask)."""
+    heads, head_dim, kv_heads = query.shape[1], query.shape[-1], key.shape[1]
+    return (
+        use_flash
+        and query.dtype in (ms.float16, ms.bfloat16)
+        and head_dim % 16 == 0
+        and head_dim <= 512
+        and heads <= 256
+        and heads % kv_heads == 0
+        and (attn_mask is None or attn_mask.dtype == ms.bool_)
+    )
+
+
 def _flash_attention_ascend(query, key, value, attn_mask, scale):
-    # Ascend-only (untested on hardware here): FlashAttentionScore takes fp16/bf16 BNSD inputs and a mask where
-    # True/1 means "drop", the inverse of torch's boolean mask.
+    # Ascend-only (untested on hardware here): FlashAttentionScore takes fp16/bf16 BNSD inputs (grouped key / value
+    # heads as they are) and a (B, 1 or heads, L, S) mask where True/1 means "drop", the inverse of torch's mask.
     batch, heads, q_len, _ = query.shape
     kv_len = key.shape[2]
     mask = None
     if attn_mask is not None:
-        if attn_mask.dtype != ms.bool_:
-            attn_mask = attn_mask >= 0
-        mask = mint.logical_not(attn_mask.broadcast_to((batch, 1, q_len, kv_len))).astype(ms.uint8)
+        mask_heads = heads if attn_mask.ndim == 4 and attn_mask.shape[1] != 1 else 1
+        mask = mint.logical_not(attn_mask.broadcast_to((batch, mask_heads, q_len, kv_len))).astype(ms.uint8)
     return ops.flash_attention_score(
         query, key, value, head_num=heads, attn_mask=mask, scalar_value=scale, input_layout="BNSD"
     )

@@ -313,10 +313,13 @@ def broadcast_add(x: ms.Tensor, y: ms.Tensor) -> ms.Tensor:
     return x + expand_to(y, x.shape)
 
 
-def mean_last_axis(x: ms.Tensor) -> ms.Tensor:
-    """`mint.mean(x, -1, keepdim=True)` as a matrix-vector product with a ones vector (float32 accumulation like the
-    reduction, differences at rounding level): the CPU ReduceMean kernel takes ~16 ms on a (2, 1152, 2304) input, the
-    product ~6 ms."""
+def mean_last_axis(x: ms.Tensor, as_gemv: bool = True) -> ms.Tensor:
+    """`mint.mean(x, -1, keepdim=True)`, with `as_gemv` (callers pass `_on_cpu()` decided at construction) as a
+    matrix-vector product with a ones vector (float32 accumulation like the reduction, differences at rounding level):
+    the CPU ReduceMean kernel takes ~16 ms on a (2, 1152, 2304) input, the product ~6 ms. Elsewhere the reduction (a
+    float32 product could run in reduced precision under an Ascend `precision_mode` such as allow_fp32_to_fp16)."""
+    if not as_gemv:
+        return mint.mean(x, -1, keepdim=True)
     d = x.shape[-1]
     ones = mint.ones((d, 1), dtype=x.dtype)
     return (ops.matmul(x.reshape(-1, d), ones) * (1.0 / d)).reshape(x.shape[:-1] + (1,))

@@ -25,7 +25,7 @@ import mindspore as ms
 from mindspore import Parameter, mint, nn, ops
 
 from .cpu_layers import GroupNorm as GroupNorm  # mindone.diffusers has its GroupNorm cell here
-from .cpu_layers import Linear, broadcast_add, broadcast_mul, mean_last_axis
+from .cpu_layers import Linear, _on_cpu, broadcast_add, broadcast_mul, mean_last_axis
 
 
 class LayerNorm(nn.Cell):
@@ -61,10 +61,12 @@ class LayerNorm(nn.Cell):
         return self.layer_norm(x, weight.astype(x.dtype), bias.astype(x.dtype))[0]
 
 
-def _rms_norm(hidden_states: ms.Tensor, weight: Optional[ms.Tensor], bias: Optional[ms.Tensor], eps: float):
+def _rms_norm(
+    hidden_states: ms.Tensor, weight: Optional[ms.Tensor], bias: Optional[ms.Tensor], eps: float, mean_as_gemv: bool
+):
     input_dtype = hidden_states.dtype
     hidden_states = hidden_states.astype(ms.float32)
-    variance = mean_last_axis(mint.square(hidden_states))  # as a GEMV: ReduceMean is slow on CPU
+    variance = mean_last_axis(mint.square(hidden_states), mean_as_gemv)  # as a GEMV on CPU: ReduceMean is slow there
     # broadcasting products as tile + Mul (see `cpu_layers.broadcast_mul`)
     hidden_states = broadcast_mul(hidden_states, mint.rsqrt(variance + eps))
     if weight is not None:
@@ -104,9 +106,10 @@ class RMSNorm(nn.Cell):
             self.weight = Parameter(mint.ones(self.dim, dtype=ms.float32), name="weight")
             if bias:
                 self.bias = Parameter(mint.zeros(self.dim, dtype=ms.float32), name="bias")
+        self.mean_as_gemv = _on_cpu()  # decided here: the device cannot be read inside a compiled construct
 
     def construct(self, hidden_states: ms.Tensor) -> ms.Tensor:
-        return _rms_norm(hidden_states, self.weight, self.bias, self.eps)
+        return _rms_norm(hidden_states, self.weight, self.bias, self.eps, self.mean_as_gemv)
 
 
 class LuminaRMSNormZero(nn.Cell):

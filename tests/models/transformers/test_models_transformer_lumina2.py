@@ -143,13 +143,16 @@ def test_tiny_parity_broadcast_timestep_and_large_values():
 @pytest.mark.parametrize("cap_dtype", ["float16", "bfloat16"])
 def test_half_precision_captions_into_a_float32_model_as_upstream(cap_dtype):
     # a float16 / bfloat16 text encoder feeding a float32 transformer: upstream's caption RMSNorm promotes the captions
-    # to float32, so the call runs (only `hidden_states` must match the parameters)
+    # to float32, so the call runs (only `hidden_states` must match the parameters). The port also takes the mask in
+    # the captions' dtype (upstream needs an integer one; a bfloat16 mask broke numpy's boolean indexing on the host)
     torch_model, model = _twins(TINY, seed=2)
     x, t, cap, mask = _inputs(TINY, 2, (8, 6), (7, 3), 9, seed=2)
     torch_cap = torch.from_numpy(cap).to(getattr(torch, cap_dtype))
     with torch.no_grad():
         expected = torch_model(*(torch.from_numpy(a) for a in (x, t)), torch_cap, torch.from_numpy(mask))[0]
-    ours = model(ms.Tensor(x), ms.Tensor(t), ms.Tensor(cap).astype(getattr(ms, cap_dtype)), ms.Tensor(mask))[0]
+    ours = model(*(ms.Tensor(a) for a in (x, t)), *(ms.Tensor(a).astype(getattr(ms, cap_dtype)) for a in (cap, mask)))[
+        0
+    ]
     assert ours.dtype == ms.float32
     assert_close(ours, expected.numpy(), 1e-5)
     assert rel_l2(ours, _run_torch(torch_model, (x, t, cap, mask))) > 1e-6  # the rounded captions were used

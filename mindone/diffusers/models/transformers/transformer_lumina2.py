@@ -38,7 +38,7 @@ from ...loaders.single_file_model import FromOriginalModelMixin
 from ...utils import is_ascend, logging
 from ...utils.mindspore_utils import tanh
 from ..attention import LuminaFeedForward
-from ..attention_processor import Attention, scaled_dot_product_attention
+from ..attention_processor import Attention, flash_attention_applies, scaled_dot_product_attention
 from ..cpu_layers import (
     Linear,
     ReleasesHeapAfterCompile,
@@ -161,19 +161,19 @@ class Lumina2AttnProcessor2_0:
         key = mint.swapaxes(key, 1, 2)
         value = mint.swapaxes(value, 1, 2)
 
-        # perform Grouped-query Attention (GQA). MindSpore change: instead of repeating each k/v head for its n_rep
-        # query heads (heads g * n_rep ... g * n_rep + n_rep - 1), those query heads are stacked along the sequence
-        # axis, (B, heads, L, D) -> (B, kv, n_rep * L, D): the same products without copying k/v, in fewer and larger
-        # matmuls
-        n_rep = attn.heads // kv_heads
-        query_len = query.shape[2]
-        if n_rep > 1:
-            query = query.reshape(batch_size, kv_heads, n_rep * query_len, head_dim)
-
         # scaled_dot_product_attention expects attention_mask shape to be
         # (batch, heads, source_length, target_length)
         if attention_mask is not None:
             attention_mask = attention_mask.astype(ms.bool_).view(batch_size, 1, 1, -1)
+
+        # perform Grouped-query Attention (GQA). MindSpore change: instead of repeating each k/v head for its n_rep
+        # query heads (heads g * n_rep ... g * n_rep + n_rep - 1), those query heads are stacked along the sequence
+        # axis, (B, heads, L, D) -> (B, kv, n_rep * L, D): the same products without copying k/v, in fewer and larger
+        # matmuls. Ascend's flash kernel takes the grouped heads as they are (and a mask n_rep times smaller).
+        n_rep = attn.heads // kv_heads
+        query_len = query.shape[2]
+        if n_rep > 1 and not flash_attention_applies(attn.use_flash, query, key, attention_mask):
+            query = query.reshape(batch_size, kv_heads, n_rep * query_len, head_dim)
 
         hidden_states = scaled_dot_product_attention(
             query, key, value, attn_mask=attention_mask, scale=softmax_scale, use_flash=attn.use_flash
@@ -425,7 +425,11 @@ class Lumina2RotaryPosEmbed(nn.Cell):
 def _binary_mask(mask, name: str) -> np.ndarray:
     """A caption mask as booleans: 1 / True for caption tokens, 0 / False for padding (upstream reads caption lengths
     from its sum); other values (e.g. an additive 0 / -inf mask) raise."""
-    mask = mask.asnumpy() if isinstance(mask, ms.Tensor) else np.asarray(mask)
+    if isinstance(mask, ms.Tensor):
+        # numpy's boolean indexing fails on MindSpore's numpy bfloat16 (np.unique raised a MemoryError)
+        mask = (mask.astype(ms.float32) if mask.dtype == ms.bfloat16 else mask).asnumpy()
+    else:
+        mask = np.asarray(mask)
     if mask.dtype != np.bool_:
         values = np.unique(mask)
         if not np.isin(values, (0, 1)).all():

@@ -112,10 +112,12 @@ class Gemma2RMSNorm(nn.Cell):
         super().__init__()
         self.eps = eps
         self.weight = Parameter(initializer("zeros", (dim,), ms.float32), name="weight")
+        self.mean_as_gemv = _on_cpu()  # decided here: the device cannot be read inside a compiled construct
 
     def _norm(self, x):
-        # the mean as a GEMV and the product as tile + Mul (`cpu_layers`: ReduceMean and broadcasting Mul are slow on CPU)
-        return broadcast_mul(x, mint.rsqrt(mean_last_axis(x.pow(2)) + self.eps))
+        # the mean as a GEMV on CPU and the product as tile + Mul (`cpu_layers`: ReduceMean and broadcasting Mul are
+        # slow on CPU)
+        return broadcast_mul(x, mint.rsqrt(mean_last_axis(x.pow(2), self.mean_as_gemv) + self.eps))
 
     def construct(self, x):
         output = self._norm(x.astype(ms.float32))
