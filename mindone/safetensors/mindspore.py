@@ -8,6 +8,7 @@ float32 the same way (through a table of the 256 values); they are not written.
 """
 
 import json
+import math
 import os
 import struct
 from typing import Dict, Optional, Tuple, Union
@@ -62,7 +63,9 @@ class SafetensorError(ValueError):
 
 def bf16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
     """Exact widening of raw bfloat16 bits (uint16) to float32."""
-    return (bits.astype(np.uint32) << 16).view(np.float32)
+    # a 0-d array shifted by a Python int became an int64 scalar (NumPy 1.x value-based casting): shift in uint32
+    widened = np.left_shift(np.asarray(bits, dtype=np.uint32), np.uint32(16), dtype=np.uint32)
+    return np.asarray(widened).view(np.float32)
 
 
 def float32_to_bf16_bits(array: np.ndarray) -> np.ndarray:
@@ -92,6 +95,32 @@ def _float8_table(exponent_bits: int, mantissa_bits: int, finite_only: bool) -> 
 
 
 _FLOAT8_TABLES = {"F8_E4M3": _float8_table(4, 3, finite_only=True), "F8_E5M2": _float8_table(5, 2, finite_only=False)}
+
+
+def _is_size(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_str_dict(value) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
+def _check_entry(filename: str, name: str, info) -> None:
+    """A header entry as the safetensors reader accepts it: a known dtype string, a list of non-negative integer
+    dimensions and two non-negative integer offsets in order."""
+    if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
+        raise SafetensorError(f"{filename}: malformed header entry for {name!r} (needs dtype, shape, data_offsets).")
+    dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if not isinstance(dtype, str) or dtype not in _NP_DTYPES:
+        raise SafetensorError(f"{filename}: tensor {name!r} has unsupported dtype {dtype!r}.")
+    if not isinstance(shape, list) or not all(_is_size(d) for d in shape):
+        raise SafetensorError(f"{filename}: tensor {name!r} has a malformed shape {shape!r} (non-negative integers).")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_size(o) for o in offsets):
+        raise SafetensorError(
+            f"{filename}: tensor {name!r} has malformed data_offsets {offsets!r} (two non-negative integers)."
+        )
+    if offsets[1] < offsets[0]:
+        raise SafetensorError(f"{filename}: tensor {name!r} has data_offsets {offsets} that end before they start.")
 
 
 class safe_open:
@@ -126,24 +155,25 @@ class safe_open:
                 )
             try:
                 header = json.loads(f.read(n).decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
                 raise SafetensorError(f"{self.filename} has a corrupt safetensors header ({e}).") from None
         if not isinstance(header, dict):
             raise SafetensorError(f"{self.filename} has a corrupt safetensors header (not a JSON object).")
         self._metadata = header.pop("__metadata__", None)
+        if self._metadata is not None and not _is_str_dict(self._metadata):
+            raise SafetensorError(
+                f"{self.filename} has a corrupt safetensors header: `__metadata__` must map strings to strings."
+            )
         self._offset = 8 + n
         self._header = header
         data_size = file_size - self._offset
         for name, info in header.items():
-            try:
-                start, end = info["data_offsets"]
-                dtype, shape = info["dtype"], info["shape"]
-            except (KeyError, TypeError, ValueError):
-                raise SafetensorError(f"{self.filename}: malformed header entry for {name!r}.") from None
-            if dtype not in _NP_DTYPES:
-                raise SafetensorError(f"{self.filename}: tensor {name!r} has unsupported dtype {dtype}.")
-            expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(_NP_DTYPES[dtype]).itemsize
-            if end - start != expected or start < 0:
+            _check_entry(self.filename, name, info)
+            start, end = info["data_offsets"]
+            dtype, shape = info["dtype"], info["shape"]
+            # in Python integers: a product of huge dimensions must not wrap around
+            expected = math.prod(shape) * np.dtype(_NP_DTYPES[dtype]).itemsize
+            if end - start != expected:
                 raise SafetensorError(
                     f"{self.filename} has a corrupt header: tensor {name!r} ({dtype}{list(shape)}) needs {expected} "
                     f"bytes, but its data_offsets {start}..{end} span {end - start}."
@@ -183,17 +213,22 @@ class safe_open:
     def metadata(self) -> Optional[Dict[str, str]]:
         return self._metadata
 
+    def _info(self, name: str) -> dict:
+        if name not in self._header:
+            raise SafetensorError(f"{self.filename} does not contain tensor {name!r}.")
+        return self._header[name]
+
     def get_dtype(self, name: str) -> str:
-        return self._header[name]["dtype"]
+        return self._info(name)["dtype"]
 
     def get_shape(self, name: str) -> Tuple[int, ...]:
-        return tuple(self._header[name]["shape"])
+        return tuple(self._info(name)["shape"])
 
     def _raw(self, name: str) -> np.ndarray:
         # Read into a fresh array rather than slicing a memory map: pages of a mapped file count in the process's
         # resident memory while it stays mapped, so loading a checkpoint through a map peaked at twice its size (the
         # mapped file + the parameters); a plain read keeps the peak at the parameters + one tensor.
-        info = self._header[name]
+        info = self._info(name)
         start, end = info["data_offsets"]
         out = np.empty(info["shape"], dtype=_NP_DTYPES[info["dtype"]])
         if end > start:
@@ -215,7 +250,7 @@ class safe_open:
         return raw
 
     def get_tensor(self, name: str, dtype: Optional[ms.dtype.Type] = None) -> Union[ms.Tensor, np.ndarray]:
-        st_dtype = self._header[name]["dtype"]
+        st_dtype = self.get_dtype(name)
         if self.framework == "np":
             if dtype is not None:
                 raise ValueError("`dtype` casts MindSpore tensors: open the file with framework='ms' for it.")
@@ -272,21 +307,32 @@ def _to_numpy(name: str, tensor) -> Tuple[str, np.ndarray]:
 
 def save_file(tensors: Dict[str, ms.Tensor], filename, metadata: Optional[Dict[str, str]] = None) -> None:
     """Write tensors to a safetensors file readable by ``safetensors`` (torch, numpy) and by ``load_file``."""
-    if metadata is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+    if metadata is not None and not _is_str_dict(metadata):
         raise ValueError("safetensors metadata must be a dict of str -> str.")
-    header, offset, entries = {}, 0, []
-    # Sizes first (cheap: shapes and dtypes only), then one tensor at a time to keep memory flat.
-    for name in sorted(tensors):
-        t = tensors[name]
+    for name, t in tensors.items():
+        if not isinstance(name, str):
+            raise TypeError(f"Tensor names must be strings, got {name!r} ({type(name).__name__}).")
+        if name == "__metadata__":
+            raise ValueError("`__metadata__` is reserved for the file's metadata: rename that tensor.")
+        if not isinstance(t, (ms.Tensor, np.ndarray, np.generic)):
+            raise TypeError(f"Tensor {name!r} is a {type(t).__name__}, expected a mindspore.Tensor or a NumPy array.")
+    tensors = {k: np.asarray(t) if isinstance(t, np.generic) else t for k, t in tensors.items()}
+    dtypes = {}
+    for name, t in tensors.items():
         st = _ST_DTYPES.get(t.dtype) if not isinstance(t, np.ndarray) else _to_numpy(name, t)[0]
         if st is None:
             raise ValueError(f"Tensor {name!r}: dtype {t.dtype} cannot be written to safetensors.")
-        shape = list(t.shape)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(_NP_DTYPES[st]).itemsize
-        header[name] = {"dtype": st, "shape": shape, "data_offsets": [offset, offset + nbytes]}
+        dtypes[name] = st
+    header, offset, entries = {}, 0, []
+    # Sizes first (cheap: shapes and dtypes only), then one tensor at a time to keep memory flat. Wider items first
+    # (then by name), as the reference writer orders them, so each tensor starts aligned to its item size.
+    for name in sorted(tensors, key=lambda k: (-np.dtype(_NP_DTYPES[dtypes[k]]).itemsize, k)):
+        shape = list(tensors[name].shape)
+        nbytes = math.prod(shape) * np.dtype(_NP_DTYPES[dtypes[name]]).itemsize
+        header[name] = {"dtype": dtypes[name], "shape": shape, "data_offsets": [offset, offset + nbytes]}
         entries.append(name)
         offset += nbytes
-    if metadata:
+    if metadata is not None:
         header = {"__metadata__": metadata, **header}
     blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
     blob += b" " * ((8 - len(blob) % 8) % 8)  # align the data section like the reference writer

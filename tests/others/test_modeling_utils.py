@@ -424,6 +424,30 @@ def test_malformed_shard_index(tmp_path, weight_map, match):
         MsTinyNet.from_pretrained(tmp_path / "d")
 
 
+def test_shard_index_not_utf8(tmp_path):
+    _torch_model(num_layers=4).save_pretrained(tmp_path / "d", max_shard_size=600)
+    (tmp_path / "d" / "diffusion_pytorch_model.safetensors.index.json").write_bytes(b'{"weight_map": "\xff"}')
+    with pytest.raises(EnvironmentError, match="not a valid safetensors index"):
+        MsTinyNet.from_pretrained(tmp_path / "d")
+
+
+def test_key_in_two_shards(tmp_path):
+    # upstream lets the later shard win silently; a stale shard left beside new ones is refused here
+    _torch_model(num_layers=4).save_pretrained(tmp_path / "d", max_shard_size=600)
+    shards = sorted(p for p in os.listdir(tmp_path / "d") if p.endswith("safetensors"))
+    first, last = (tmp_path / "d" / shards[i] for i in (0, -1))
+    key = next(iter(safetensors.torch.load_file(str(first))))
+    _rewrite(last, lambda t: {**t, key: torch.zeros_like(safetensors.torch.load_file(str(first))[key])})
+    with pytest.raises(CheckpointError, match=f"'{key}' is stored in two shards"):
+        MsTinyNet.from_pretrained(tmp_path / "d")
+    model = MsTinyNet(num_layers=4)
+    before = {k: v.asnumpy().copy() for k, v in model.parameters_and_names()}
+    with pytest.raises(CheckpointError, match="stored in two shards"):
+        model.load_weights([tmp_path / "d" / shard for shard in shards])
+    for k, v in model.parameters_and_names():
+        np.testing.assert_array_equal(v.asnumpy(), before[k])
+
+
 def _rewrite(path, fn):
     tensors = safetensors.torch.load_file(str(path))
     safetensors.torch.save_file(fn(tensors), str(path))

@@ -219,3 +219,104 @@ def test_pickle_or_garbage_file_error(tmp_path):
 def test_save_rejects_bad_metadata(tmp_path):
     with pytest.raises(ValueError, match="metadata"):
         save_file({"a": ms.Tensor(np.ones(2, np.float32))}, tmp_path / "a.safetensors", metadata={"a": 1})
+
+
+def test_bf16_scalars_load_as_in_safetensors(tmp_path):
+    # a 0-d bfloat16 tensor: NumPy 1.x turned the shifted 0-d bits into an int64 scalar, whose view failed
+    path = tmp_path / "s.safetensors"
+    safetensors.torch.save_file(
+        {"s": torch.tensor(1.5, dtype=torch.bfloat16), "v": torch.ones(2).bfloat16()}, str(path)
+    )
+    loaded = load_file(path)
+    assert loaded["s"].dtype == ms.bfloat16 and loaded["s"].shape == ()
+    assert float(loaded["s"].astype(ms.float32).asnumpy()) == 1.5
+    with safe_open(path, framework="np") as f:
+        scalar = f.get_tensor("s")
+    assert scalar.dtype == np.float32 and scalar.shape == () and scalar == 1.5
+
+
+F32_2 = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
+MALFORMED_ENTRIES = {
+    "dtype_list": {**F32_2, "dtype": ["F32"]},
+    "offsets_strings": {**F32_2, "data_offsets": ["0", "8"]},
+    "offsets_floats": {**F32_2, "data_offsets": [0.0, 8.0]},
+    "offsets_three": {**F32_2, "data_offsets": [0, 8, 8]},
+    "offsets_reversed": {**F32_2, "shape": [-2], "data_offsets": [8, 0]},
+    "shape_string": {**F32_2, "shape": "2"},
+    "shape_null": {**F32_2, "shape": None},
+    "shape_float": {**F32_2, "shape": [2.0]},
+    "shape_bool": {**F32_2, "shape": [True, 2]},
+    "shape_negative": {**F32_2, "shape": [-1, -2]},
+    "shape_huge": {**F32_2, "shape": [0, 2**70]},
+    "shape_wrapping": {**F32_2, "shape": [2**32, 2**32], "data_offsets": [0, 0]},
+    "not_a_dict": [0, 8],
+    "missing_dtype": {"shape": [2], "data_offsets": [0, 8]},
+}
+
+
+@pytest.mark.parametrize("entry", MALFORMED_ENTRIES)
+def test_malformed_header_entries_are_safetensor_errors(tmp_path, entry):
+    # as the safetensors reader: a clear SafetensorError (a TypeError / OverflowError escaped the loaders' handling)
+    path = tmp_path / "t.safetensors"
+    _raw_file(path, {"w": MALFORMED_ENTRIES[entry]}, b"\0" * 8)
+    with pytest.raises(Exception):
+        safetensors.numpy.load_file(str(path))
+    with pytest.raises(SafetensorError, match="'w'"):
+        load_file(path)
+
+
+@pytest.mark.parametrize("metadata", [{"a": 1}, [1], {"a": {"b": "c"}}], ids=["int", "list", "nested"])
+def test_metadata_of_strings_only(tmp_path, metadata):
+    path = tmp_path / "t.safetensors"
+    _raw_file(path, {"__metadata__": metadata, "w": F32_2}, b"\0" * 8)
+    with pytest.raises(Exception):
+        safetensors.numpy.load_file(str(path))
+    with pytest.raises(SafetensorError, match="__metadata__"):
+        load_file(path)
+
+
+def test_deep_json_header_is_a_safetensor_error(tmp_path):
+    path = tmp_path / "t.safetensors"
+    header = ("[" * 100000 + "]" * 100000).encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(SafetensorError, match="corrupt safetensors header"):
+        load_file(path)
+
+
+def test_unknown_tensor_name(tmp_path):
+    path = tmp_path / "t.safetensors"
+    save_file({"a": ms.Tensor(np.ones(2, np.float32))}, path)
+    with safe_open(path) as f:
+        for method in (f.get_tensor, f.get_shape, f.get_dtype, f.get_numpy):
+            with pytest.raises(SafetensorError, match="does not contain tensor 'b'"):
+                method("b")
+
+
+def test_writer_checks_names_and_values(tmp_path):
+    path = tmp_path / "t.safetensors"
+    one = ms.Tensor(np.ones(2, np.float32))
+    with pytest.raises(TypeError, match="names must be strings"):
+        save_file({1: one}, path)
+    with pytest.raises(ValueError, match="reserved"):
+        save_file({"__metadata__": one}, path)
+    with pytest.raises(TypeError, match="expected a mindspore.Tensor or a NumPy array"):
+        save_file({"a": [1.0, 2.0]}, path)
+    with pytest.raises(ValueError, match="metadata"):
+        save_file({"a": one}, path, metadata=["x"])
+    assert not path.exists()
+    save_file({"a": np.float32(2.5)}, path, metadata={})  # a NumPy scalar is a 0-d array; empty metadata is kept
+    with safetensors.safe_open(str(path), framework="np") as f:
+        assert f.metadata() == {} and f.get_tensor("a") == np.float32(2.5)
+
+
+def test_writer_aligns_each_tensor_to_its_item_size(tmp_path):
+    # wider items first, as the reference writer, so an F64 does not start at an odd byte after an I8
+    path = tmp_path / "t.safetensors"
+    tensors = {"b": np.arange(3, dtype=np.int8), "a2": np.arange(3, dtype=np.float64), "c": np.ones(1, np.float16)}
+    save_file(tensors, path)
+    (n,) = struct.unpack("<Q", path.read_bytes()[:8])
+    header = json.loads(path.read_bytes()[8 : 8 + n])
+    for name, arr in tensors.items():
+        assert header[name]["data_offsets"][0] % arr.itemsize == 0
+    for name, value in safetensors.numpy.load_file(str(path)).items():
+        np.testing.assert_array_equal(value, tensors[name])

@@ -192,7 +192,7 @@ def resolve_weight_files(
         try:
             with open(index_file, "r", encoding="utf-8") as f:
                 weight_map = json.load(f)["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
             raise EnvironmentError(f"The shard index {index_file} is not a valid safetensors index ({e!r}).") from None
         if (
             not isinstance(weight_map, dict)
@@ -256,6 +256,11 @@ def _open_checkpoint(files: Sequence[str]) -> Tuple[Dict[str, "safe_open"], Dict
         except SafetensorError as e:
             raise CheckpointError(str(e)) from None
         for key in handles[file].keys():
+            if key in key_to_file:  # upstream: the later shard silently wins
+                raise CheckpointError(
+                    f"{key!r} is stored in two shards, {key_to_file[key]} and {file}: the checkpoint is inconsistent. "
+                    "Save it again (or remove the stale shard)."
+                )
             key_to_file[key] = file
     return handles, key_to_file
 
