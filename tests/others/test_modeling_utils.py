@@ -329,6 +329,30 @@ def test_non_float_dtypes_are_refused(tmp_path):
     assert all(p.dtype == ms.float32 for p in model.get_parameters())  # left unchanged
 
 
+def test_to_device_says_there_is_no_device_placement(tmp_path):
+    # diffusers code calls `.to("cuda")`, `.to(device=...)`, `.to("cuda", dtype)`: a TypeError that says what to do
+    # (it read "cuda" as an unknown dtype, or failed on the signature)
+    model = MsTinyNet()
+    for call in (
+        lambda: model.to("cuda"),
+        lambda: model.to("cuda:1"),
+        lambda: model.to("NPU"),
+        lambda: model.to(torch.device("cpu")),
+        lambda: model.to(device="cpu"),
+        lambda: model.to("cuda", ms.float16),
+        lambda: model.to(ms.float16, device="cuda"),
+    ):
+        with pytest.raises(TypeError, match=r"no device placement.*ms.set_context\(device_target="):
+            call()
+    assert all(p.dtype == ms.float32 for p in model.get_parameters())
+    assert model.to(dtype=ms.float16) is model and model.dtype == ms.float16
+    assert model.to("float32", non_blocking=True) is model and model.dtype == ms.float32
+    with pytest.raises(TypeError, match="one dtype"):
+        model.to(ms.float16, dtype=ms.float16)
+    with pytest.raises(TypeError, match="unexpected keyword arguments \\['memory_format'\\]"):
+        model.to(memory_format="channels_last")
+
+
 def test_save_function_is_ignored_and_config_records_the_save(tmp_path):
     """As diffusers with safetensors: `save_function` (accelerate's) is not used; saving writes `_class_name` and
     `_diffusers_version` into the live config too (upstream's `to_json_string`)."""

@@ -39,7 +39,7 @@ from ..utils import (
     logging,
     str_to_dtype,
 )
-from ..utils.mindspore_utils import auto_dtype_as_float32, pop_mindspore_dtype, to_dtype_argument
+from ..utils.mindspore_utils import auto_dtype_as_float32, pop_mindspore_dtype, to_arguments
 from ..utils.unsupported import MODEL_METHODS, add_unsupported_methods
 from .cpu_layers import ReleasesHeapAfterCompile
 from .model_loading_utils import (
@@ -195,13 +195,15 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
                 return param.dtype
         return ms.float32
 
-    def to(self, dtype: ms.Type = None):
-        """Cast floating parameters to ``dtype`` (MindSpore has no ``.to(device)``). As torch's `Module.to`, every
-        parameter: `_keep_in_fp32_modules` stay float32 only when loading (`from_pretrained`). `None` changes
-        nothing, as torch's `to()`."""
+    def to(self, *args, **kwargs):
+        """`.to(dtype)` / `.to(dtype=...)`: cast floating parameters to ``dtype``. As torch's `Module.to`, every
+        parameter: `_keep_in_fp32_modules` stay float32 only when loading (`from_pretrained`). No dtype (or `None`)
+        changes nothing, as torch's `to()`. A device (`.to("cuda")`, `device=`) raises a `TypeError`: MindSpore has no
+        device placement."""
+        dtype = to_arguments(args, kwargs)
         if dtype is None:
             return self
-        return cast_cell(self, to_dtype_argument(dtype))
+        return cast_cell(self, dtype)
 
     def get_memory_footprint(self, return_buffers: bool = True) -> int:
         """Bytes held by the model's parameters, as upstream's `return_buffers=False`: constants that torch keeps as

@@ -41,7 +41,7 @@ from ..configuration_utils import ConfigMixin
 from ..models.model_loading_utils import warn_if_pickle_requested
 from ..models.modeling_utils import ModelMixin, reject_unsupported_kwargs
 from ..utils import BaseOutput, dtype_to_str, logging, str_to_dtype
-from ..utils.mindspore_utils import auto_dtype_as_float32, pop_mindspore_dtype, to_dtype_argument
+from ..utils.mindspore_utils import auto_dtype_as_float32, pop_mindspore_dtype, to_arguments
 from ..utils.unsupported import PIPELINE_METHODS, add_unsupported_methods
 
 logger = logging.get_logger(__name__)
@@ -325,19 +325,19 @@ class DiffusionPipeline(ConfigMixin):
         # finally save the config
         self.save_config(save_directory)
 
-    def to(self, dtype=None):
+    def to(self, *args, **kwargs):
         r"""
-        Cast every MindSpore model of the pipeline to `dtype` (MindSpore places tensors through its context, so there
-        is no device argument).
+        `.to(dtype)` / `.to(dtype=...)`: cast every MindSpore model of the pipeline to `dtype`. MindSpore places
+        tensors through its context, so a device (`.to("cuda")`, `device=`) raises a `TypeError` saying so.
 
         Arguments:
             dtype (`ms.Type` or `str`, *optional*):
-                The dtype of the models' floating parameters, e.g. `ms.float32` (`None`: nothing changes, as
+                The dtype of the models' floating parameters, e.g. `ms.float32` (none or `None`: nothing changes, as
                 upstream's `to()`).
         """
+        dtype = to_arguments(args, kwargs)
         if dtype is None:
             return self
-        dtype = to_dtype_argument(dtype)
         self._validate_mindspore_dtype(dtype)
         for module in self._models():
             module.to(dtype)

@@ -161,9 +161,39 @@ def str_to_dtype(name):
     return _STR_TO_DTYPE[key]
 
 
+_DEVICE_NAMES = ("cpu", "cuda", "npu", "mps", "xpu", "meta", "hpu", "xla", "ascend", "gpu")
+_NO_DEVICES = (
+    "MindSpore has no device placement: remove the `.to(device)` call and choose the device once with "
+    "`ms.set_context(device_target=...)` (`.to` here only casts, e.g. `.to(ms.float32)`)."
+)
+
+
+def _is_device(value) -> bool:
+    if type(value).__name__ == "device":  # a torch.device
+        return True
+    return isinstance(value, str) and value.split(":")[0].strip().lower() in _DEVICE_NAMES
+
+
+def to_arguments(args: tuple, kwargs: dict) -> Optional[ms.Type]:
+    """The dtype of a `.to(...)` call written for torch / diffusers: `.to(dtype)` or `.to(dtype=...)`; a device
+    (`"cuda"`, `device=`, `.to("cuda", dtype)`) raises a `TypeError` saying there is no device placement. `None`: no
+    dtype given (nothing changes, as torch's `to()`)."""
+    if "device" in kwargs or any(_is_device(a) for a in args):
+        raise TypeError(_NO_DEVICES)
+    unknown = set(kwargs) - {"dtype", "silence_dtype_warnings", "non_blocking", "copy"}
+    if unknown:
+        raise TypeError(f"`to` got unexpected keyword arguments {sorted(unknown)}: it takes a dtype.")
+    dtypes = list(args) + ([kwargs["dtype"]] if "dtype" in kwargs else [])
+    if len(dtypes) > 1:
+        raise TypeError(f"`to` takes one dtype, got {dtypes!r}.")
+    return to_dtype_argument(dtypes[0]) if dtypes and dtypes[0] is not None else None
+
+
 def to_dtype_argument(dtype) -> ms.Type:
     """The dtype of a `.to(dtype)` call: a floating MindSpore dtype or its name; anything else raises a `TypeError`
     (torch's `Module.to` refuses integer dtypes with one; there is no device argument here)."""
+    if _is_device(dtype):
+        raise TypeError(_NO_DEVICES)
     try:
         target = str_to_dtype(dtype)
     except ValueError as error:

@@ -821,6 +821,12 @@ def test_to_without_dtype_unsaveable_component_and_ignored_kwargs(tiny, tmp_path
     tp, _, path = tiny
     pipe = _ms_pipeline(path)
     assert pipe.to() is pipe and pipe.transformer.to() is pipe.transformer and pipe.dtype == ms.float32
+    for call in (lambda: pipe.to("cuda"), lambda: pipe.to(device="cpu"), lambda: pipe.to("cuda", ms.float32)):
+        with pytest.raises(TypeError, match="no device placement"):
+            call()
+    assert pipe.to(dtype=ms.float32) is pipe and pipe.text_encoder.to(None) is pipe.text_encoder
+    with pytest.raises(TypeError, match="no device placement"):
+        pipe.text_encoder.to("cuda")
     pipe.text_encoder = None
     with captured_warnings() as records:
         pipe.save_pretrained(tmp_path / "ours")
