@@ -52,6 +52,7 @@ import ctypes
 import functools
 import os
 import platform
+import types
 from typing import Optional, Tuple
 
 import mindspore as ms
@@ -186,16 +187,56 @@ class ReleasesHeapAfterCompile:
             release_free_heap()
 
 
+_CELL_INTERNALS = frozenset(vars(nn.Cell())) - {"training"}
+_BY_IDENTITY = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, functools.partial, type)
+
+
+def _constant_key(value, depth: int = 0):
+    """A hashable stand-in for a Python value a compiled `construct` folds in as a constant: the value for numbers,
+    strings, dtypes and None, element-wise for tuples / lists / dicts, the type and attributes of a plain Python object
+    (an attention processor and what it holds, two levels deep), the type of a MindSpore object (primitives: equal for
+    layers built alike) and otherwise the object's identity (two objects never pass for equal)."""
+    if value is None or isinstance(value, (bool, int, float, str, ms.dtype.Type)):
+        return value
+    if isinstance(value, (tuple, list)):
+        return type(value), tuple(_constant_key(v, depth) for v in value)
+    if isinstance(value, dict):
+        return dict, tuple((_constant_key(k, depth), _constant_key(v, depth)) for k, v in value.items())
+    if type(value).__module__.startswith("mindspore"):
+        return type(value)
+    if depth < 2 and not isinstance(value, _BY_IDENTITY) and hasattr(value, "__dict__"):
+        attributes = sorted(vars(value).items(), key=lambda item: item[0])
+        return type(value), tuple((k, _constant_key(v, depth + 1)) for k, v in attributes)
+    return "id", id(value)
+
+
 def graph_signature(cell: nn.Cell) -> tuple:
-    """What a compiled graph of `cell.construct` depends on besides its inputs and the Python attributes its class sets
-    at construction: the names and types of its sub-cells (LoRA adapters included) and of their attention processors
-    (`set_processor`), and the names, shapes and dtypes of its parameters. Cells with equal signatures, built with the
-    same arguments, can run one compiled graph (`shared_graphs`)."""
-    cells = tuple(
-        (name, type(sub_cell), type(sub_cell.__dict__.get("processor"))) for name, sub_cell in cell.cells_and_names()
-    )
+    """What a compiled graph of `cell.construct` depends on besides its inputs: the names and types of its sub-cells
+    (LoRA adapters included), their own scalar Python attributes (flags, sizes, scales, the training flag), their
+    attention processors with what those hold (`set_processor`, or a processor's settings changed by hand), and the
+    names, shapes and dtypes of its parameters. Cells with equal signatures can run one compiled graph
+    (`shared_graphs`)."""
+    cells = tuple((name, type(sub_cell), _cell_constants(sub_cell)) for name, sub_cell in cell.cells_and_names())
     params = tuple((name, tuple(param.shape), param.dtype) for name, param in cell.parameters_and_names())
     return cells, params
+
+
+def _is_scalar(value) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str, ms.dtype.Type))
+
+
+def _cell_constants(cell: nn.Cell) -> tuple:
+    # the public scalars (and tuples of them) a `construct` may fold in, without MindSpore's own (`arguments_key`,
+    # `is_top_cell`... change as graphs compile) and without containers that name the layer (a LoRA layer's `kwargs`
+    # holds its module path: every layer would compile its own graph), plus the attention processor
+    attributes = []
+    for k, v in sorted(vars(cell).items(), key=lambda item: item[0]):
+        if k == "processor":
+            attributes.append((k, _constant_key(v)))
+        elif not k.startswith("_") and k not in _CELL_INTERNALS:
+            if _is_scalar(v) or (isinstance(v, tuple) and all(_is_scalar(x) for x in v)):
+                attributes.append((k, v))
+    return tuple(attributes)
 
 
 @contextlib.contextmanager

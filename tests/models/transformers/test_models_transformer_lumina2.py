@@ -278,6 +278,54 @@ def test_set_processor_after_a_compiled_call(path, monkeypatch):
         ms.set_context(mode=previous)
 
 
+@ms.jit_class
+class _ScaledProcessor:
+    """Upstream's processor, output times `factor` (the same class with other settings on other layers)."""
+
+    def __init__(self, factor):
+        self.inner = Lumina2AttnProcessor2_0()
+        self.factor = factor
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask=None, image_rotary_emb=None, base_sequence_length=None):  # fmt: skip
+        out = self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb, base_sequence_length)  # fmt: skip
+        return out * self.factor
+
+
+class _TorchScaledProcessor(TorchLumina2AttnProcessor):
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = factor
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask=None, image_rotary_emb=None, base_sequence_length=None):  # fmt: skip
+        return self.factor * super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb, base_sequence_length)  # fmt: skip
+
+
+@pytest.mark.parametrize("path", ["graph-compiled", "pynative-compiled"])
+def test_compiled_blocks_follow_each_layers_processor_settings(path, monkeypatch):
+    # layers share one compiled graph per kind of block: processors of one class with other settings (or a setting
+    # changed by hand, then `invalidate_compiled_graphs`) make other kinds (every layer ran the first layer's graph)
+    from mindone.diffusers.models.transformers import transformer_lumina2
+    from mindone.peft import invalidate_compiled_graphs
+
+    torch_model, model = _twins(TINY)
+    inputs = _inputs(TINY, 2, (8, 6), (7, 3), 9)
+    monkeypatch.setattr(transformer_lumina2, "COMPILE_ON_CPU_ELEMENTS", 1)
+    for m, cls in ((model, _ScaledProcessor), (torch_model, _TorchScaledProcessor)):
+        for i, block in enumerate(m.layers):
+            block.attn.set_processor(cls(-1.0 if i == 1 else 1.0))
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.GRAPH_MODE if path == "graph-compiled" else ms.PYNATIVE_MODE)
+    try:
+        assert_close(_run_ours(model, inputs)[0], _run_torch(torch_model, inputs), 1e-5, what="per-layer processors")
+        assert _compiled_blocks(model), "the compiled path was not taken"
+        for m in (model, torch_model):
+            m.layers[1].attn.processor.factor = 0.5
+        invalidate_compiled_graphs(model)
+        assert_close(_run_ours(model, inputs)[0], _run_torch(torch_model, inputs), 1e-5, what="changed by hand")
+    finally:
+        ms.set_context(mode=previous)
+
+
 def _compiled_blocks(model):
     return [
         name
