@@ -18,6 +18,7 @@ from mindone.diffusers.models.attention_processor import (
     scaled_dot_product_attention,
 )
 from mindone.diffusers.models.transformers import transformer_lumina2
+from tests.models.transformers.test_models_transformer_lumina2 import TINY
 from tests.testing_utils import rel_l2
 
 
@@ -117,23 +118,8 @@ def test_additive_and_per_head_float_masks_take_the_math_path(rng, monkeypatch):
     np.testing.assert_array_equal(out.asnumpy(), expected.asnumpy())
 
 
-LUMINA_FLASH = dict(
-    sample_size=16,
-    patch_size=2,
-    in_channels=4,
-    hidden_size=48,  # head_dim 16: within the kernel's limits
-    num_layers=2,
-    num_refiner_layers=1,
-    num_attention_heads=3,
-    num_kv_heads=1,
-    multiple_of=2,
-    ffn_dim_multiplier=None,
-    norm_eps=1e-5,
-    scaling_factor=1.0,
-    axes_dim_rope=(8, 4, 4),
-    axes_lens=(64, 64, 64),
-    cap_feat_dim=32,
-)
+# the transformer tests' tiny config with head_dim 16 (within the kernel's limits)
+LUMINA_FLASH = dict(TINY, hidden_size=48, axes_dim_rope=(8, 4, 4), axes_lens=(64, 64, 64))
 
 
 def test_lumina2_flash_branch_unfolds_grouped_queries(rng, monkeypatch):
