@@ -191,12 +191,16 @@ _CELL_INTERNALS = frozenset(vars(nn.Cell())) - {"training"}
 _BY_IDENTITY = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, functools.partial, type)
 
 
+def _is_scalar(value) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str, ms.dtype.Type))
+
+
 def _constant_key(value, depth: int = 0):
     """A hashable stand-in for a Python value a compiled `construct` folds in as a constant: the value for numbers,
     strings, dtypes and None, element-wise for tuples / lists / dicts, the type and attributes of a plain Python object
     (an attention processor and what it holds, two levels deep), the type of a MindSpore object (primitives: equal for
     layers built alike) and otherwise the object's identity (two objects never pass for equal)."""
-    if value is None or isinstance(value, (bool, int, float, str, ms.dtype.Type)):
+    if _is_scalar(value):
         return value
     if isinstance(value, (tuple, list)):
         return type(value), tuple(_constant_key(v, depth) for v in value)
@@ -219,10 +223,6 @@ def graph_signature(cell: nn.Cell) -> tuple:
     cells = tuple((name, type(sub_cell), _cell_constants(sub_cell)) for name, sub_cell in cell.cells_and_names())
     params = tuple((name, tuple(param.shape), param.dtype) for name, param in cell.parameters_and_names())
     return cells, params
-
-
-def _is_scalar(value) -> bool:
-    return value is None or isinstance(value, (bool, int, float, str, ms.dtype.Type))
 
 
 def _cell_constants(cell: nn.Cell) -> tuple:
