@@ -216,9 +216,10 @@ def hotswap_adapter_from_state_dict(
         needed = f" (rank {max(n for n, _ in ranks)} against the loaded {max(o for _, o in ranks)})" if ranks else ""
         raise HotswapError(
             f"Incompatible shapes found for LoRA weights ({details}). The new adapter has a larger rank than the "
-            f"loaded one{needed}: pad the first adapter to at least the largest rank with "
-            "`prepare_model_for_compiled_hotswap(model, target_rank=...)` (diffusers: `enable_lora_hotswap("
-            "target_rank=...)`, before the first LoRA is loaded) before hot-swapping. The model was not changed."
+            f"loaded one{needed}: call `enable_lora_hotswap(target_rank=...)` (on the pipeline or the model) with at "
+            "least the largest rank before the first LoRA is loaded, or "
+            "`mindone.peft.prepare_model_for_compiled_hotswap(model, target_rank=...)` after it, then hot-swap. The "
+            "model was not changed."
         )
 
     written = {model_key for model_key, _ in plan}
