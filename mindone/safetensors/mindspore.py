@@ -294,8 +294,6 @@ def _to_numpy(name: str, tensor) -> Tuple[str, np.ndarray]:
             if k != "BF16" and arr.dtype == np.dtype(v):
                 return k, arr
         raise ValueError(f"Tensor {name!r}: NumPy dtype {arr.dtype} cannot be written to safetensors.")
-    if not isinstance(tensor, (ms.Tensor, ms.Parameter)):
-        raise TypeError(f"Tensor {name!r} is a {type(tensor).__name__}, expected a mindspore.Tensor.")
     dtype = tensor.dtype
     if dtype not in _ST_DTYPES:
         raise ValueError(f"Tensor {name!r}: dtype {dtype} cannot be written to safetensors.")

@@ -14,10 +14,11 @@ from typing import Optional, Union
 
 import numpy as np
 import PIL.Image
-import PIL.ImageOps
 from packaging import version
 
 import mindspore as ms
+
+from . import loading_utils
 
 global_rng = random.Random()
 
@@ -134,12 +135,11 @@ def load_numpy(array: Union[str, os.PathLike, np.ndarray]) -> np.ndarray:
 
 
 def load_image(image: Union[str, os.PathLike, PIL.Image.Image]) -> PIL.Image.Image:
-    """A PIL image in RGB (EXIF orientation applied), from a PIL image or a local file."""
+    """A PIL image in RGB (EXIF orientation applied), from a PIL image or a local file (`utils.load_image`, without
+    URLs: tests here run offline)."""
     if isinstance(image, (str, os.PathLike)):
-        image = PIL.Image.open(_local_file(image, "images"))
-    elif not isinstance(image, PIL.Image.Image):
-        raise ValueError(f"Expected a PIL image or the path of an image file, got {type(image).__name__}.")
-    return PIL.ImageOps.exif_transpose(image).convert("RGB")
+        image = _local_file(image, "images")
+    return loading_utils.load_image(image)
 
 
 def load_downloaded_numpy_from_hf_hub(repo_id: str, filename: str, subfolder=None, repo_type: str = "dataset"):
