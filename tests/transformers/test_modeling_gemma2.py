@@ -259,6 +259,39 @@ def test_activations_equal_transformers_on_every_range():
         assert np.abs(to_numpy(actual) - to_numpy(expected)).max() <= 2e-6 * max(1.0, np.abs(to_numpy(expected)).max())
 
 
+def test_activations_stay_float32_on_ascend(monkeypatch):
+    """The float64 softplus / tanh are CPU-only (Ascend has few float64 kernels): built for Ascend, the `mish` and
+    `sqrtsoftplus` activations exponentiate in float32 (and still equal transformers' within the float32 kernels' error)."""
+    from transformers.activations import ACT2FN
+
+    from mindone.transformers.models.gemma2 import modeling_gemma2
+
+    exp_dtypes = []
+
+    class RecordingMint:  # the module's `mint`, recording the dtype `exp` is computed in
+        def __getattr__(self, name):
+            return getattr(modeling_gemma2.mint_module, name)
+
+        @staticmethod
+        def exp(x):
+            exp_dtypes.append(x.dtype)
+            return modeling_gemma2.mint_module.exp(x)
+
+    monkeypatch.setattr(modeling_gemma2, "mint_module", modeling_gemma2.mint, raising=False)
+    monkeypatch.setattr(modeling_gemma2, "mint", RecordingMint())
+    x = np.linspace(-30, 30, 241).astype(np.float32)
+    for on_ascend in (False, True):
+        monkeypatch.setattr(modeling_gemma2, "is_ascend", lambda: on_ascend)
+        for name in ("mish", "sqrtsoftplus"):
+            exp_dtypes.clear()
+            mlp = modeling_gemma2.Gemma2MLP(make_config(**{**TINY, "hidden_activation": name}))
+            actual = mlp.act_fn(ms.Tensor(x))
+            assert exp_dtypes == [ms.float32 if on_ascend else ms.float64], (name, on_ascend)
+            # run here with the CPU's float32 Exp / Tanh kernels (up to 1e-4 off): looser than the float64 path
+            bound = 1e-5 if on_ascend else 1e-6
+            assert rel_l2(actual, ACT2FN[name](torch.tensor(x))) <= bound, (name, on_ascend)
+
+
 def test_packed_sequences_from_position_ids(graph_mode_param):
     """Without an attention mask and without a cache, position ids that restart (or jump) mark packed sequences that
     attend only within themselves (transformers' `find_packed_sequence_indices`); with a cache (the default

@@ -569,7 +569,8 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
             sigma = host_sigmas[sigma_idx]
             sigma_next = host_sigmas[sigma_idx + 1]
 
-            # Python floats of the float32 values: like upstream's 0-dim tensors, they keep model_output's dtype
+            # Python floats of the float32 values: like upstream's 0-dim tensors on CPU, they keep model_output's dtype
+            # (rounded to it first, as torch's CPU kernels do with a 0-dim float32 tensor)
             current_sigma = float(sigma)
             next_sigma = float(sigma_next)
             dt = float(sigma_next - sigma)

@@ -83,12 +83,13 @@ _ACTIVATIONS = {
 }
 
 
-def _softplus(x):
-    """torch's `softplus` (beta 1, threshold 20: linear above it), in float64: MindSpore 2.10's CPU Log1p returns 0 for
-    inputs below ~1e-8 and its float32 Exp is off by up to 8e-6; below -16 softplus is `exp(x)` to float32."""
-    x64 = x.astype(ms.float64)
-    exp = mint.exp(mint.clamp(x64, max=20.0))
-    return mint.where(x64 > 20.0, x64, mint.where(x64 < -16.0, exp, mint.log(1.0 + exp))).astype(x.dtype)
+def _softplus(x, in_float64: bool):
+    """torch's `softplus` (beta 1, threshold 20: linear above it), in float64 when `in_float64` (on CPU: MindSpore
+    2.10's CPU Log1p returns 0 for inputs below ~1e-8 and its float32 Exp is off by up to 8e-6; Ascend has few float64
+    kernels, so float32 there); below -16 softplus is `exp(x)` to float32."""
+    wide = x.astype(ms.float64 if in_float64 else ms.float32)
+    exp = mint.exp(mint.clamp(wide, max=20.0))
+    return mint.where(wide > 20.0, wide, mint.where(wide < -16.0, exp, mint.log(1.0 + exp))).astype(x.dtype)
 
 
 def _dtype_min(dtype):
@@ -144,7 +145,7 @@ class Gemma2MLP(nn.Cell):
                 f"`hidden_activation` must be one of {sorted(_ACTIVATIONS)}, got {config.hidden_activation!r}."
             )
         self.activation = _ACTIVATIONS[config.hidden_activation]
-        self.precise_tanh = not is_ascend()  # decided at construction: the device cannot be read inside a graph
+        self.precise_tanh = not is_ascend()  # float64 tanh / softplus on CPU; decided here: no device read in a graph
 
     def act_fn(self, x):
         act = self.activation
@@ -167,7 +168,7 @@ class Gemma2MLP(nn.Cell):
         if act == "hardswish":
             return x * mint.clamp(x + 3.0, 0.0, 6.0) / 6.0
         if act == "mish":
-            return x * tanh(_softplus(x), self.precise_tanh)
+            return x * tanh(_softplus(x, self.precise_tanh), self.precise_tanh)
         if act == "tanh":
             return tanh(x, self.precise_tanh)
         if act == "sigmoid":
@@ -175,7 +176,7 @@ class Gemma2MLP(nn.Cell):
         if act == "laplace":
             return 0.5 * (1.0 + mint.erf((x - 0.707107) / (0.282095 * math.sqrt(2.0))))
         if act == "sqrtsoftplus":
-            return mint.sqrt(_softplus(x))
+            return mint.sqrt(_softplus(x, self.precise_tanh))
         if act == "linear":
             return x
         return mint.nn.functional.relu(x)
