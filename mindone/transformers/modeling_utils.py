@@ -536,6 +536,7 @@ class PreTrainedModel(CellUtilsMixin):
                 SAFE_WEIGHTS_INDEX_NAME,
                 subfolder=subfolder or None,
                 variant=variant,
+                prefer_single_file=True,  # transformers reads model.safetensors before an index beside it
                 **hub,
             )
         mindspore_dtype = _requested_dtype(mindspore_dtype, config, files, state_dict)

@@ -814,6 +814,29 @@ def test_save_pretrained_loads_in_transformers(tiny_pair, tmp_path, max_shard_si
     assert_hidden_states_match(run_ms(ours, ids, mask), run_torch(loaded, ids, mask))
 
 
+def test_single_file_read_before_an_index_beside_it(tiny_pair, tmp_path):
+    """A folder holding both `model.safetensors` and a shard index (transformers leaves a stale index behind when a
+    sharded save is followed by a single-file one): transformers reads the single file, so does the port."""
+    torch_model, _ = tiny_pair
+    other = make_torch_model(make_config(**TINY), seed=3)
+    other.save_pretrained(str(tmp_path), max_shard_size="20KB")  # complete shards + index
+    torch_model.save_pretrained(str(tmp_path / "single"))
+    shutil.copy(tmp_path / "single" / "model.safetensors", tmp_path / "model.safetensors")
+    expected = TorchGemma2Model.from_pretrained(str(tmp_path), attn_implementation="eager").eval()
+    ids, mask = random_inputs(2, 5, TINY["vocab_size"], lengths=[5, 2], seed=17)
+    assert_hidden_states_match(
+        run_ms(Gemma2Model.from_pretrained(str(tmp_path)), ids, mask), run_torch(expected, ids, mask)
+    )
+    assert torch.equal(expected.norm.weight, torch_model.norm.weight)
+    # a stale index whose shards are gone (transformers' own leftover): the single file still loads
+    for name in os.listdir(tmp_path):
+        if name.startswith("model-"):
+            os.remove(tmp_path / name)
+    assert_hidden_states_match(
+        run_ms(Gemma2Model.from_pretrained(str(tmp_path)), ids, mask), run_torch(expected, ids, mask)
+    )
+
+
 def test_save_bf16_loads_in_transformers(tiny_pair, tmp_path):
     _, ms_model = tiny_pair
     ms_model.save_pretrained(str(tmp_path / "fp32"))
@@ -995,6 +1018,40 @@ def test_head_and_generation_queries_as_transformers(tiny_pair):
         torch_model.not_an_attribute
     assert str(ours.value) == str(theirs.value)  # torch's wording, which tests compare
     assert issubclass(CheckpointError, RuntimeError)  # what torch raises for mismatched shapes
+
+
+def test_set_input_embeddings_and_integer_ids_as_transformers():
+    """The ids are checked against the input embeddings' rows (torch's lookup), not the config's vocab_size, so a
+    larger embedding set with `set_input_embeddings` takes its new ids and a smaller one refuses clearly; integer ids
+    of any width run (the lookup takes int32 / int64); transformers' positional order up to `use_cache`."""
+    from mindone.transformers.models.gemma2.modeling_gemma2 import Gemma2TextScaledWordEmbedding
+
+    torch_model, ms_model = make_pair(make_config(**TINY), seed=5)
+    ids = np.array([[5, 98, 7, 3]])
+    expected = run_torch(torch_model, ids)
+    for dtype in (np.int8, np.int16, np.int32, np.uint8, np.uint16, np.uint32, np.uint64):
+        assert_hidden_states_match(run_ms(ms_model, ids.astype(dtype)), expected)
+    embeds = ms_model.get_input_embeddings()(ms.Tensor(ids))
+    assert rel_l2(ms_model(None, None, None, None, embeds)[0], expected.last_hidden_state) <= TOL
+    with pytest.raises(TypeError):
+        ms_model(None, None, None, None, embeds, None, True)  # keyword arguments after use_cache, as transformers'
+
+    old = ms_model.get_input_embeddings()
+    rows = np.random.default_rng(0).normal(0, 1, (120, TINY["hidden_size"])).astype(np.float32)
+    rows[:99] = old.weight.asnumpy()
+    larger = Gemma2TextScaledWordEmbedding(120, TINY["hidden_size"], 0, embed_scale=old.scalar_embed_scale)
+    larger.weight.set_data(ms.Tensor(rows))
+    ms_model.set_input_embeddings(larger)
+    torch_model.set_input_embeddings(
+        type(torch_model.embed_tokens)(120, TINY["hidden_size"], 0, embed_scale=old.scalar_embed_scale)
+    )
+    with torch.no_grad():
+        torch_model.embed_tokens.weight.copy_(torch.from_numpy(rows))
+    new_ids = np.array([[5, 110, 119, 98]])
+    assert_hidden_states_match(run_ms(ms_model, new_ids), run_torch(torch_model, new_ids))
+    ms_model.set_input_embeddings(Gemma2TextScaledWordEmbedding(50, TINY["hidden_size"], 0))
+    with pytest.raises(ValueError, match=r"`input_ids` must be in \[0, 50\) \(the input embeddings' rows\)"):
+        ms_model(ms.Tensor(np.array([[5, 60]])))
 
 
 def test_resize_token_embeddings_as_transformers():

@@ -171,9 +171,11 @@ def resolve_weight_files(
     index_name: str,
     subfolder: Optional[str] = None,
     variant: Optional[str] = None,
+    prefer_single_file: bool = False,
     **hub_kwargs,
 ) -> List[str]:
-    """The safetensors file(s) of a checkpoint: the (variant) index and its shards, else the single file.
+    """The safetensors file(s) of a checkpoint: the (variant) index and its shards, else the single file (diffusers'
+    order); the single file first with `prefer_single_file` (transformers' order, for a folder holding both).
 
     Raises ``EnvironmentError`` naming what was looked for, with a hint when only pickle weights exist."""
     path = os.fspath(pretrained_model_name_or_path)
@@ -185,6 +187,13 @@ def resolve_weight_files(
                 f"{path} is a file, not a safetensors checkpoint nor its shard index: pass the folder that holds the "
                 "model's config and weights (`from_single_file` reads one original-format checkpoint file)."
             )
+    single = None
+    if prefer_single_file:
+        single = resolve_file(
+            path, add_variant(weights_name, variant), subfolder=subfolder, required=False, **hub_kwargs
+        )
+        if single is not None:
+            return [single]
     index_file = resolve_file(
         path, add_variant(index_name, variant), subfolder=subfolder, required=False, **hub_kwargs
     )
@@ -220,7 +229,10 @@ def resolve_weight_files(
                 shard_path = resolve_file(path, shard, subfolder=subfolder, **hub_kwargs)
             files.append(shard_path)
         return files
-    single = resolve_file(path, add_variant(weights_name, variant), subfolder=subfolder, required=False, **hub_kwargs)
+    if not prefer_single_file:
+        single = resolve_file(
+            path, add_variant(weights_name, variant), subfolder=subfolder, required=False, **hub_kwargs
+        )
     if single is not None:
         return [single]
     where = os.path.join(path, subfolder) if subfolder else path

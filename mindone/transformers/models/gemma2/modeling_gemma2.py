@@ -763,12 +763,13 @@ class Gemma2Model(Gemma2PreTrainedModel):
         input_ids: Optional[ms.Tensor] = None,
         attention_mask: Optional[ms.Tensor] = None,
         position_ids: Optional[ms.Tensor] = None,
+        cache=None,
         inputs_embeds: Optional[ms.Tensor] = None,
+        use_cache: Optional[bool] = None,
+        *,  # transformers' positional order up to `use_cache`; the rest are its keyword arguments
         output_attentions: Optional[bool] = None,
         output_hidden_states: Optional[Union[bool, int, Sequence[int]]] = None,
         return_dict: Optional[bool] = None,
-        use_cache: Optional[bool] = None,
-        cache=None,
         past_key_values=None,
         cache_position: Optional[ms.Tensor] = None,
         is_causal: Optional[bool] = None,
@@ -910,11 +911,16 @@ class Gemma2Model(Gemma2PreTrainedModel):
             if input_ids.dtype not in _INT_DTYPES:
                 raise TypeError(f"`input_ids` must hold integers, got dtype {input_ids.dtype}.")
             ids = input_ids.asnumpy()
-            if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
+            # the embedding's rows, as torch's lookup checks (`set_input_embeddings` may change them)
+            weight = getattr(self.get_input_embeddings(), "weight", None)
+            rows = weight.shape[0] if isinstance(weight, (Parameter, ms.Tensor)) else self.vocab_size
+            if ids.size and (ids.min() < 0 or ids.max() >= rows):
                 raise ValueError(
-                    f"`input_ids` must be in [0, {self.vocab_size}) (vocab_size), got values in "
+                    f"`input_ids` must be in [0, {rows}) (the input embeddings' rows), got values in "
                     f"[{ids.min()}, {ids.max()}]."
                 )
+            if input_ids.dtype not in (ms.int32, ms.int64):
+                input_ids = input_ids.astype(ms.int32)  # the Gather kernel takes int32 / int64 indices only
             batch_size, seq_len = input_ids.shape
         else:
             if inputs_embeds.ndim != 3 or inputs_embeds.shape[-1] != self.hidden_size or inputs_embeds.shape[1] == 0:
