@@ -592,6 +592,8 @@ add_unsupported_methods(
     PreTrainedModel,
     {
         "push_to_hub": MODEL_METHODS["push_to_hub"],
+        "cpu": MODEL_METHODS["cpu"],
+        "cuda": MODEL_METHODS["cuda"],
         "set_attn_implementation": "attention always takes the math path ('eager'); there is no implementation to choose.",
         **{
             name: _NO_ADAPTERS

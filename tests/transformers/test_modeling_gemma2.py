@@ -697,7 +697,15 @@ def test_model_api_as_transformers(torch_checkpoints):
 
     for name in ("tie_weights", "post_init", "enable_input_require_grads", "disable_input_require_grads"):
         assert hasattr(TorchGemma2Model, name) and getattr(model, name)() is None
-    for name in ("push_to_hub", "set_attn_implementation", "add_adapter", "load_adapter", "active_adapters"):
+    for name in (
+        "push_to_hub",
+        "set_attn_implementation",
+        "add_adapter",
+        "load_adapter",
+        "active_adapters",
+        "cpu",
+        "cuda",
+    ):
         assert hasattr(TorchGemma2Model, name)
         with pytest.raises(NotImplementedError, match=f"`Gemma2Model.{name}` is not supported by this MindSpore port"):
             getattr(model, name)("x")

@@ -163,8 +163,8 @@ def str_to_dtype(name):
 
 _DEVICE_NAMES = ("cpu", "cuda", "npu", "mps", "xpu", "meta", "hpu", "xla", "ascend", "gpu")
 _NO_DEVICES = (
-    "MindSpore has no device placement: remove the `.to(device)` call and choose the device once with "
-    "`ms.set_context(device_target=...)` (`.to` here only casts, e.g. `.to(ms.float32)`)."
+    "MindSpore has no device placement: remove the device call (`.to(device)`, `.cpu()`, `.cuda()`) and choose the "
+    "device once with `ms.set_context(device_target=...)` (`.to` here only casts, e.g. `.to(ms.float32)`)."
 )
 
 

@@ -3,6 +3,8 @@ exist here so that code written for diffusers fails on the call with what to do 
 
 from typing import Callable, Dict
 
+from .mindspore_utils import _NO_DEVICES
+
 _OFFLOAD = (
     "MindSpore keeps every model on the device chosen with `ms.set_context(device_target=...)`; there is no "
     "offloading."
@@ -13,6 +15,8 @@ _BACKENDS = (
 )
 
 MODEL_METHODS: Dict[str, str] = {
+    "cpu": _NO_DEVICES,  # torch's `Module.cpu()` / `.cuda()` (diffusers' tests write `model.cpu().save_pretrained`)
+    "cuda": _NO_DEVICES,
     "enable_layerwise_casting": "cast the model with `.to(dtype)` or load it with `mindspore_dtype=`; storing weights "
     "in one dtype and computing in another is not ported.",
     "enable_group_offload": _OFFLOAD,
