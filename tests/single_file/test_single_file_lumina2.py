@@ -20,7 +20,7 @@ from mindone.diffusers.loaders.single_file_utils import LUMINA2_2B_CONFIG, Singl
 from mindone.diffusers.models.model_loading_utils import CheckpointError
 from mindone.safetensors.mindspore import load_file, safe_open, save_file
 from tests.single_file.single_file_testing_utils import lumina2_diffusers_to_original
-from tests.testing_utils import assert_close
+from tests.testing_utils import assert_close, captured_warnings
 
 TINY = dict(
     sample_size=4,
@@ -353,12 +353,21 @@ def test_checkpoint_and_config_mismatches(tiny, tmp_path):
     with pytest.raises(SingleFileComponentError, match=r"heads of 8 channels.*Pass `axes_dim_rope=`.*or `config=`"):
         Lumina2Transformer2DModel.from_single_file(d / "lumina2.safetensors")
     # ... which the config entry, given as a keyword, supplies (the rest is inferred)
-    ours = Lumina2Transformer2DModel.from_single_file(d / "lumina2.safetensors", axes_dim_rope=[4, 2, 2])
+    # (another model than the release: a warning names the entries taken from the release, as the VAE's guesses)
+    with captured_warnings() as warnings:
+        ours = Lumina2Transformer2DModel.from_single_file(d / "lumina2.safetensors", axes_dim_rope=[4, 2, 2])
+    assert len(warnings) == 1
+    assert "`patch_size` 2, `norm_eps` 1e-05, `axes_lens` [300, 512, 512] (not stored in the weights)" in warnings[0]
     inferred = {k: ours.config[k] for k in ("hidden_size", "num_layers", "num_refiner_layers", "num_kv_heads")}
     assert inferred == {k: config[k] for k in inferred} and list(ours.config.axes_dim_rope) == [4, 2, 2]
-    _assert_params_equal(
-        ours, _params(Lumina2Transformer2DModel.from_single_file(d / "lumina2.safetensors", config=config))
-    )
+    with captured_warnings() as warnings:
+        from_config = Lumina2Transformer2DModel.from_single_file(d / "lumina2.safetensors", config=config)
+        Lumina2Transformer2DModel.from_single_file(
+            d / "lumina2.safetensors",
+            **{k: config[k] for k in ("axes_dim_rope", "patch_size", "norm_eps", "axes_lens")},
+        )
+    assert warnings == []
+    _assert_params_equal(ours, _params(from_config))
 
 
 def test_bad_arguments(tiny, tmp_path):

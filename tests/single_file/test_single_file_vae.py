@@ -196,6 +196,22 @@ def test_errors(flux_like, tmp_path):
         SingleFileComponentError, match=r"1 keys are not part of the VAE .*encoder.mid.attn_1.gate.weight"
     ):
         AutoencoderKL.from_single_file(tmp_path / "extra.safetensors")
+    # a mid-block projection that is not a 1x1 convolution (upstream reads [:, :, 0, 0]): a shape mismatch naming it
+    bad = safetensors.torch.load_file(d / "ae.safetensors")
+    bad["encoder.mid.attn_1.q.weight"] = torch.ones(64, 64, 2, 2)
+    safetensors.torch.save_file(bad, tmp_path / "bad_q.safetensors")
+    with pytest.raises(CheckpointError, match=r"shape mismatches.*encoder.mid_block.attentions.0.to_q.weight"):
+        AutoencoderKL.from_single_file(tmp_path / "bad_q.safetensors")
+    # an up block beyond the config's two: unknown keys named as in the file (not a negative block index)
+    extra_up = safetensors.torch.load_file(d / "ae.safetensors")
+    extra_up["decoder.up.2.block.0.conv1.bias"] = torch.ones(32)
+    extra_up["decoder.up.2.upsample.conv.bias"] = torch.ones(32)
+    safetensors.torch.save_file(extra_up, tmp_path / "extra_up.safetensors")
+    with pytest.raises(
+        SingleFileComponentError, match=r"2 keys are not part of the VAE .*decoder.up.2.block.0.conv1.bias"
+    ) as error:
+        AutoencoderKL.from_single_file(tmp_path / "extra_up.safetensors")
+    assert "up_blocks.-" not in str(error.value)
     torch.save(tensors, tmp_path / "ae.ckpt")
     with pytest.raises(SingleFileComponentError, match="pickle checkpoint"):
         AutoencoderKL.from_single_file(tmp_path / "ae.ckpt")

@@ -326,14 +326,19 @@ class TensorSource:
         shape = tuple(source_shape)
         if self.rows is not None:
             shape = (self.rows[1] - self.rows[0],) + shape[1:]
-        if self.to_linear and len(shape) > 2:
+        if self._squeezes(shape):
             shape = shape[:2]
-        return shape
+        return (
+            shape  # another kernel size keeps its shape: the shape check names the key (upstream takes [:, :, 0, 0])
+        )
+
+    def _squeezes(self, shape: Sequence[int]) -> bool:
+        return self.to_linear and len(shape) > 2 and all(d == 1 for d in shape[2:])
 
     def apply(self, array):
         if self.rows is not None:
             array = array[self.rows[0] : self.rows[1]]
-        if self.to_linear and len(array.shape) > 2:
+        if self._squeezes(array.shape):
             array = array.reshape(tuple(array.shape[:2]))
         return array
 
@@ -667,7 +672,7 @@ def create_lumina2_diffusers_config_from_checkpoint(
     multiple_of, ffn_dim_multiplier = _ffn_config(inner, hidden)
     in_channels = in_feats // (patch_size * patch_size)
     out_channels = out_feats // (patch_size * patch_size)
-    return {
+    config = {
         **LUMINA2_2B_CONFIG,
         "patch_size": patch_size,
         "in_channels": in_channels,
@@ -683,6 +688,17 @@ def create_lumina2_diffusers_config_from_checkpoint(
         "cap_feat_dim": cap_feat_dim,
         **overrides,
     }
+    # another model than the release: say which entries no weight stores were taken from it (as the VAE's guesses)
+    stored = ("in_channels", "out_channels", "hidden_size", "num_layers", "num_refiner_layers", "num_attention_heads")
+    if any(config[k] != LUMINA2_2B_CONFIG[k] for k in stored + ("num_kv_heads", "cap_feat_dim")):
+        guessed = [k for k in ("patch_size", "norm_eps", "axes_lens") if k not in overrides]
+        if guessed:
+            logger.warning(
+                f"{source} is not Lumina-Image-2.0's 2B transformer and no `config=` was given: "
+                f"{', '.join(f'`{k}` {LUMINA2_2B_CONFIG[k]}' for k in guessed)} (not stored in the weights) are taken "
+                "from the release. Pass this checkpoint's values (e.g. `patch_size=`) or `config=` if they differ."
+            )
+    return config
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -746,6 +762,8 @@ def _vae_ldm_to_diffusers_key(key: str, num_up_blocks: int) -> Optional[Tuple[st
             return f"encoder.down_blocks.{g[0]}.resnets.{g[1]}.{_VAE_RESNET_PARTS[g[2]]}.{g[3]}", False
         if kind == "downsample":
             return f"encoder.down_blocks.{g[0]}.downsamplers.0.conv.{g[1]}", False
+        if kind in ("up", "upsample") and int(g[0]) >= num_up_blocks:
+            return None  # more up blocks than the config: an unknown key (not a negative block index)
         if kind == "up":
             return (
                 f"decoder.up_blocks.{num_up_blocks - 1 - int(g[0])}.resnets.{g[1]}.{_VAE_RESNET_PARTS[g[2]]}.{g[3]}",
