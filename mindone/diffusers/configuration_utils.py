@@ -71,7 +71,9 @@ def deprecated_config_attribute(obj, name: str, example: str):
     """Upstream's deprecated access of a config value as an attribute (`scheduler.num_train_timesteps`): the value,
     with a FutureWarning, when `name` is in `obj`'s config and not one of its attributes; otherwise None."""
     internal = obj.__dict__.get("_internal_dict")
-    if internal is None or name not in internal or name in obj.__dict__:
+    # upstream's `hasattr(internal, name)`: the entries the FrozenDict was built with (its attributes), not keys set
+    # later (`_class_name` / `_diffusers_version` written by `to_json_string`), nor dict methods
+    if internal is None or name not in vars(internal) or name in obj.__dict__:
         return None
     warnings.warn(
         f"Accessing config attribute `{name}` directly via '{type(obj).__name__}' object attribute is deprecated. "
@@ -239,6 +241,9 @@ class ConfigMixin:
         proxies = kwargs.pop("proxies", None)
         subfolder = kwargs.pop("subfolder", None)
         kwargs.pop("user_agent", None)
+        # upstream pops these too; `local_dir` is not used here (a repo id is downloaded to the cache)
+        for ignored in ("mirror", "local_dir", "local_dir_use_symlinks"):
+            kwargs.pop(ignored, None)
         kwargs.pop("_from_pipeline", None)
         kwargs.pop("_from_auto", None)
         kwargs.pop("_commit_hash", None)

@@ -110,6 +110,34 @@ def test_deprecated_config_attribute_access_as_upstream():
     assert model.proj_out.weight.shape == (3, 8)
 
 
+def test_keys_written_after_the_config_are_not_config_attributes(tmp_path):
+    """`to_json_string` adds `_class_name` / `_diffusers_version` to the live config: upstream's attribute access does
+    not see them (no value, no FutureWarning), nor dict methods; upstream's unused hub options are popped."""
+    import warnings as warnings_module
+
+    from diffusers import FlowMatchEulerDiscreteScheduler as TorchScheduler
+
+    from mindone.diffusers import FlowMatchEulerDiscreteScheduler
+
+    ours, ref = FlowMatchEulerDiscreteScheduler(), TorchScheduler()
+    ours.save_config(tmp_path / "ours")
+    ref.save_config(tmp_path / "ref")
+    assert "_class_name" in ours.config and "_class_name" in ref.config
+    with warnings_module.catch_warnings():
+        warnings_module.simplefilter("error", FutureWarning)
+        for name in ("_class_name", "_diffusers_version"):
+            assert hasattr(ours, name) == hasattr(ref, name), name
+        # dict methods are no config values (upstream warns, then raises a KeyError)
+        assert not hasattr(ours, "items") and not hasattr(ours, "pop")
+        assert getattr(ours, "_class_name", None) is None and getattr(ref, "_class_name", None) is None
+    hub_options = dict(mirror="x", local_dir=str(tmp_path / "x"), local_dir_use_symlinks=False)
+    _, unused = FlowMatchEulerDiscreteScheduler.from_pretrained(
+        tmp_path / "ours", return_unused_kwargs=True, foo=1, **hub_options
+    )
+    _, ref_unused = TorchScheduler.from_pretrained(tmp_path / "ref", return_unused_kwargs=True, foo=1, **hub_options)
+    assert unused == ref_unused and unused["foo"] == 1 and not set(hub_options) & set(unused)
+
+
 def test_get_config_dict_is_the_deprecated_load_config(tmp_path):
     TinyNet(num_layers=3).save_pretrained(tmp_path)
     with pytest.warns(FutureWarning, match="get_config_dict is deprecated"):
@@ -347,6 +375,12 @@ def test_to_device_says_there_is_no_device_placement(tmp_path):
     assert all(p.dtype == ms.float32 for p in model.get_parameters())
     assert model.to(dtype=ms.float16) is model and model.dtype == ms.float16
     assert model.to("float32", non_blocking=True) is model and model.dtype == ms.float32
+    # a `None` device is no device (upstream's test_pipe_to: `.to(None, torch.float16)`)
+    assert model.to(None, ms.float16) is model and model.dtype == ms.float16
+    assert model.to(None, dtype=ms.float32) is model and model.dtype == ms.float32
+    assert model.to(device=None, dtype=ms.float16) is model and model.dtype == ms.float16
+    assert model.to(None) is model and model.to(device=None) is model and model.dtype == ms.float16
+    model.to(ms.float32)
     with pytest.raises(TypeError, match="one dtype"):
         model.to(ms.float16, dtype=ms.float16)
     with pytest.raises(TypeError, match="unexpected keyword arguments \\['memory_format'\\]"):

@@ -558,8 +558,9 @@ class DiffusionPipeline(ConfigMixin):
                 passed = passed_class_obj[name]
                 if expected is not None and not isinstance(passed, expected):
                     raise ValueError(
-                        f"`{name}` was passed an object of type {type(passed)}, but it should be a"
-                        f" {expected.__module__}.{expected.__name__} (the folder lists {library_name}.{class_name})."
+                        # upstream's wording ("is of type: ..., but should be ..."), naming the component
+                        f"`{name}` is of type: {type(passed)}, but should be {expected.__module__}.{expected.__name__}"
+                        f" (the folder lists {library_name}.{class_name})."
                     )
                 init_kwargs[name] = passed
                 continue

@@ -178,15 +178,19 @@ def to_arguments(args: tuple, kwargs: dict) -> Optional[ms.Type]:
     """The dtype of a `.to(...)` call written for torch / diffusers: `.to(dtype)` or `.to(dtype=...)`; a device
     (`"cuda"`, `device=`, `.to("cuda", dtype)`) raises a `TypeError` saying there is no device placement. `None`: no
     dtype given (nothing changes, as torch's `to()`)."""
+    # a `None` device is no device (torch's `.to(None, dtype)`, `.to(device=None, dtype=...)`)
+    args = tuple(a for a in args if a is not None)
+    if kwargs.get("device") is None:
+        kwargs = {k: v for k, v in kwargs.items() if k != "device"}
     if "device" in kwargs or any(_is_device(a) for a in args):
         raise TypeError(_NO_DEVICES)
     unknown = set(kwargs) - {"dtype", "silence_dtype_warnings", "non_blocking", "copy"}
     if unknown:
         raise TypeError(f"`to` got unexpected keyword arguments {sorted(unknown)}: it takes a dtype.")
-    dtypes = list(args) + ([kwargs["dtype"]] if "dtype" in kwargs else [])
+    dtypes = list(args) + ([kwargs["dtype"]] if kwargs.get("dtype") is not None else [])
     if len(dtypes) > 1:
         raise TypeError(f"`to` takes one dtype, got {dtypes!r}.")
-    return to_dtype_argument(dtypes[0]) if dtypes and dtypes[0] is not None else None
+    return to_dtype_argument(dtypes[0]) if dtypes else None
 
 
 def to_dtype_argument(dtype) -> ms.Type:

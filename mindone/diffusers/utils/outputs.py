@@ -1,7 +1,7 @@
 """``BaseOutput``: the dataclass-and-dict output of models and pipelines, as ``diffusers.utils.outputs``."""
 
 from collections import OrderedDict
-from dataclasses import fields
+from dataclasses import fields, is_dataclass
 from typing import Any, Tuple
 
 
@@ -13,7 +13,16 @@ class BaseOutput(OrderedDict):
     """
 
     def __post_init__(self) -> None:
-        for field in fields(self):
+        class_fields = fields(self)
+        if not class_fields:
+            raise ValueError(f"{self.__class__.__name__} has no fields.")
+        first = getattr(self, class_fields[0].name)
+        if isinstance(first, dict) and all(getattr(self, f.name) is None for f in class_fields[1:]):
+            # built from a dict (`ImagePipelineOutput({"images": ...})`, as accelerate does): its items are the fields
+            for key, value in first.items():
+                self[key] = value
+            return
+        for field in class_fields:
             value = getattr(self, field.name)
             if value is not None:
                 self[field.name] = value
@@ -45,6 +54,8 @@ class BaseOutput(OrderedDict):
         super().__setattr__(key, value)
 
     def __reduce__(self):
+        if not is_dataclass(self):
+            return super().__reduce__()
         callable, _args, *remaining = super().__reduce__()
         args = tuple(getattr(self, field.name) for field in fields(self))
         return callable, args, *remaining

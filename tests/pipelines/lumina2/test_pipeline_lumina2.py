@@ -825,6 +825,8 @@ def test_to_without_dtype_unsaveable_component_and_ignored_kwargs(tiny, tmp_path
         with pytest.raises(TypeError, match="no device placement"):
             call()
     assert pipe.to(dtype=ms.float32) is pipe and pipe.text_encoder.to(None) is pipe.text_encoder
+    # upstream's test_pipe_to: a `None` device is no device
+    assert pipe.to(None, ms.float32) is pipe and pipe.to(None, dtype=ms.float32) is pipe and pipe.dtype == ms.float32
     with pytest.raises(TypeError, match="no device placement"):
         pipe.text_encoder.to("cuda")
     pipe.text_encoder = None
@@ -895,9 +897,7 @@ def test_components_reuse_and_overrides(tiny, base_image):
     with pytest.raises(TypeError, match="floating MindSpore dtype"):
         overridden.to(ms.int32)
     # a torch component is refused with the expected class
-    with pytest.raises(
-        ValueError, match="`transformer` was passed an object of type .* should be a mindone.diffusers.*ModelMixin"
-    ):
+    with pytest.raises(ValueError, match="`transformer` is of type: .*, but should be mindone.diffusers.*ModelMixin"):
         Lumina2Pipeline.from_pretrained(path, transformer=tp.transformer)
 
 
@@ -967,6 +967,9 @@ def test_generic_loader_and_skipped_text_encoder(tiny, embeds, base_image):
         negative_prompt_attention_mask=nm, **kwargs,
     )  # fmt: skip
     np.testing.assert_array_equal(image, base_image)
+    # a prompt needs the text encoder (upstream fails calling None)
+    with pytest.raises(ValueError, match="needs the pipeline's text_encoder, which is None.*pass `prompt_embeds`"):
+        _run_ms(without, latents, **BASE)
 
 
 def test_loading_errors(tiny, tmp_path):

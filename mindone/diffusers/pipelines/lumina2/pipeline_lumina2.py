@@ -234,6 +234,12 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
         prompt: Union[str, List[str]],
         max_sequence_length: int = 256,
     ) -> Tuple[ms.Tensor, ms.Tensor]:
+        missing = [name for name in ("tokenizer", "text_encoder") if getattr(self, name, None) is None]
+        if missing:  # upstream fails on calling None
+            raise ValueError(
+                f"Encoding a prompt needs the pipeline's {' and '.join(missing)}, which is None: load the pipeline "
+                "with it, or pass `prompt_embeds` / `prompt_attention_mask` (and the negative ones) instead of prompts."
+            )
         prompt = [prompt] if isinstance(prompt, str) else prompt
         text_inputs = self.tokenizer(
             prompt,
