@@ -849,6 +849,11 @@ class VaeImageProcessor(ConfigMixin):
         if output_type == "ms":
             return image
 
+        if image.ndim != 4:  # upstream's `permute(0, 2, 3, 1)` fails with a RuntimeError
+            raise _ImageSizeError(
+                f"`postprocess` to {output_type!r} takes a batch of images of shape (batch, channels, height, width), "
+                f"got shape {tuple(image.shape)}."
+            )
         image = self.ms_to_numpy(image)
 
         if output_type == "np":

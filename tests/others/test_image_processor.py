@@ -418,6 +418,18 @@ def test_postprocess_errors_and_unknown_output_type():
     with pytest.warns(FutureWarning, match="set to `np`"):
         actual = ours.postprocess(ms.Tensor(x), output_type="jpeg")
     assert_same(actual, expected, "unknown output_type")
+    # a single 3-D image to "np" / "pil": torch's RuntimeError (from permute) upstream; "ms" / "latent" pass it through
+    single = np_images(33, (3, 8, 8))
+    for output_type in ("np", "pil"):
+        with pytest.raises(RuntimeError):
+            ref.postprocess(torch.from_numpy(single.copy()), output_type=output_type)
+        with pytest.raises(RuntimeError, match=r"shape \(batch, channels, height, width\), got shape \(3, 8, 8\)"):
+            ours.postprocess(ms.Tensor(single), output_type=output_type)
+    for output_type in ("ms", "latent"):
+        expected = ref.postprocess(
+            torch.from_numpy(single.copy()), output_type="pt" if output_type == "ms" else "latent"
+        )
+        assert_same(ours.postprocess(ms.Tensor(single), output_type=output_type), expected, output_type)
 
 
 @pytest.mark.parametrize("config_name", ["default", "no_resize", "convert_rgb"])
