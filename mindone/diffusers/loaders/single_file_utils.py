@@ -328,11 +328,11 @@ class TensorSource:
             shape = (self.rows[1] - self.rows[0],) + shape[1:]
         if self._squeezes(shape):
             shape = shape[:2]
-        return (
-            shape  # another kernel size keeps its shape: the shape check names the key (upstream takes [:, :, 0, 0])
-        )
+        return shape
 
     def _squeezes(self, shape: Sequence[int]) -> bool:
+        # only a 1x1 kernel is read as linear: another keeps its shape, which the shape check reports with the key
+        # (upstream takes [:, :, 0, 0] of any kernel)
         return self.to_linear and len(shape) > 2 and all(d == 1 for d in shape[2:])
 
     def apply(self, array):

@@ -187,13 +187,15 @@ def resolve_weight_files(
                 f"{path} is a file, not a safetensors checkpoint nor its shard index: pass the folder that holds the "
                 "model's config and weights (`from_single_file` reads one original-format checkpoint file)."
             )
-    single = None
-    if prefer_single_file:
-        single = resolve_file(
+
+    def single_file():
+        return resolve_file(
             path, add_variant(weights_name, variant), subfolder=subfolder, required=False, **hub_kwargs
         )
-        if single is not None:
-            return [single]
+
+    single = single_file() if prefer_single_file else None
+    if single is not None:
+        return [single]
     index_file = resolve_file(
         path, add_variant(index_name, variant), subfolder=subfolder, required=False, **hub_kwargs
     )
@@ -229,10 +231,8 @@ def resolve_weight_files(
                 shard_path = resolve_file(path, shard, subfolder=subfolder, **hub_kwargs)
             files.append(shard_path)
         return files
-    if not prefer_single_file:
-        single = resolve_file(
-            path, add_variant(weights_name, variant), subfolder=subfolder, required=False, **hub_kwargs
-        )
+    if not prefer_single_file:  # (else already looked for)
+        single = single_file()
     if single is not None:
         return [single]
     where = os.path.join(path, subfolder) if subfolder else path
