@@ -24,6 +24,7 @@ setup(
     extras_require={
         "test": [
             "pytest",
+            "pytest-xdist",  # pyproject.toml runs the suite in two worker processes (-n 2)
             "torch==2.13.0",
             "diffusers==0.42.1",
             "peft==0.21.2",

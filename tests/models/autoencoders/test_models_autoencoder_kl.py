@@ -1111,7 +1111,7 @@ def test_vae_with_onednn_avx2():
         " or upsample_options or downsample_options or cpu_conv2d"
     )
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", selected],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", __file__, "-k", selected],
         cwd=root,
         env=env,
         capture_output=True,
