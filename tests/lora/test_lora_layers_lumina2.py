@@ -16,7 +16,7 @@ import mindspore as ms
 import mindone.peft as mp
 from mindone.diffusers import Lumina2Pipeline
 from mindone.diffusers.loaders.lora_base import LORA_ADAPTER_METADATA_KEY
-from mindone.safetensors.mindspore import load_file, load_metadata
+from mindone.safetensors.mindspore import load_file, load_metadata, save_file
 from tests.lora.lumina2_lora_utils import (
     ATTN_TARGETS,
     TINY,
@@ -369,7 +369,7 @@ def loaded(tmp_path):
     return model, load_file(os.path.join(directory, "pytorch_lora_weights.safetensors"))
 
 
-def test_bad_keys_and_shapes_leave_the_model_unchanged(loaded):
+def test_bad_keys_and_shapes_leave_the_model_unchanged(loaded, tmp_path):
     model, state_dict = loaded
     inputs = make_inputs()
     expected, snapshot = run_ms(model, inputs), param_snapshot(model)
@@ -413,6 +413,16 @@ def test_bad_keys_and_shapes_leave_the_model_unchanged(loaded):
     with pytest.raises(ValueError, match=r"metadata has no entry .*`transformer\.`"):
         model.load_lora_adapter(state_dict, adapter_name="b", metadata={"r": 4, "lora_alpha": 8})
     _check_unchanged(model, snapshot, ["a"], inputs, expected)
+    # the same metadata in a file's header: the error's advice (the file's weights as a state dict) loads them
+    path = str(tmp_path / "unprefixed" / "lora.safetensors")
+    os.makedirs(os.path.dirname(path))
+    save_file(state_dict, path, metadata={LORA_ADAPTER_METADATA_KEY: json.dumps({"r": 4, "lora_alpha": 8})})
+    with pytest.raises(ValueError, match=r"metadata has no entry .*load_file\(path\)`, a state dict, with no"):
+        model.load_lora_adapter(path, adapter_name="b")
+    _check_unchanged(model, snapshot, ["a"], inputs, expected)
+    model.load_lora_adapter(load_file(path), adapter_name="b")
+    assert model.peft_config["b"].lora_alpha == model.peft_config["b"].r  # inferred from the shapes
+    model.delete_adapters("b")
 
     with pytest.raises(ValueError, match="This LoRA is a DoRA .* not support"):  # PEFT's magnitude vectors
         model.load_lora_adapter(

@@ -356,8 +356,9 @@ class PeftAdapterMixin:
                 raise ValueError(
                     "The LoRA adapter metadata has no entry for these weights"
                     + (f" (none of its keys starts with `{prefix}.`)" if prefix is not None else "")
-                    + ": prefix its keys as the state dict's, or pass `metadata=None` to infer the config from the "
-                    "weights' shapes."
+                    + ": prefix its keys as the state dict's, or load the weights without it to infer the config "
+                    "from their shapes (a file's metadata is read from its header: pass "
+                    "`mindone.safetensors.mindspore.load_file(path)`, a state dict, with no `metadata`)."
                 )
             if adapter_name in getattr(self, "peft_config", {}) and not hotswap:
                 raise ValueError(
