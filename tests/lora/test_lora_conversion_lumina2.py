@@ -158,10 +158,15 @@ def test_conversion_errors():
         pipe.load_lora_weights(two_b)
     leftover = dict(_original_lora((24, 40, 64, 24, 96), blocks=(("layers", 0),)))
     leftover["diffusion_model.x_embedder.lora_A.weight"] = np.zeros((2, 16), np.float32)
-    with pytest.raises(ValueError, match="should be empty at this point"):
+    with pytest.raises(
+        ValueError, match=r"should be empty at this point but has .*x_embedder.* not part of the original"
+    ):
         pipe.load_lora_weights(leftover)
     # a key without the prefix is not converted (a bare twin overwrote the prefixed weight); diffusers fails too
     good = dict(_original_lora((24, 40, 64, 24, 96), blocks=(("layers", 0),)))
+    kohya_names = {k.replace("lora_A", "lora_down").replace("lora_B", "lora_up"): v for k, v in good.items()}
+    with pytest.raises(ValueError, match=r"lora_down.*`lora_down` / `lora_up` names, `.alpha` scales"):
+        pipe.load_lora_weights(kohya_names)
     bare = dict(
         good,
         **{"layers.0.attention.out.lora_B.weight": 100 * good["diffusion_model.layers.0.attention.out.lora_B.weight"]},
@@ -206,4 +211,22 @@ def test_keys_of_no_transformer():
     with captured_warnings() as records:
         pipe.load_lora_weights(extra, adapter_name="with_extra")
     assert any("1 LoRA keys are not for the transformer" in r and "text_encoder.layers.0" in r for r in records)
+    np.testing.assert_array_equal(run_ms(model, inputs), expected)
+    model.unload_lora()
+
+    # a transformer-level file (`save_lora_adapter`'s keys) and a PEFT model's keys: the error's advice loads them
+    bare = {k.removeprefix("transformer."): v for k, v in converted.items()}
+    with pytest.raises(
+        ValueError, match=r"no `transformer.` keys .*pipe.transformer.load_lora_adapter\(\.\.\., prefix=None\)"
+    ):
+        pipe.load_lora_weights(bare)
+    assert_same_params(model, snapshot)
+    pipe.transformer.load_lora_adapter(bare, prefix=None, adapter_name="bare")
+    np.testing.assert_array_equal(run_ms(model, inputs), expected)
+    model.unload_lora()
+    peft_keys = {"base_model.model." + k: v for k, v in bare.items()}
+    with pytest.raises(ValueError, match=r'load_lora_adapter\(\.\.\., prefix="base_model.model"\)'):
+        pipe.load_lora_weights(peft_keys)
+    assert_same_params(model, snapshot)
+    pipe.transformer.load_lora_adapter(peft_keys, prefix="base_model.model", adapter_name="peft")
     np.testing.assert_array_equal(run_ms(model, inputs), expected)

@@ -277,6 +277,41 @@ def test_load_without_metadata_and_from_a_dict(tmp_path):
     assert_close(run_ms(model, inputs), expected, TOL, "old diffusers key layout")
 
 
+def test_peft_folder_with_its_adapter_config(tmp_path):
+    """A folder PEFT's `save_pretrained` wrote (`adapter_model.safetensors` with `base_model.model.` keys, and
+    `adapter_config.json`): the docs' recipe (guides/lora.md) keeps its alpha and gives PEFT's output; loading the
+    folder alone, as diffusers does, ignores the json (alpha = rank)."""
+    import peft
+
+    torch_model, model = make_twins()
+    inputs = make_inputs()
+    torch.manual_seed(5)
+    config = peft.LoraConfig(r=4, lora_alpha=12, target_modules=ATTN_TARGETS, init_lora_weights=False)
+    peft_model = peft.get_peft_model(torch_model, config)
+    folder = str(tmp_path / "peft")
+    peft_model.save_pretrained(folder)
+    assert sorted(os.listdir(folder)) == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
+    expected = run_torch(torch_model, inputs)  # the LoRA layers are injected in place
+
+    state_dict = load_file(os.path.join(folder, "adapter_model.safetensors"))
+    model.load_lora_adapter(
+        {k.removeprefix("base_model.model."): v for k, v in state_dict.items()},
+        prefix=None,
+        metadata=mp.LoraConfig.from_pretrained(folder).to_dict(),
+        adapter_name="peft",
+    )
+    assert model.peft_config["peft"].lora_alpha == 12
+    assert_close(run_ms(model, inputs), expected, TOL, "PEFT folder with its adapter_config.json")
+
+    model.load_lora_adapter(folder, prefix="base_model.model", adapter_name="folder_only")
+    assert model.peft_config["folder_only"].lora_alpha == 4
+    reference, _ = make_twins()
+    reference.load_lora_adapter(folder, prefix="base_model.model", weight_name="adapter_model.safetensors")
+    assert reference.peft_config["default_0"].lora_alpha == 4
+    model.set_adapters("folder_only")
+    assert_close(run_ms(model, inputs), run_torch(reference, inputs), TOL, "PEFT folder without its json")
+
+
 def test_lora_saved_by_us_loads_in_diffusers(tmp_path):
     torch_model, model = make_twins()
     inputs = make_inputs()
@@ -412,6 +447,9 @@ def test_bad_keys_and_shapes_leave_the_model_unchanged(loaded, tmp_path):
     # from the shapes instead would load alpha = rank (scale 1, not the 2 meant here)
     with pytest.raises(ValueError, match=r"metadata has no entry .*`transformer\.`"):
         model.load_lora_adapter(state_dict, adapter_name="b", metadata={"r": 4, "lora_alpha": 8})
+    _check_unchanged(model, snapshot, ["a"], inputs, expected)
+    with pytest.raises(ValueError, match=r"metadata has no entry for these weights \(it is empty\)"):
+        model.load_lora_adapter(state_dict, adapter_name="b", metadata={})
     _check_unchanged(model, snapshot, ["a"], inputs, expected)
     # the same metadata in a file's header: the error's advice (the file's weights as a state dict) loads them
     path = str(tmp_path / "unprefixed" / "lora.safetensors")

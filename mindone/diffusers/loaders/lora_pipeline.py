@@ -174,10 +174,22 @@ class Lumina2LoraLoaderMixin(LoraBaseMixin):
         prefix = f"{self.transformer_name}."
         others = sorted(k for k in state_dict if not k.startswith(prefix))
         if len(others) == len(state_dict):
+            peft_prefix = "base_model.model."
+            if all(k.startswith(peft_prefix) for k in others):
+                advice = (
+                    f" Its keys look like a PEFT model's (`{peft_prefix}`): load it into the transformer itself with "
+                    f'`pipe.{self.transformer_name}.load_lora_adapter(..., prefix="{peft_prefix[:-1]}")`.'
+                )
+            else:
+                advice = (
+                    " If it is a transformer-level LoRA (keys such as `layers.0.attn.to_q.lora_A.weight`, as "
+                    f"`save_lora_adapter` writes them), load it with `pipe.{self.transformer_name}.load_lora_adapter(..., "
+                    "prefix=None)`."
+                )
             raise ValueError(
                 f"The LoRA has no `{prefix}` keys (e.g. {others[:3]}): it is neither in diffusers' Lumina2 format nor in "
                 "the original Lumina-Image-2.0 one (`diffusion_model.` keys); other formats (kohya `lora_unet_`, ...) "
-                "are not converted. Nothing was loaded."
+                f"are not converted. Nothing was loaded.{advice}"
             )
         if others:
             logger.warning(

@@ -344,6 +344,7 @@ class PeftAdapterMixin:
         if network_alphas and metadata:
             raise ValueError("Both `network_alphas` and `metadata` cannot be specified.")
 
+        metadata_given = bool(metadata)
         if prefix is not None:
             state_dict = {k.removeprefix(f"{prefix}."): v for k, v in state_dict.items() if k.startswith(f"{prefix}.")}
             if metadata is not None:
@@ -355,7 +356,11 @@ class PeftAdapterMixin:
                 # silently load another alpha than the one the metadata was meant to give
                 raise ValueError(
                     "The LoRA adapter metadata has no entry for these weights"
-                    + (f" (none of its keys starts with `{prefix}.`)" if prefix is not None else "")
+                    + (
+                        f" (none of its keys starts with `{prefix}.`)"
+                        if prefix is not None and metadata_given
+                        else " (it is empty)"
+                    )
                     + ": prefix its keys as the state dict's, or load the weights without it to infer the config "
                     "from their shapes (a file's metadata is read from its header: pass "
                     "`mindone.safetensors.mindspore.load_file(path)`, a state dict, with no `metadata`)."
