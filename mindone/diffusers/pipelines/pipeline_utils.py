@@ -130,6 +130,10 @@ def _is_model_class(cls) -> bool:
     return isinstance(cls, type) and issubclass(cls, nn.Cell)
 
 
+# transformers classes loaded as the base model they wrap (a `model_index.json` may name the causal LM)
+_BASE_MODEL_OF = {"Gemma2ForCausalLM": "Gemma2Model"}
+
+
 def _get_class_obj(library_name: str, class_name: str, component: str):
     """The class a `model_index.json` entry names: our port of it, or the transformers tokenizer it names."""
     if library_name == "diffusers":
@@ -146,6 +150,14 @@ def _get_class_obj(library_name: str, class_name: str, component: str):
         class_obj = getattr(ported, class_name, None)
         if class_obj is not None:
             return class_obj
+        if class_name in _BASE_MODEL_OF:
+            # diffusers loads the LM class; its pipelines read only hidden states, which the base model (which loads
+            # the LM checkpoint, without its head) gives the same
+            logger.info(
+                f"Component `{component}` is a transformers `{class_name}`: loading its base model "
+                f"`{_BASE_MODEL_OF[class_name]}` (the language-model head is not used by the pipeline)."
+            )
+            return getattr(ported, _BASE_MODEL_OF[class_name])
         import transformers
 
         class_obj = getattr(transformers, class_name, None)

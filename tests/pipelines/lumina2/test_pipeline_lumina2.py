@@ -1005,6 +1005,38 @@ def test_loading_errors(tiny, tmp_path):
         Lumina2Pipeline.from_pretrained(str(broken))
 
 
+def test_causal_lm_text_encoder_loads_as_in_diffusers(tiny, base_image, tmp_path):
+    """A folder whose text encoder is a `Gemma2ForCausalLM` (head and all): diffusers loads the LM, the port its base
+    model (the pipeline reads hidden states only); both give the image of the base model's weights."""
+    from transformers import Gemma2ForCausalLM as TorchGemma2ForCausalLM
+
+    tp, _, path = tiny
+    folder = tmp_path / "causal_lm"
+    shutil.copytree(path, folder)
+    shutil.rmtree(folder / "text_encoder")
+    lm = TorchGemma2ForCausalLM(tp.text_encoder.config)
+    lm.model.load_state_dict(tp.text_encoder.state_dict())
+    lm.save_pretrained(str(folder / "text_encoder"))
+    index = json.load(open(folder / "model_index.json"))
+    index["text_encoder"] = ["transformers", "Gemma2ForCausalLM"]
+    json.dump(index, open(folder / "model_index.json", "w"))
+
+    theirs = diffusers.Lumina2Pipeline.from_pretrained(str(folder))
+    assert type(theirs.text_encoder).__name__ == "Gemma2ForCausalLM"
+    theirs.set_progress_bar_config(disable=True)
+    ours = _ms_pipeline(str(folder))
+    assert isinstance(ours.text_encoder, Gemma2Model)
+    image = _run_ms(ours, _latents(1), **BASE)
+    np.testing.assert_array_equal(image, base_image)
+    assert_close(image, _run_torch(theirs, _latents(1), **BASE), 1e-5, what="Gemma2ForCausalLM text encoder")
+    # a passed base model is accepted for that entry
+    assert (
+        Lumina2Pipeline.from_pretrained(str(folder), text_encoder=ours.text_encoder).text_encoder is ours.text_encoder
+    )
+    ours.save_pretrained(str(tmp_path / "saved"))
+    assert json.load(open(tmp_path / "saved" / "model_index.json"))["text_encoder"] == ["transformers", "Gemma2Model"]
+
+
 def test_repo_id_from_the_hub_cache(tiny, base_image, tmp_path):
     """A repo id resolves through the huggingface_hub cache (offline here: a snapshot laid out as the Hub does)."""
     _, mp, path = tiny

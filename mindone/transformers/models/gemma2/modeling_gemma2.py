@@ -199,6 +199,14 @@ class Gemma2RotaryEmbedding(nn.Cell):
                 f"`rope_parameters['rope_type']` must be one of {sorted(_ROPE_TYPES)} in this port, got "
                 f"{self.rope_type!r}."
             )
+        missing = [k for k in ("rope_theta",) + _ROPE_REQUIRED_KEYS[self.rope_type] if rope_parameters.get(k) is None]
+        if missing:
+            # transformers fails later with a bare TypeError (no rope_theta) or KeyError
+            raise ValueError(
+                f"`rope_parameters` {dict(rope_parameters)} lacks {missing}, which the {self.rope_type!r} rotary "
+                "embedding needs: give them in `rope_parameters` (Gemma2's `rope_theta` is 10000.0; a config override "
+                "such as `rope_parameters={...}` replaces the whole dict)."
+            )
         self.rope_parameters = dict(rope_parameters)
         inv_freq, self.attention_scaling = self.compute_default_rope_parameters(config)
         if self.rope_type != "default":
@@ -375,6 +383,15 @@ _ROPE_TYPES = {
     "yarn": _yarn_rope,
     "dynamic": _dynamic_rope,
     "longrope": _longrope,
+}
+# the `rope_parameters` keys each type reads without a default (`rope_theta` for all of them)
+_ROPE_REQUIRED_KEYS = {
+    "default": (),
+    "linear": ("factor",),
+    "llama3": ("factor", "low_freq_factor", "high_freq_factor"),
+    "yarn": (),
+    "dynamic": ("factor",),
+    "longrope": ("original_max_position_embeddings", "long_factor", "short_factor"),
 }
 
 
