@@ -187,7 +187,10 @@ class ReleasesHeapAfterCompile:
             release_free_heap()
 
 
-_CELL_INTERNALS = frozenset(vars(nn.Cell())) - {"training"}
+# MindSpore's own attributes of a Cell, and those it adds when the cell compiles (`current_phase` names the cell's
+# compiled graph: counted as a constant, it made a compiled block differ from the blocks that had not compiled yet, so
+# each call compiled the graph of one more block of a kind)
+_CELL_INTERNALS = (frozenset(vars(nn.Cell())) | {"current_phase", "sequence_modified"}) - {"training"}
 _BY_IDENTITY = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, functools.partial, type)
 
 
