@@ -64,8 +64,11 @@ logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 # took 1.9x torch's time, compiled ~0.95x. `float("inf")` keeps every call op by op. In GRAPH_MODE on CPU, such a
 # call also compiles one graph per kind of block (and one per other sub-cell) instead of one graph of the whole model,
 # which cost 1.07x torch's peak memory against 1.00x (`cpu_layers.blocks_compiled_this_call`); `float("inf")` keeps
-# the whole-model graph.
-COMPILE_ON_CPU_ELEMENTS = 1 << 22
+# the whole-model graph. The pipeline calls the transformer once per guidance branch (batch 1 for one image): at real
+# width a 512x512 call has ~1100 tokens (2.5M elements), 256x256 ~350; op by op, a 512x512 call of the 2+2+2-layer
+# model took 10.4 s, compiled 4.6 s after a first call of ~11 s (the graphs of the three kinds of blocks), so the
+# threshold is low: 228 tokens at width 2304, while the tiny test and demo models (widths 8 to 32) stay op by op.
+COMPILE_ON_CPU_ELEMENTS = 1 << 19
 
 
 class Lumina2CombinedTimestepCaptionEmbedding(nn.Cell):
