@@ -8,6 +8,7 @@ import os
 
 import diffusers
 import numpy as np
+import peft
 import pytest
 import torch
 
@@ -281,8 +282,6 @@ def test_peft_folder_with_its_adapter_config(tmp_path):
     """A folder PEFT's `save_pretrained` wrote (`adapter_model.safetensors` with `base_model.model.` keys, and
     `adapter_config.json`): the docs' recipe (guides/lora.md) keeps its alpha and gives PEFT's output; loading the
     folder alone, as diffusers does, ignores the json (alpha = rank)."""
-    import peft
-
     torch_model, model = make_twins()
     inputs = make_inputs()
     torch.manual_seed(5)

@@ -911,7 +911,7 @@ def test_loading_errors(torch_checkpoints, tmp_path):
         Gemma2Model(dict(TINY))
     with pytest.raises(ValueError, match="rope_type"):
         Gemma2Model(make_config(**TINY, rope_parameters={"rope_type": "proportional", "rope_theta": 1e4}))
-    # a `rope_parameters` override replaces the config's dict unvalidated (transformers: a bare KeyError later)
+    # a `rope_parameters` override replaces the config's dict unvalidated (transformers: a bare TypeError / KeyError)
     with pytest.raises(ValueError, match=r"lacks \['rope_theta'\], which the 'linear' .*`rope_theta` is 10000.0"):
         Gemma2Model.from_pretrained(str(root / "base"), rope_parameters={"rope_type": "linear", "factor": 2.0})
     with pytest.raises(ValueError, match=r"lacks \['low_freq_factor', 'high_freq_factor'\], which the 'llama3'"):

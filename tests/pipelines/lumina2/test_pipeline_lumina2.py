@@ -19,6 +19,7 @@ import PIL.Image
 import pytest
 import torch
 from transformers import Gemma2Config
+from transformers import Gemma2ForCausalLM as TorchGemma2ForCausalLM
 from transformers import Gemma2Model as TorchGemma2Model
 
 import mindspore as ms
@@ -1008,8 +1009,6 @@ def test_loading_errors(tiny, tmp_path):
 def test_causal_lm_text_encoder_loads_as_in_diffusers(tiny, base_image, tmp_path):
     """A folder whose text encoder is a `Gemma2ForCausalLM` (head and all): diffusers loads the LM, the port its base
     model (the pipeline reads hidden states only); both give the image of the base model's weights."""
-    from transformers import Gemma2ForCausalLM as TorchGemma2ForCausalLM
-
     tp, _, path = tiny
     folder = tmp_path / "causal_lm"
     shutil.copytree(path, folder)
