@@ -198,18 +198,24 @@ def test_parity_latents_output(tiny):
 
 
 @pytest.mark.slow
-def test_parity_real_widths(tokenizer, tmp_path):
-    """Transformer, VAE and Gemma2 at Lumina-Image-2.0's widths (one layer each, a 32x32 image)."""
+@pytest.mark.parametrize("size", [32, 256])
+def test_parity_real_widths(tokenizer, tmp_path, size):
+    """Transformer, VAE and Gemma2 at Lumina-Image-2.0's widths (one layer each). At 32x32 the transformer runs op by
+    op; at 256x256 (256 image tokens) its calls, one per guidance branch, run compiled on CPU, as a real image does."""
     tp = _torch_pipeline(tokenizer, real_widths=True)
     tp.save_pretrained(tmp_path)
     mp = _ms_pipeline(str(tmp_path))
     del tp.vae.encoder  # not used by the pipeline; frees memory
     # a short text (32 tokens) keeps the 2304-wide matmuls cheap
-    kwargs = dict(BASE, prompt="a cat", negative_prompt="dark", system_prompt="Draw.", max_sequence_length=32)
-    latents = _latents(1, channels=16)
+    kwargs = dict(
+        BASE, prompt="a cat", negative_prompt="dark", system_prompt="Draw.", max_sequence_length=32, height=size,
+        width=size,
+    )  # fmt: skip
+    latents = _latents(1, channels=16, height=size, width=size)
     expected = _run_torch(tp, latents, **kwargs)
     actual = _run_ms(mp, latents, **kwargs)
-    assert_close(actual, expected, 1e-5, what="real widths")
+    assert_close(actual, expected, 1e-5, what=f"real widths, {size}x{size}")
+    assert bool(mp.transformer.layers[0].compile_cache) == (size == 256)
 
 
 def test_encode_prompt_matches_diffusers(tiny):
