@@ -139,11 +139,12 @@ def _convert_non_diffusers_lumina2_lora_to_diffusers(
     if len(state_dict) > 0 or foreign:
         left = [_ORIGINAL_PREFIX + k for k in state_dict] + foreign
         # upstream's message, then why: the keys are outside the layout this converter knows
+        blocks = " / ".join(f"`{name}`" for name in _BLOCK_LISTS)
+        modules = ", ".join(f"`{name}`" for name in ("attention.qkv", *_BLOCK_MODULES))
         raise ValueError(
             f"`state_dict` should be empty at this point but has {left}: these keys are not part of the original "
-            "Lumina-Image-2.0 LoRA layout that is converted (`diffusion_model.` + `noise_refiner` / `context_refiner` "
-            "/ `layers` `.<i>.` + `attention.qkv`, `attention.out`, `feed_forward.w1|w2|w3` or `adaLN_modulation.1` "
-            "+ `.lora_A.weight` / `.lora_B.weight`). As in diffusers, `lora_down` / `lora_up` names, `.alpha` "
+            f"Lumina-Image-2.0 LoRA layout that is converted (`{_ORIGINAL_PREFIX}` + {blocks} `.<i>.` + one of "
+            f"{modules} + `.lora_A.weight` / `.lora_B.weight`). As in diffusers, `lora_down` / `lora_up` names, `.alpha` "
             "scales, keys without the `diffusion_model.` prefix and other modules (embedders, `final_layer`) are not "
             "converted: remove them from the state dict or convert the LoRA to diffusers keys. Nothing was loaded."
         )

@@ -356,11 +356,8 @@ class PeftAdapterMixin:
                 # silently load another alpha than the one the metadata was meant to give
                 raise ValueError(
                     "The LoRA adapter metadata has no entry for these weights"
-                    + (
-                        f" (none of its keys starts with `{prefix}.`)"
-                        if prefix is not None and metadata_given
-                        else " (it is empty)"
-                    )
+                    # emptied by the prefix filter above, or empty as given
+                    + (f" (none of its keys starts with `{prefix}.`)" if metadata_given else " (it is empty)")
                     + ": prefix its keys as the state dict's, or load the weights without it to infer the config "
                     "from their shapes (a file's metadata is read from its header: pass "
                     "`mindone.safetensors.mindspore.load_file(path)`, a state dict, with no `metadata`)."
