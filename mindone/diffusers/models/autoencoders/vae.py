@@ -29,6 +29,7 @@ import mindspore as ms
 from mindspore import mint, nn, ops
 
 from ...utils import BaseOutput, logging, randn_tensor
+from ...utils.mindspore_utils import exp, is_ascend
 from ..cpu_layers import CompiledWhenLarge, Conv2d, GroupNorm, _on_cpu
 from ..unets.unet_2d_blocks import UNetMidBlock2D, get_down_block, get_up_block
 
@@ -319,8 +320,9 @@ class DiagonalGaussianDistribution(object):
         self.mean, self.logvar = mint.chunk(parameters, 2, dim=1)
         self.logvar = mint.clamp(self.logvar, -30.0, 20.0)
         self.deterministic = deterministic
-        self.std = mint.exp(0.5 * self.logvar)
-        self.var = mint.exp(self.logvar)
+        in_float64 = not is_ascend()
+        self.std = exp(0.5 * self.logvar, in_float64)
+        self.var = exp(self.logvar, in_float64)
         if self.deterministic:
             # ops.zeros_like: mint.zeros_like has no CPU kernel in MindSpore 2.10
             self.var = self.std = ops.zeros_like(self.mean)
