@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderKL as TorchAutoencoderKL
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution as TorchDiagonalGaussianDistribution
 
 import mindspore as ms
 from mindspore.nn.utils import no_init_parameters
@@ -327,8 +328,6 @@ def test_return_types():
 def test_posterior_statistics_with_small_and_large_log_variances(logvar_scale):
     # std, var and the KL come from exp(logvar): MindSpore's CPU float32 Exp is off by up to ~1e-5 (relative), and the
     # KL's `var - 1 - logvar` cancels most digits for small log-variances (1.2e-5 off torch before it ran in float64)
-    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution as TorchDiagonalGaussianDistribution
-
     rng = np.random.default_rng(33)
     shape = (3, 4, 5, 3)
     mean = 0.2 * rng.standard_normal(shape)
