@@ -354,6 +354,12 @@ def _dynamic_inv_freq(inv_freq, params, max_position_embeddings, seq_len):
 
 def _dynamic_rope(inv_freq, config, params):
     """`_compute_dynamic_ntk_parameters` at construction: at `max_position_embeddings` the base is unchanged."""
+    if inv_freq.shape[0] < 2:
+        # the NTK base is raised to `dim / (dim - 2)` (transformers: a bare ZeroDivisionError at construction)
+        raise ValueError(
+            f"The 'dynamic' rotary embedding needs a head_dim of at least 4, got {2 * inv_freq.shape[0]}: use another "
+            "`rope_type` or a larger `head_dim`."
+        )
     return inv_freq, 1.0
 
 
