@@ -923,6 +923,8 @@ def test_loading_errors(torch_checkpoints, tmp_path):
     with pytest.raises(ValueError, match="'dynamic' rotary embedding needs a head_dim of at least 4, got 2"):
         dynamic = {"rope_type": "dynamic", "rope_theta": 1e4, "factor": 2.0}
         Gemma2Model(make_config(**{**TINY, "head_dim": 2, "rope_parameters": dynamic}))
+    with pytest.raises(ValueError, match="`head_dim` must be even, got 3"):
+        Gemma2Model(make_config(**{**TINY, "head_dim": 3}))
 
 
 def test_missing_key_in_checkpoint(torch_checkpoints, tmp_path):

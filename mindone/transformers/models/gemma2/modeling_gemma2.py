@@ -252,6 +252,12 @@ class Gemma2RotaryEmbedding(nn.Cell):
         """
         base = config.rope_parameters["rope_theta"]
         dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        if dim % 2:
+            # transformers fails at the first call, on a shape mismatch between the rotated halves and cos / sin
+            raise ValueError(
+                f"The rotary embedding rotates pairs of channels: `head_dim` must be even, got {dim} (from "
+                "`head_dim`, or `hidden_size // num_attention_heads` when `head_dim` is not set)."
+            )
 
         attention_factor = 1.0  # Unused in this type of RoPE
         # Compute the inverse frequencies (float32, as torch computes them: the reciprocal of the float32 power; a
