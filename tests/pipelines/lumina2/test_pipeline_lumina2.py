@@ -197,6 +197,22 @@ def test_parity_latents_output(tiny):
     np.testing.assert_array_equal(as_float64.asnumpy(), actual.asnumpy())
 
 
+def test_latents_of_another_size_set_the_image_size_as_upstream(tiny):
+    """diffusers takes passed latents as they are: their size, not `height` / `width`, sets the image's (ours warns)."""
+    tp, mp, _ = tiny
+    latents = _latents(1, height=48, width=32)
+    kwargs = {k: v for k, v in BASE.items() if k not in ("height", "width")}
+    expected = _run_torch(tp, latents, **kwargs)
+    with captured_warnings() as records:
+        actual = _run_ms(mp, latents, **kwargs)
+    assert actual.shape == expected.shape == (1, 6, 4, 3)
+    assert_close(actual, expected, 1e-5)
+    assert any("`latents` of spatial size (6, 4) give an image of 48x32 pixels" in r for r in records), records
+    with captured_warnings() as records:
+        _run_ms(mp, latents, **dict(kwargs, height=48, width=32))
+    assert not any("spatial size" in r for r in records), records
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [32, 256])
 def test_parity_real_widths(tokenizer, tmp_path, size):
@@ -610,6 +626,17 @@ def test_callback_on_step_end_can_alter_latents(tiny):
     )  # fmt: skip
     assert only_latents == [["latents"], ["latents"]]
 
+    # a callback that returns nothing: upstream fails with an AttributeError on `None.pop`
+    with pytest.raises(TypeError, match="`callback_on_step_end` must return a dict .* got NoneType"):
+        mp(**BASE, generator=np.random.default_rng(0), callback_on_step_end=lambda p, i, t, kw: None)
+    # `sigmas` alone set the steps (`num_inference_steps=None` is then fine, as upstream)
+    steps = []
+    mp(
+        **dict(BASE, num_inference_steps=None), sigmas=[1.0, 0.6, 0.2], generator=np.random.default_rng(0),
+        callback_on_step_end=lambda p, i, t, kw: steps.append(i) or {},
+    )  # fmt: skip
+    assert steps == [0, 1, 2]
+
 
 def test_progress_bar(tiny):
     _, mp, _ = tiny
@@ -715,13 +742,23 @@ CHECK_INPUT_ERRORS = {
         dict(generator=[np.random.default_rng(0)] * 3),
         r"list of generators of length 3, but requested an effective batch size of 1",
     ),
-    "latents_shape": (dict(latents=np.zeros((1, 4, 8, 8), np.float32)), r"`latents` must have shape \(1, 4, 4, 4\)"),
+    "latents_batch": (dict(latents=np.zeros((2, 4, 4, 4), np.float32)), r"`latents` must have shape \(1, 4, 4, 4\)"),
+    "latents_channels": (dict(latents=np.zeros((1, 3, 4, 4), np.float32)), r"`latents` must have shape \(1, 4, 4, 4\)"),
+    "latents_rank": (dict(latents=np.zeros((1, 4, 16), np.float32)), r"`latents` must have shape \(1, 4, 4, 4\)"),
+    "latents_odd_size": (dict(latents=np.zeros((1, 4, 5, 4), np.float32)), r"divisible by `patch_size` \(2\)"),
     "negative_prompt_batch": (
         dict(prompt=["a", "b"], negative_prompt=["x", "y", "z"]),
         r"`negative_prompt`: .* has batch size 3, but `prompt`: .* has batch size 2",
     ),
     "negative_prompt_type": (dict(negative_prompt=3), r"`negative_prompt` should be the same type to `prompt`"),
     "system_prompt_type": (dict(system_prompt=3), r"`system_prompt` must be a string or None, got int"),
+    "prompt_list_item_type": (
+        dict(prompt=["a", 3]),
+        r"`prompt` has to be a `str` or a `list` of `str`, but is a list with items of type \['int', 'str'\]",
+    ),
+    "prompt_empty_list": (dict(prompt=[]), r"`prompt` is an empty list"),
+    "num_inference_steps_0": (dict(num_inference_steps=0), r"`num_inference_steps` must be an int >= 1 .* but is 0"),
+    "num_inference_steps_none": (dict(num_inference_steps=None), r"`num_inference_steps` must be an int >= 1"),
 }
 
 

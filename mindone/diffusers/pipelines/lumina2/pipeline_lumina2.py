@@ -436,6 +436,8 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
         guidance_mode="diffusers",
         cfg_renorm_factor=1.0,
         num_images_per_prompt=1,
+        num_inference_steps=1,
+        sigmas=None,
     ):
         if height % (self.vae_scale_factor * 2) != 0 or width % (self.vae_scale_factor * 2) != 0:
             raise ValueError(
@@ -462,6 +464,12 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
             )
         elif prompt is not None and (not isinstance(prompt, str) and not isinstance(prompt, list)):
             raise ValueError(f"`prompt` has to be of type `str` or `list` but is {type(prompt)}")
+        elif isinstance(prompt, list) and not all(isinstance(p, str) for p in prompt):
+            # upstream fails in the tokenizer (an empty list) or on `str + int` (a list with other items)
+            kinds = sorted({type(p).__name__ for p in prompt})
+            raise ValueError(f"`prompt` has to be a `str` or a `list` of `str`, but is a list with items of type {kinds}")
+        elif isinstance(prompt, list) and not prompt:
+            raise ValueError("`prompt` is an empty list: give at least one prompt.")
 
         if prompt is not None and negative_prompt_embeds is not None:
             raise ValueError(
@@ -529,6 +537,15 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
             or num_images_per_prompt < 1
         ):
             raise ValueError(f"`num_images_per_prompt` must be an int >= 1 but is {num_images_per_prompt!r}.")
+        if sigmas is None and (
+            not isinstance(num_inference_steps, numbers.Integral)
+            or isinstance(num_inference_steps, bool)
+            or num_inference_steps < 1
+        ):
+            # upstream divides by it (`np.linspace(1.0, 1 / num_inference_steps, ...)`)
+            raise ValueError(
+                f"`num_inference_steps` must be an int >= 1 when `sigmas` is not given, but is {num_inference_steps!r}."
+            )
 
     def prepare_extra_step_kwargs(self, generator, eta):
         # keyword arguments for `scheduler.step` that this scheduler accepts (as upstream's helper): `eta` is only
@@ -560,10 +577,18 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
         else:
             if isinstance(latents, np.ndarray):
                 latents = ms.Tensor(latents)
-            if tuple(latents.shape) != shape:
+            if latents.ndim != 4 or tuple(latents.shape[:2]) != shape[:2]:
                 raise ValueError(
                     f"`latents` must have shape {shape} (batch_size * num_images_per_prompt, in_channels, height // 8,"
                     f" width // 8), got {tuple(latents.shape)}."
+                )
+            if tuple(latents.shape[2:]) != shape[2:]:
+                # upstream takes the latents as given: their size, not `height` / `width`, sets the image's
+                logger.warning(
+                    f"`latents` of spatial size {tuple(latents.shape[2:])} give an image of "
+                    f"{latents.shape[2] * self.vae_scale_factor}x{latents.shape[3] * self.vae_scale_factor} pixels; "
+                    f"`height` and `width` ({height * self.vae_scale_factor}x{width * self.vae_scale_factor}, or the "
+                    "default size when not given) are ignored, as in diffusers. Pass the latents' size to silence this."
                 )
             # upstream moves them to the device only, and a dtype other than the transformer's then fails in its first
             # matmul; as diffusers' other pipelines (FLUX, SD3) do, they are cast, here to the transformer's dtype
@@ -745,6 +770,8 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
             guidance_mode=guidance_mode,
             cfg_renorm_factor=cfg_renorm_factor,
             num_images_per_prompt=num_images_per_prompt,
+            num_inference_steps=num_inference_steps,
+            sigmas=sigmas,
         )
         _check_compute_dtype(self.transformer.dtype, "The transformer's dtype")
 
@@ -860,6 +887,11 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
                     step_tensors = {"latents": latents, "prompt_embeds": prompt_embeds}
                     callback_kwargs = {k: step_tensors[k] for k in callback_on_step_end_tensor_inputs}
                     callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
+                    if not isinstance(callback_outputs, dict):  # upstream: AttributeError on `.pop`
+                        raise TypeError(
+                            "`callback_on_step_end` must return a dict (the tensors of `callback_kwargs` it changes, or "
+                            f"`callback_kwargs` itself), got {type(callback_outputs).__name__}."
+                        )
 
                     latents = callback_outputs.pop("latents", latents)
                     prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
