@@ -743,7 +743,10 @@ CHECK_INPUT_ERRORS = {
         r"list of generators of length 3, but requested an effective batch size of 1",
     ),
     "latents_batch": (dict(latents=np.zeros((2, 4, 4, 4), np.float32)), r"`latents` must have shape \(1, 4, 4, 4\)"),
-    "latents_channels": (dict(latents=np.zeros((1, 3, 4, 4), np.float32)), r"`latents` must have shape \(1, 4, 4, 4\)"),
+    "latents_channels": (
+        dict(latents=np.zeros((1, 3, 4, 4), np.float32)),
+        r"`latents` must have shape \(1, 4, 4, 4\)",
+    ),
     "latents_rank": (dict(latents=np.zeros((1, 4, 16), np.float32)), r"`latents` must have shape \(1, 4, 4, 4\)"),
     "latents_odd_size": (dict(latents=np.zeros((1, 4, 5, 4), np.float32)), r"divisible by `patch_size` \(2\)"),
     "negative_prompt_batch": (

@@ -467,7 +467,9 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
         elif isinstance(prompt, list) and not all(isinstance(p, str) for p in prompt):
             # upstream fails in the tokenizer (an empty list) or on `str + int` (a list with other items)
             kinds = sorted({type(p).__name__ for p in prompt})
-            raise ValueError(f"`prompt` has to be a `str` or a `list` of `str`, but is a list with items of type {kinds}")
+            raise ValueError(
+                f"`prompt` has to be a `str` or a `list` of `str`, but is a list with items of type {kinds}"
+            )
         elif isinstance(prompt, list) and not prompt:
             raise ValueError("`prompt` is an empty list: give at least one prompt.")
 
