@@ -153,6 +153,10 @@ def _describe(value) -> str:
     return repr(value)
 
 
+def _is_positive_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
 def _check_compute_dtype(dtype, what: str = "`mindspore_dtype`"):
     """bfloat16 needs Ascend (MindSpore's CPU backend has no bf16 MatMul/BatchMatMul); float16 is not safe for
     Lumina2 (diffusers gives black/NaN images in float16)."""
@@ -465,12 +469,12 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
         elif prompt is not None and (not isinstance(prompt, str) and not isinstance(prompt, list)):
             raise ValueError(f"`prompt` has to be of type `str` or `list` but is {type(prompt)}")
         elif isinstance(prompt, list) and not all(isinstance(p, str) for p in prompt):
-            # upstream fails in the tokenizer (an empty list) or on `str + int` (a list with other items)
+            # upstream fails on `str + int`
             kinds = sorted({type(p).__name__ for p in prompt})
             raise ValueError(
                 f"`prompt` has to be a `str` or a `list` of `str`, but is a list with items of type {kinds}"
             )
-        elif isinstance(prompt, list) and not prompt:
+        elif isinstance(prompt, list) and not prompt:  # upstream fails in the tokenizer
             raise ValueError("`prompt` is an empty list: give at least one prompt.")
 
         if prompt is not None and negative_prompt_embeds is not None:
@@ -533,17 +537,9 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
             raise ValueError(f"`guidance_mode` must be one of {GUIDANCE_MODES} but is {guidance_mode!r}.")
         if not isinstance(cfg_renorm_factor, numbers.Real) or not cfg_renorm_factor > 0:
             raise ValueError(f"`cfg_renorm_factor` must be a number > 0 but is {cfg_renorm_factor!r}.")
-        if (
-            not isinstance(num_images_per_prompt, numbers.Integral)
-            or isinstance(num_images_per_prompt, bool)
-            or num_images_per_prompt < 1
-        ):
+        if not _is_positive_int(num_images_per_prompt):
             raise ValueError(f"`num_images_per_prompt` must be an int >= 1 but is {num_images_per_prompt!r}.")
-        if sigmas is None and (
-            not isinstance(num_inference_steps, numbers.Integral)
-            or isinstance(num_inference_steps, bool)
-            or num_inference_steps < 1
-        ):
+        if sigmas is None and not _is_positive_int(num_inference_steps):
             # upstream divides by it (`np.linspace(1.0, 1 / num_inference_steps, ...)`)
             raise ValueError(
                 f"`num_inference_steps` must be an int >= 1 when `sigmas` is not given, but is {num_inference_steps!r}."
