@@ -703,3 +703,17 @@ def test_lora_dropout_in_training(mode):
         ms.set_context(mode=ms.PYNATIVE_MODE)
     assert rel_l2(first, inference) > 1e-2 and rel_l2(second, first) > 1e-2
     assert rel_l2(again, inference) <= 1e-6
+
+
+def test_dict_of_weights_matches_diffusers(tmp_path):
+    """`set_adapters` with per-module weights: name substrings, then upstream's UNet-style fallback key
+    (`layers.1.attentions.to_q` reaches `layers.1.attn.to_q`). Attention targets only: diffusers fails on any dict once
+    a LoRA module has a name of fewer than four parts."""
+    torch_model, model = make_twins()
+    inputs = make_inputs()
+    add_torch_lora(torch_model, "b", seed=2, r=2, lora_alpha=3, targets=ATTN_TARGETS)
+    model.load_lora_adapter(os.path.dirname(save_torch_lora(torch_model, "b", str(tmp_path / "b"))), adapter_name="b")
+    for weights in ({"layers.0": 0.3, "noise_refiner": -0.5, "layers.1.attentions.to_q": 0.2}, {"to_q": 2.0}):
+        for m in (model, torch_model):
+            m.set_adapters(["b"], weights=[weights])
+        assert_close(run_ms(model, inputs), run_torch(torch_model, inputs), TOL, f"weights {weights}")

@@ -204,7 +204,7 @@ def get_adapter_name(model) -> str:
 
 def set_weights_and_activate_adapters(model, adapter_names, weights):
     """Activate `adapter_names` on every LoRA layer and set their scales (`weight * lora_alpha / r`). A weight may be a
-    dict `{module-name substring: weight}` (unmatched modules get 1.0)."""
+    dict `{module-name substring: weight}` (unmatched modules: upstream's UNet block key, else 1.0)."""
 
     def get_module_weight(weight_for_adapter, module_name):
         if not isinstance(weight_for_adapter, dict):
@@ -213,8 +213,13 @@ def set_weights_and_activate_adapters(model, adapter_names, weights):
         for layer_name, weight_ in weight_for_adapter.items():
             if layer_name in module_name:
                 return weight_
-        # upstream falls back to UNet block keys (`down_blocks.1.attentions.0`), absent from a transformer: 1.0
-        return 1.0
+        parts = module_name.split(".")
+        # upstream's fallback to UNet block keys (`down_blocks.1.attentions.0`), read for transformer modules too
+        # (`layers.1.attentions.to_q` for `layers.1.attn.to_q`); on names of fewer than four parts (`x_embedder`)
+        # upstream fails with an IndexError, here they get 1.0
+        if len(parts) < 4:
+            return 1.0
+        return weight_for_adapter.get(f"{parts[0]}.{parts[1]}.attentions.{parts[3]}", 1.0)
 
     for module_name, module in iter_tuner_layers(model):
         module.set_adapter(adapter_names)
