@@ -920,8 +920,8 @@ def test_loading_errors(torch_checkpoints, tmp_path):
         )
     with pytest.raises(ValueError, match="hidden_activation"):
         Gemma2Model(make_config(**{**TINY, "hidden_activation": "prelu"}))
+    dynamic = {"rope_type": "dynamic", "rope_theta": 1e4, "factor": 2.0}
     with pytest.raises(ValueError, match="'dynamic' rotary embedding needs a head_dim of at least 4, got 2"):
-        dynamic = {"rope_type": "dynamic", "rope_theta": 1e4, "factor": 2.0}
         Gemma2Model(make_config(**{**TINY, "head_dim": 2, "rope_parameters": dynamic}))
     with pytest.raises(ValueError, match="`head_dim` must be even, got 3"):
         Gemma2Model(make_config(**{**TINY, "head_dim": 3}))
