@@ -152,8 +152,6 @@ def _load_state_dict(model, state_dict, model_keys, dropped_layers, dtype):
         name = model_keys[key]
         if name is None or _layer_index(name) in dropped_layers:
             continue
-        if hasattr(value, "detach"):  # a torch tensor, as transformers' state dicts hold
-            value = value.detach().float().cpu().numpy()
         values[name] = value
     load_state_dict_into_model(model, values, strict=True, source="the passed state_dict")
     if dtype is not None:

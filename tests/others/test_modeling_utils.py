@@ -556,14 +556,20 @@ def test_failed_load_leaves_model_unchanged(tmp_path, saved):
 
 
 def test_failed_state_dict_load_leaves_model_unchanged(saved):
-    # right shapes, but the last value cannot be read (a torch bfloat16 tensor): nothing may be written
+    # right shapes, but the last value cannot be read (a lazy tensor of a file cut short): nothing may be written
     from mindone.diffusers.models.model_loading_utils import load_state_dict_into_model
+
+    class Unreadable:
+        shape = (3, 8)
+
+        def __array__(self, dtype=None, copy=None):
+            raise OSError("the file ends early")
 
     model = MsTinyNet.from_pretrained(saved)
     before = _params(model)
     state = {k: v + 1 for k, v in before.items()}
-    state["proj_out.weight"] = torch.zeros(3, 8, dtype=torch.bfloat16)
-    with pytest.raises(TypeError):
+    state["proj_out.weight"] = Unreadable()
+    with pytest.raises(OSError, match="ends early"):
         load_state_dict_into_model(model, state)
     for k, v in _params(model).items():
         np.testing.assert_array_equal(v, before[k], err_msg=k)
@@ -632,6 +638,23 @@ def test_load_state_dict_as_torch(saved, jit):
         model.load_state_dict({"proj_out.weight": np.zeros((4, 8), np.float32)}, strict=False)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_load_state_dict_of_torch_tensors(saved, dtype):
+    # a torch state dict in any float dtype loads as it does in diffusers (NumPy has no bfloat16: read through float32)
+    model = MsTinyNet.from_pretrained(saved)
+    torch_model = _torch_model()
+    with torch.no_grad():
+        for p in torch_model.parameters():
+            p.mul_(-1.5)
+    torch_model.to(dtype)
+    model.load_state_dict(torch_model.state_dict())
+    for k, v in _params(model).items():
+        np.testing.assert_array_equal(v, torch_model.state_dict()[k].float().numpy(), err_msg=k)
+    torch_model.float()
+    x = _x()
+    assert_close(_run(model, x), _ref(torch_model, x), 1e-5, "loaded weights")
+
+
 def test_vae_checkpoint_with_the_attention_names_before_diffusers_0_14(tmp_path):
     # VAE folders written before diffusers 0.14 name the mid-block attention query / key / value / proj_attn:
     # diffusers renames them on load (`_fix_state_dict_keys_on_load`), and so does the port
@@ -684,6 +707,18 @@ def test_offloading_and_dduf_arguments_are_refused_by_models(saved, name):
 def test_a_file_instead_of_the_model_folder(saved):
     with pytest.raises(EnvironmentError, match="pass the folder"):
         MsTinyNet.from_pretrained(saved / "config.json")
+
+
+def test_a_path_that_does_not_exist_or_is_not_a_path(tmp_path):
+    # huggingface_hub's repo-id validation message ("Repo id must be in the form ...") named neither the path nor
+    # that it does not exist; None gave os.fspath's bare TypeError
+    for missing in (tmp_path / "missing", str(tmp_path / "missing" / "sub")):
+        with pytest.raises(EnvironmentError, match="neither an existing local file or folder nor a valid"):
+            MsTinyNet.from_pretrained(missing)
+        with pytest.raises(EnvironmentError, match="neither an existing local file or folder nor a valid"):
+            MsTinyNet.load_config(missing)
+    with pytest.raises(TypeError, match="must be a local path or a Hugging Face repo id .* got NoneType"):
+        MsTinyNet.from_pretrained(None)
 
 
 def test_save_refuses_pickle_and_files(tmp_path):

@@ -27,7 +27,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn
 
-from ...peft.tuners.tuners_utils import invalidate_compiled_graphs, set_parameter_data
+from ...peft.tuners.tuners_utils import invalidate_compiled_graphs, set_parameter_data, to_tensor
 from ...safetensors.mindspore import SafetensorError, safe_open, save_file
 from ..utils import PICKLE_SUFFIXES, logging, resolve_file
 
@@ -418,11 +418,7 @@ def load_state_dict_into_model(
             type(model).__name__,
         )
     # every value converted before the first write: a value that cannot be read leaves the model unchanged
-    tensors = {
-        name: (value if isinstance(value, ms.Tensor) else ms.Tensor(np.asarray(value))).astype(params[name].dtype)
-        for name, value in state.items()
-        if name in params
-    }
+    tensors = {name: to_tensor(value, params[name].dtype) for name, value in state.items() if name in params}
     replaced = False
     for name, tensor in tensors.items():
         replaced |= set_parameter_data(params[name], tensor)

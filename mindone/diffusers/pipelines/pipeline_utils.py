@@ -290,6 +290,8 @@ class DiffusionPipeline(ConfigMixin):
             push_to_hub (`bool`, *optional*, defaults to `False`):
                 Not supported (no Hub upload); must be `False`.
         """
+        if os.path.isfile(save_directory):
+            raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
         if push_to_hub:
             raise NotImplementedError(
                 "`push_to_hub=True` is not supported: upload the saved folder with huggingface_hub."

@@ -8,6 +8,7 @@ from typing import Optional
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
+    HFValidationError,
     LocalEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
@@ -24,10 +25,19 @@ def extract_commit_hash(resolved_file: Optional[str]) -> Optional[str]:
     return found.group(1) if found and _COMMIT_HASH.match(found.group(1)) else None
 
 
+def _fspath(pretrained_model_name_or_path) -> str:
+    if not isinstance(pretrained_model_name_or_path, (str, os.PathLike)):
+        raise TypeError(
+            "`pretrained_model_name_or_path` must be a local path or a Hugging Face repo id (a str or os.PathLike), "
+            f"got {type(pretrained_model_name_or_path).__name__}."
+        )
+    return os.fspath(pretrained_model_name_or_path)
+
+
 def local_subfolder(path, subfolder: Optional[str], filename: str) -> Optional[str]:
     """`subfolder`, or `None` when a local folder's subfolder does not hold `filename` (absent or without it) but the
     folder itself does: upstream then reads the folder's own files (diffusers' `load_config` and `_get_model_file`)."""
-    path = os.fspath(path)
+    path = _fspath(path)
     if (
         subfolder
         and os.path.isdir(path)
@@ -52,7 +62,7 @@ def resolve_file(
 ) -> Optional[str]:
     """Path of ``filename`` (under ``subfolder``) in a local folder or a Hub repo. Returns ``None`` when the file is
     absent and ``required`` is false; otherwise raises ``EnvironmentError`` naming what is missing."""
-    path = os.fspath(pretrained_model_name_or_path)
+    path = _fspath(pretrained_model_name_or_path)
     if os.path.isfile(path):
         return path
     if os.path.isdir(path):
@@ -88,6 +98,11 @@ def resolve_file(
         if not required:
             return None
         raise EnvironmentError(f"{path} does not appear to have a file named {filename} (subfolder={subfolder!r}).")
+    except HFValidationError:  # e.g. an absolute path that does not exist
+        raise EnvironmentError(
+            f"{path} is neither an existing local file or folder nor a valid Hugging Face repo id "
+            "('repo_name' or 'namespace/repo_name'): check the path."
+        ) from None
     except (RepositoryNotFoundError, RevisionNotFoundError) as e:
         raise EnvironmentError(
             f"{path} is not a local folder and not a valid repository id on the Hugging Face Hub ({e})."

@@ -26,6 +26,8 @@ import warnings
 from collections import namedtuple
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
+
 import mindspore as ms
 from mindspore import nn
 from mindspore.graph.api import _cell_graph_executor
@@ -309,6 +311,16 @@ def invalidate_compiled_graphs(cell: nn.Cell, recursive: bool = True) -> None:
 
 # torch's `load_state_dict` result
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+def to_tensor(value, dtype) -> ms.Tensor:
+    """A state-dict value as a MindSpore tensor of `dtype`: MindSpore, NumPy, or a torch tensor handed over by user
+    code (read through float32, which holds bfloat16 exactly: NumPy has no bfloat16)."""
+    if isinstance(value, ms.Tensor):
+        return value.astype(dtype)
+    if hasattr(value, "detach"):
+        value = value.detach().float().cpu().numpy()
+    return ms.Tensor(np.asarray(value)).astype(dtype)
 
 
 def set_parameter_data(param: ms.Parameter, tensor: ms.Tensor) -> bool:

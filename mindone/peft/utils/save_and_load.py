@@ -19,12 +19,16 @@ parameter dtype. `set_peft_model_state_dict` validates every key and shape befor
 import re
 from typing import Dict, List, Optional, Tuple
 
-import numpy as np
-
 import mindspore as ms
 from mindspore import nn
 
-from ..tuners.tuners_utils import IncompatibleKeys, invalidate_compiled_graphs, iter_tuner_layers, set_parameter_data
+from ..tuners.tuners_utils import (
+    IncompatibleKeys,
+    invalidate_compiled_graphs,
+    iter_tuner_layers,
+    set_parameter_data,
+    to_tensor,
+)
 from .error import AdapterStateDictError
 
 _PEFT_PREFIX = "base_model.model."
@@ -115,14 +119,6 @@ def get_peft_model_state_dict(
     if state_dict is not None:
         params = {k: state_dict[k] for k in params if k in state_dict}
     return {_remove_adapter_name_from_state_dict_key(k, adapter_name): v for k, v in params.items()}
-
-
-def _to_tensor(value, dtype) -> ms.Tensor:
-    if isinstance(value, ms.Tensor):
-        return value.astype(dtype)
-    if hasattr(value, "detach"):  # e.g. a torch tensor handed over by user code
-        value = value.detach().float().cpu().numpy()
-    return ms.Tensor(np.asarray(value)).astype(dtype)
 
 
 def _shape_of(value) -> Tuple[int, ...]:
@@ -229,7 +225,7 @@ def set_peft_model_state_dict(
     for model_key, value in plan:
         param = params[model_key]
         # in place where possible: an `ms.jit` graph keeps the storage it was compiled with
-        replaced |= set_parameter_data(param, _to_tensor(value, param.dtype))
+        replaced |= set_parameter_data(param, to_tensor(value, param.dtype))
     if replaced:
         invalidate_compiled_graphs(model)
     return IncompatibleKeys(missing_keys=missing, unexpected_keys=unexpected)

@@ -860,6 +860,11 @@ def test_model_index_of_a_saved_pipeline(tiny, tmp_path):
     assert index["tokenizer"][0] == "transformers"
     for name in ("transformer", "vae", "scheduler", "text_encoder", "tokenizer"):
         assert os.path.isdir(tmp_path / name)
+    # a file as the folder: the models' message, before anything is written (diffusers: NotADirectoryError)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="should be a directory, not a file"):
+        mp.save_pretrained(tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "x"
 
 
 def test_to_without_dtype_unsaveable_component_and_ignored_kwargs(tiny, tmp_path):
