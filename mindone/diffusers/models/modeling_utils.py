@@ -267,10 +267,11 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
         return named_parameters(self)
 
     def load_state_dict(self, state_dict: Dict[str, Any], strict: bool = True) -> IncompatibleKeys:
-        """torch's `load_state_dict` over the keys of `state_dict()`: values (`ms.Tensor` or NumPy arrays) are checked
-        first and copied into the parameters in place, cast to their dtypes; any mismatched shape, or with `strict`
-        any missing or unexpected key, raises `CheckpointError` and writes nothing. `nn.Cell.load_state_dict` would
-        give each parameter new storage, which a graph compiled by `ms.jit` does not see."""
+        """torch's `load_state_dict` over the keys of `state_dict()`: values (`ms.Tensor`, NumPy arrays or torch
+        tensors) are checked first and copied into the parameters in place, cast to their dtypes; any mismatched shape,
+        or with `strict` any missing or unexpected key, raises `CheckpointError` and writes nothing.
+        `nn.Cell.load_state_dict` would give each parameter new storage, which a graph compiled by `ms.jit` does not
+        see."""
         missing, unexpected = load_state_dict_into_model(self, state_dict, strict=strict)
         return IncompatibleKeys(missing_keys=missing, unexpected_keys=unexpected)
 
