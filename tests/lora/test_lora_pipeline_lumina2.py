@@ -8,8 +8,16 @@ import pytest
 
 import mindspore as ms
 
+from mindone.peft import iter_tuner_layers
 from mindone.testing import build_gemma_tokenizer
-from tests.lora.lumina2_lora_utils import ALL_TARGETS, ATTN_TARGETS, assert_same_params, make_lora_dir, param_snapshot
+from tests.lora.lumina2_lora_utils import (
+    ALL_TARGETS,
+    ATTN_TARGETS,
+    assert_same_params,
+    lora_scalings,
+    make_lora_dir,
+    param_snapshot,
+)
 from tests.pipelines.lumina2.test_pipeline_lumina2 import (
     BASE,
     _latents,
@@ -158,8 +166,40 @@ def test_pipeline_safe_fusing_and_bad_input(clean, base_images):
         mp.load_lora_weights(loras["b"], adapter_name="b", weight_nam="x.safetensors")
     with pytest.raises(ValueError, match="You must pass at least one of `transformer_lora_layers`"):
         type(mp).save_lora_weights("unused")
+    with pytest.raises(ValueError, match="The LoRA state dict is empty"):
+        mp.load_lora_weights({})  # the advice for PEFT-prefixed keys was chosen: `all()` of no keys
     assert_same_params(mp.transformer, snapshot)
     assert mp.get_list_adapters() == {"transformer": ["broken"]}
+
+    # a weight that is no number is refused before any layer changes (diffusers fails halfway, leaving the first
+    # layers switched to the new adapters)
+    mp.load_lora_weights(loras["b"], adapter_name="b")
+    mp.set_adapters(["b"], adapter_weights=[0.3])
+    snapshot, scalings = param_snapshot(mp.transformer), lora_scalings(mp.transformer)
+    active = {name: list(layer.active_adapters) for name, layer in iter_tuner_layers(mp.transformer)}
+    for weights in [(0.5, 0.7), ["0.5", 0.7], [np.array([0.5, 0.7]), 0.7], [{"transformer": {"layers": "x"}}, 1.0]]:
+        with pytest.raises(TypeError, match="a weight is a number, None, or a dict"):
+            mp.set_adapters(["broken", "b"], adapter_weights=weights)
+        assert_same_params(mp.transformer, snapshot)
+        assert lora_scalings(mp.transformer) == scalings
+        assert {name: list(layer.active_adapters) for name, layer in iter_tuner_layers(mp.transformer)} == active
+    mp.set_adapters(["broken", "b"], adapter_weights=[np.float32(0.0), {"transformer": {"layers": 0.5}}])
+
+
+def test_default_adapter_names_are_never_taken(clean):
+    # upstream names an adapter `default_<adapters of the first LoRA layer>`: after a delete, or when the adapters
+    # target different modules, that name is already loaded and diffusers merges the new LoRA into it
+    _, mp, loras = clean
+    mp.load_lora_weights(loras["b"])
+    mp.load_lora_weights(loras["b"])
+    mp.delete_adapters("default_0")
+    mp.load_lora_weights(loras["b"])
+    assert mp.get_list_adapters() == {"transformer": ["default_1", "default_2"]}
+    mp.unload_lora_weights()
+    mp.load_lora_weights(loras["a"])  # every module, the time embedder included
+    mp.load_lora_weights(loras["b"])  # attention only
+    mp.load_lora_weights(loras["b"])
+    assert mp.get_list_adapters() == {"transformer": ["default_0", "default_1", "default_2"]}
 
 
 def test_pipeline_save_pretrained_with_lora_is_refused_before_writing(clean, tmp_path):

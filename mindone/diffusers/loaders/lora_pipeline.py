@@ -140,7 +140,7 @@ class Lumina2LoraLoaderMixin(LoraBaseMixin):
                 original Lumina-Image-2.0 / ComfyUI format (see `lora_state_dict`).
             adapter_name (`str`, *optional*):
                 The name of the adapter, for `set_adapters`, `delete_adapters`, ... (default: `default_<i>`, `i` the
-                number of adapters already loaded).
+                number of adapters already loaded, or the next free one).
             hotswap (`bool`, *optional*, defaults to `False`):
                 Replace the weights of the loaded adapter `adapter_name` in place instead of adding an adapter, so a
                 compiled (GRAPH_MODE) model keeps its graph.
@@ -167,6 +167,8 @@ class Lumina2LoraLoaderMixin(LoraBaseMixin):
         kwargs["return_lora_metadata"] = True
         state_dict, metadata = self.lora_state_dict(pretrained_model_name_or_path_or_dict, **kwargs)
 
+        if not state_dict:  # diffusers warns that no key is for the transformer and loads nothing
+            raise ValueError("The LoRA state dict is empty: there is nothing to load. Nothing was loaded.")
         is_correct_format = all("lora" in key for key in state_dict.keys())
         if not is_correct_format:
             raise ValueError("Invalid LoRA checkpoint. Make sure all LoRA param names contain `'lora'` substring.")

@@ -20,6 +20,7 @@ it was; `fuse_lora` is atomic (a NaN with `safe_fusing=True` changes no weight a
 raise; `save_lora_adapter(upcast_before_saving=True)` upcasts the saved tensors, not the model; no offloading hooks."""
 
 import json
+import numbers
 import os
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Union
@@ -197,9 +198,14 @@ def _maybe_warn_for_unhandled_keys(incompatible_keys, adapter_name: str) -> None
 
 
 def get_adapter_name(model) -> str:
-    for _, module in iter_tuner_layers(model):
-        return f"default_{len(module.r)}"
-    return "default_0"
+    # upstream counts the adapters of the first LoRA layer, which names an adapter already loaded when the adapters
+    # target different modules or one was deleted (diffusers then merges the new LoRA into it): the first free name
+    # from the number of adapters on
+    taken = set(getattr(model, "peft_config", None) or ())
+    index = len(taken)
+    while f"default_{index}" in taken:
+        index += 1
+    return f"default_{index}"
 
 
 def set_weights_and_activate_adapters(model, adapter_names, weights):
@@ -221,11 +227,25 @@ def set_weights_and_activate_adapters(model, adapter_names, weights):
             return 1.0
         return weight_for_adapter.get(f"{parts[0]}.{parts[1]}.attentions.{parts[3]}", 1.0)
 
+    # every weight resolved and checked before the first layer changes: upstream fails halfway on a weight that is no
+    # number (a tuple of weights, a string), leaving some layers switched to the new adapters
+    plan = []
     for module_name, module in iter_tuner_layers(model):
-        module.set_adapter(adapter_names)
-        # Set the scaling weight for each adapter for this module
+        scales = []
         for adapter_name, weight in zip(adapter_names, weights):
-            module.set_scale(adapter_name, get_module_weight(weight, module_name))
+            scale = get_module_weight(weight, module_name)
+            if not isinstance(scale, numbers.Real):
+                raise TypeError(
+                    f"The weight of adapter {adapter_name!r} for {module_name} is {scale!r} "
+                    f"({type(scale).__name__}): a weight is a number, None, or a dict of module-name substrings to "
+                    "numbers; several adapters take a list with one weight each. Nothing was changed."
+                )
+            scales.append((adapter_name, scale))
+        plan.append((module, scales))
+    for module, scales in plan:
+        module.set_adapter(adapter_names)
+        for adapter_name, scale in scales:
+            module.set_scale(adapter_name, scale)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
