@@ -168,7 +168,7 @@ class Lumina2LoraLoaderMixin(LoraBaseMixin):
         state_dict, metadata = self.lora_state_dict(pretrained_model_name_or_path_or_dict, **kwargs)
 
         if not state_dict:  # diffusers warns that no key is for the transformer and loads nothing
-            raise ValueError("The LoRA state dict is empty: there is nothing to load. Nothing was loaded.")
+            raise ValueError("The LoRA state dict is empty: nothing was loaded.")
         is_correct_format = all("lora" in key for key in state_dict.keys())
         if not is_correct_format:
             raise ValueError("Invalid LoRA checkpoint. Make sure all LoRA param names contain `'lora'` substring.")
