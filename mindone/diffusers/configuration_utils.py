@@ -32,6 +32,7 @@ import numpy as np
 
 from .utils import DIFFUSERS_REFERENCE_VERSION, local_subfolder, logging, resolve_file
 from .utils.hub_utils import extract_commit_hash
+from .utils.mindspore_utils import _NO_DEVICES
 from .utils.unsupported import refuse_register_for_auto_class
 
 logger = logging.get_logger(__name__)
@@ -84,6 +85,13 @@ def deprecated_config_attribute(obj, name: str, example: str):
     return (internal[name],)
 
 
+def missing_attribute(obj, name: str) -> AttributeError:
+    """The error for an attribute `obj` does not have; for `device` (upstream's models and pipelines have one) it says
+    what to do instead."""
+    hint = f": {_NO_DEVICES}" if name == "device" else ""
+    return AttributeError(f"'{type(obj).__name__}' object has no attribute '{name}'{hint}")
+
+
 class ConfigMixin:
     r"""
     Base class for all configuration classes. All configuration parameters are stored under `self.config`. Also
@@ -129,7 +137,7 @@ class ConfigMixin:
     def __getattr__(self, name: str) -> Any:
         found = deprecated_config_attribute(self, name, "scheduler")
         if found is None:
-            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+            raise missing_attribute(self, name)
         return found[0]
 
     def save_config(self, save_directory: Union[str, os.PathLike], push_to_hub: bool = False, **kwargs):

@@ -106,6 +106,29 @@ def test_deprecated_config_attribute_access_as_upstream():
         assert str(ours_error.value) == str(ref_error.value).replace(type(ref).__name__, type(ours).__name__)
         assert not hasattr(ours, "not_in_config")
     assert isinstance(model.proj_out, mint.nn.Linear)  # parameters and sub-cells first
+    # upstream's models and pipelines have a `device`: the error says what to do instead
+    pipe = Lumina2Pipeline(
+        transformer=None, scheduler=FlowMatchEulerDiscreteScheduler(), vae=None, text_encoder=None, tokenizer=None
+    )
+    from transformers import Gemma2Config
+
+    from mindone.transformers import Gemma2Model
+
+    gemma = Gemma2Model(
+        Gemma2Config(
+            vocab_size=16,
+            hidden_size=8,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=4,
+        )
+    )
+    for obj in (model, AutoencoderKL(block_out_channels=(8,), norm_num_groups=4), gemma, pipe):
+        with pytest.raises(AttributeError, match=r"has no attribute 'device': MindSpore has no device placement"):
+            obj.device
+        assert not hasattr(obj, "device")
     assert ConfigMixin._deprecated_kwargs == TorchConfigMixin._deprecated_kwargs == []
     assert model.proj_out.weight.shape == (3, 8)
 

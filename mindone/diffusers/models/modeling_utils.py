@@ -29,7 +29,7 @@ from mindspore.nn.utils import no_init_parameters
 
 from ...peft import invalidate_compiled_graphs
 from ...peft.tuners.tuners_utils import IncompatibleKeys, check_dropout_with_recompute
-from ..configuration_utils import deprecated_config_attribute
+from ..configuration_utils import deprecated_config_attribute, missing_attribute
 from ..utils import (
     CONFIG_NAME,
     SAFE_WEIGHTS_INDEX_NAME,
@@ -172,7 +172,7 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
             return super().__getattr__(name)
         except AttributeError:
             # torch's wording (upstream's tests compare it), not MindSpore's "The 'X' object has no attribute"
-            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'") from None
+            raise missing_attribute(self, name) from None
 
     @property
     def is_gradient_checkpointing(self) -> bool:
