@@ -111,11 +111,14 @@ def test_prefixes_config_forms_and_linear_attention(flux_like, reference, tmp_pa
 
 
 def test_training_loss_keys_are_ignored_as_upstream(flux_like, reference, tmp_path):
-    # LDM autoencoder checkpoints keep the training loss's weights (LPIPS, discriminator): upstream ignores them
+    # LDM autoencoder checkpoints keep the training loss's weights (LPIPS, discriminator) and the EMA's counters:
+    # upstream ignores them
     torch_vae, d = flux_like
-    tensors = safetensors.torch.load_file(d / "aio.safetensors")
+    tensors = safetensors.torch.load_file(d / "ae.safetensors")  # unprefixed: the keys are in the VAE's view
     tensors["loss.logvar"] = torch.zeros(())
     tensors["loss.discriminator.main.0.weight"] = torch.ones(64, 3, 4, 4)
+    tensors["model_ema.decay"] = torch.tensor(0.999)  # and the EMA's bookkeeping
+    tensors["model_ema.num_updates"] = torch.tensor(1000, dtype=torch.int32)
     safetensors.torch.save_file(tensors, tmp_path / "with_loss.safetensors")
     _assert_params_equal(
         AutoencoderKL.from_single_file(tmp_path / "with_loss.safetensors", config=dict(torch_vae.config)), reference
@@ -202,16 +205,29 @@ def test_errors(flux_like, tmp_path):
     safetensors.torch.save_file(bad, tmp_path / "bad_q.safetensors")
     with pytest.raises(CheckpointError, match=r"shape mismatches.*encoder.mid_block.attentions.0.to_q.weight"):
         AutoencoderKL.from_single_file(tmp_path / "bad_q.safetensors")
-    # an up block beyond the config's two: unknown keys named as in the file (not a negative block index)
+    # an up block beyond the config's two: named as in the file (not a negative block index), as more blocks than
+    # the config (these are VAE keys: "not part of the VAE layout" said otherwise)
     extra_up = safetensors.torch.load_file(d / "ae.safetensors")
     extra_up["decoder.up.2.block.0.conv1.bias"] = torch.ones(32)
     extra_up["decoder.up.2.upsample.conv.bias"] = torch.ones(32)
     safetensors.torch.save_file(extra_up, tmp_path / "extra_up.safetensors")
     with pytest.raises(
-        SingleFileComponentError, match=r"2 keys are not part of the VAE .*decoder.up.2.block.0.conv1.bias"
+        SingleFileComponentError,
+        match=r"holds a VAE with more decoder blocks than the 2 of the config .*: decoder.up.2.block.0.conv1.bias, "
+        r"decoder.up.2.upsample.conv.bias\. Pass the config",
     ) as error:
         AutoencoderKL.from_single_file(tmp_path / "extra_up.safetensors")
     assert "up_blocks.-" not in str(error.value)
+    with pytest.raises(SingleFileComponentError, match=r"more decoder blocks than the 1 of the config"):
+        AutoencoderKL.from_single_file(
+            d / "ae.safetensors",
+            config={
+                **dict(torch_vae.config),
+                "block_out_channels": [32],
+                "down_block_types": ["DownEncoderBlock2D"],
+                "up_block_types": ["UpDecoderBlock2D"],
+            },
+        )
     torch.save(tensors, tmp_path / "ae.ckpt")
     with pytest.raises(SingleFileComponentError, match="pickle checkpoint"):
         AutoencoderKL.from_single_file(tmp_path / "ae.ckpt")

@@ -294,7 +294,9 @@ def detect_checkpoint_components(keys: Iterable[str]) -> List[Tuple[str, str]]:
 
 
 def infer_diffusers_model_type(checkpoint: Iterable[str]) -> Optional[str]:
-    """The model family of a checkpoint (keys or dict), as upstream's function of the same name; ``None`` if unknown."""
+    """The model family of a checkpoint (keys or dict) in this module's names (``"lumina2"``, ``"ldm-vae"``, ...: the
+    keys of ``CHECKPOINT_KEY_NAMES``); ``None`` if unknown. Upstream's function of the same name returns its own model
+    types (``"v1"`` for an LDM VAE or an unknown file)."""
     found = detect_checkpoint_components(checkpoint)
     return found[0][0] if found else None
 
@@ -782,6 +784,9 @@ def _vae_ldm_to_diffusers_key(key: str, num_up_blocks: int) -> Optional[Tuple[st
     return None
 
 
+_VAE_TRAINING_PREFIXES = ("loss.", "model_ema.")
+
+
 def _num_up_blocks(config: Mapping[str, Any]) -> int:
     return len(config.get("up_block_types") or config["block_out_channels"])
 
@@ -794,12 +799,13 @@ def convert_ldm_vae_key_plan(
     ``up_blocks.(n-1-i)``."""
     n = _num_up_blocks(config)
     plan, unknown = {}, []
-    training_keys = [key for key in shapes if key.startswith("loss.")]
+    # the training loss's weights (LPIPS, discriminator) and the EMA's bookkeeping (`model_ema.decay`,
+    # `model_ema.num_updates`) of LDM autoencoder checkpoints: upstream ignores them
+    training_keys = [key for key in shapes if key.startswith(_VAE_TRAINING_PREFIXES)]
     if training_keys:
-        # the training loss's weights (LPIPS, discriminator) of LDM autoencoder checkpoints: upstream ignores them
-        logger.info(f"{source}: ignoring {len(training_keys)} training-loss keys (`loss.*`).")
+        logger.info(f"{source}: ignoring {len(training_keys)} training keys (`loss.*`, `model_ema.*`).")
     for key in shapes:
-        if key.startswith("loss."):
+        if key.startswith(_VAE_TRAINING_PREFIXES):
             continue
         mapped = _vae_ldm_to_diffusers_key(key, n)
         if mapped is None:
@@ -807,6 +813,14 @@ def convert_ldm_vae_key_plan(
             continue
         target, to_linear = mapped
         plan[target] = TensorSource(key, to_linear=to_linear)
+    beyond = [key for key in unknown if _vae_ldm_to_diffusers_key(key, len(shapes)) is not None]
+    if beyond:
+        shown = ", ".join(sorted(beyond)[:6]) + (", ..." if len(beyond) > 6 else "")
+        raise SingleFileComponentError(
+            f"{source} holds a VAE with more decoder blocks than the {n} of the config (`block_out_channels`, or the "
+            f"encoder's `down.N` keys when no config is given): {shown}. Pass the config of this file, or none to "
+            "infer it."
+        )
     if unknown:
         raise _unknown_keys_error("VAE (FLUX `ae.safetensors` / LDM)", source, unknown)
     return plan
