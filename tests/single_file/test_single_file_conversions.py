@@ -139,8 +139,17 @@ def test_reverse_plan_refuses_lora_keys():
 
 def test_lumina2_plan_errors():
     config = {"hidden_size": 48, "num_attention_heads": 4, "num_kv_heads": 2}
-    with pytest.raises(SingleFileComponentError, match=r"has 80 rows but the config .* expects q/k/v of 48/24/24"):
+    with pytest.raises(
+        SingleFileComponentError, match=r"has 80 rows but the config .* expects q/k/v of 48/24/24 rows = 96\. Pass the"
+    ):
         convert_lumina2_key_plan({"layers.0.attention.qkv.weight": (80, 48)}, config)
+    # blocks that disagree with each other: no config fits them all (the advice to pass one was wrong)
+    with pytest.raises(
+        SingleFileComponentError, match=r"`layers.1.attention.qkv.weight` has 80 rows .* not all have the same rows"
+    ):
+        convert_lumina2_key_plan(
+            {"layers.0.attention.qkv.weight": (96, 48), "layers.1.attention.qkv.weight": (80, 48)}, config
+        )
     with pytest.raises(SingleFileComponentError, match=r"2 keys are not part of the Lumina-Image-2.0 transformer"):
         convert_lumina2_key_plan(
             {"x_embedder.weight": (48, 16), "pos_embed": (1, 4), "layers.0.mystery.weight": (1,)}, config

@@ -320,6 +320,11 @@ def test_truncated_missing_and_directory_paths(tiny, tmp_path):
         (["encoder.down.0.block.0.norm1.weight", "decoder.conv_in.weight"], r"a VAE \(FLUX"),
         (["cap_embedder.0.weight", "layers.0.adaLN_modulation.0.weight"], "a Z-Image transformer"),
         (["foo.weight"], r"no known model family \(first keys: foo.weight\)"),
+        # a Lumina2 transformer under a prefix no format uses: the prefix is named
+        (
+            ["diffusion_model.cap_embedder.0.weight", "diffusion_model.layers.0.attention.qkv.weight"],
+            r"no known model family .* It holds one under the prefix `diffusion_model\.`, which is not read",
+        ),
     ],
 )
 def test_files_of_other_families_are_refused(tmp_path, keys, match):

@@ -123,9 +123,19 @@ def _select_component(reader: CheckpointReader, spec: Dict[str, Any]):
     found = detect_checkpoint_components(keys)
     mine = [(f, p) for f, p in found if f in spec["families"] and p in spec["prefixes"]]
     if not mine:
+        advice = " Load it with the matching model class."
+        # the component under a prefix no format uses (e.g. `diffusion_model.`, `net.`): name it
+        for head in sorted({k.split(".", 1)[0] for k in keys if "." in k}):
+            inner = [k[len(head) + 1 :] for k in keys if k.startswith(head + ".")]
+            if any(f in spec["families"] and p in spec["prefixes"] for f, p in detect_checkpoint_components(inner)):
+                advice = (
+                    f" It holds one under the prefix `{head}.`, which is not read: save its tensors without the prefix"
+                    f" (or pass the state dict with `{head}.` removed from the keys)."
+                )
+                break
         raise SingleFileComponentError(
             f"{reader.source} does not hold a {spec['component']} checkpoint: it holds {describe_components(found, keys)}."
-            " Load it with the matching model class."
+            + advice
         )
     family, prefix = mine[0]
     view = reader.with_prefix(prefix)

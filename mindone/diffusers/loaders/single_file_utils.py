@@ -495,10 +495,18 @@ def convert_lumina2_key_plan(
         if rest == _LUMINA2_QKV[0]:
             rows = shapes[key][0]
             if rows != q + k + v:
+                # a config inferred from one block cannot fit a file whose blocks disagree: say so, not "pass config="
+                all_rows = sorted({shape[0] for name, shape in shapes.items() if name.endswith(_LUMINA2_QKV[0])})
+                hint = (
+                    f"The file's fused qkv weights do not all have the same rows ({all_rows}): the file is damaged or "
+                    "was edited."
+                    if len(all_rows) > 1
+                    else "Pass the `config=` of this checkpoint."
+                )
                 raise SingleFileComponentError(
                     f"{source}: `{key}` has {rows} rows but the config (hidden_size={config['hidden_size']}, "
                     f"num_attention_heads={config['num_attention_heads']}, num_kv_heads={config.get('num_kv_heads')}) "
-                    f"expects q/k/v of {q}/{k}/{v} rows = {q + k + v}. Pass the `config=` of this checkpoint."
+                    f"expects q/k/v of {q}/{k}/{v} rows = {q + k + v}. {hint}"
                 )
             bounds = ((0, q), (q, q + k), (q + k, q + k + v))
             for target, rows_range in zip(_LUMINA2_QKV[1], bounds):
