@@ -821,6 +821,7 @@ def convert_ldm_vae_key_plan(
             continue
         target, to_linear = mapped
         plan[target] = TensorSource(key, to_linear=to_linear)
+    # keys that map with any number of up blocks (the file cannot hold more than it has keys): blocks beyond the config
     beyond = [key for key in unknown if _vae_ldm_to_diffusers_key(key, len(shapes)) is not None]
     if beyond:
         shown = ", ".join(sorted(beyond)[:6]) + (", ..." if len(beyond) > 6 else "")
