@@ -34,6 +34,7 @@ from mindspore.nn.utils import no_init_parameters
 
 from ..diffusers.models.model_loading_utils import (
     add_variant,
+    check_save_directory,
     load_checkpoint_into_model,
     load_state_dict_into_model,
     named_parameters,
@@ -360,8 +361,7 @@ class PreTrainedModel(CellUtilsMixin):
             safe_serialization (`bool`, *optional*, defaults to `True`):
                 Safetensors are always written: `False` (upstream's pickle files) logs a warning and writes safetensors.
         """
-        if os.path.isfile(save_directory):
-            raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
+        check_save_directory(save_directory)
         warn_if_pickle_requested(safe_serialization, f"the {type(self).__name__}")
         if push_to_hub:
             raise NotImplementedError("`push_to_hub=True` is not supported: upload the folder with huggingface_hub.")

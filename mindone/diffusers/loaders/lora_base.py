@@ -29,7 +29,7 @@ from mindspore import nn
 
 from ...peft import iter_tuner_layers
 from ...safetensors.mindspore import SafetensorError, load_file, load_metadata, save_file
-from ..models.model_loading_utils import warn_if_pickle_requested
+from ..models.model_loading_utils import check_save_directory, warn_if_pickle_requested
 from ..models.modeling_utils import ModelMixin
 from ..utils import PICKLE_SUFFIXES, logging, resolve_file
 
@@ -603,8 +603,7 @@ class LoraBaseMixin:
     ):
         """Writes the state dict of the LoRA layers (optionally with metadata) to disk, as a safetensors file that
         diffusers (torch) loads as well."""
-        if os.path.isfile(save_directory):
-            raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
+        check_save_directory(save_directory)
 
         if lora_adapter_metadata and not safe_serialization:
             raise ValueError("`lora_adapter_metadata` cannot be specified when not using `safe_serialization`.")

@@ -46,6 +46,7 @@ from ...peft import (
 )
 from ...peft.tuners.tuners_utils import _check_adapters_not_merged
 from ...safetensors.mindspore import save_file
+from ..models.model_loading_utils import check_save_directory
 from ..utils import logging
 from .lora_base import _fetch_state_dict, check_lora_weight_name_to_write
 
@@ -543,8 +544,7 @@ class PeftAdapterMixin:
         lora_layers_to_save = get_peft_model_state_dict(self, adapter_name=adapter_name)
         if upcast_before_saving:
             lora_layers_to_save = {k: v.astype(ms.float32) for k, v in lora_layers_to_save.items()}
-        if os.path.isfile(save_directory):
-            raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
+        check_save_directory(save_directory)
 
         # Inject framework format.
         metadata = {"format": "pt"}

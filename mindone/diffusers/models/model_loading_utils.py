@@ -97,6 +97,12 @@ def _nbytes(param) -> int:
     return int(np.prod(param.shape, dtype=np.int64)) * param.itemsize
 
 
+def check_save_directory(save_directory) -> None:
+    """The `ValueError` of upstream's savers when the target folder is an existing file."""
+    if os.path.isfile(save_directory):
+        raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
+
+
 def warn_if_pickle_requested(safe_serialization: bool, what: str) -> None:
     """`safe_serialization=False` asks upstream for pickle files; this port writes safetensors anyway (which diffusers
     and transformers load as well), and says so."""

@@ -44,6 +44,7 @@ from ..utils.unsupported import MODEL_METHODS, add_unsupported_methods
 from .cpu_layers import ReleasesHeapAfterCompile
 from .model_loading_utils import (
     add_variant,
+    check_save_directory,
     keeps_fp32,
     load_checkpoint_into_model,
     load_state_dict_into_model,
@@ -377,8 +378,7 @@ class ModelMixin(CellUtilsMixin):
             push_to_hub (`bool`, *optional*, defaults to `False`):
                 Not supported (no Hub access); must be `False`.
         """
-        if os.path.isfile(save_directory):
-            raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
+        check_save_directory(save_directory)
         reject_unsupported_kwargs({"use_flashpack": kwargs.get("use_flashpack")}, "save_pretrained")
         warn_if_pickle_requested(safe_serialization, f"the {type(self).__name__}")
         if push_to_hub:

@@ -38,7 +38,7 @@ import mindspore as ms
 from mindspore import nn
 
 from ..configuration_utils import ConfigMixin
-from ..models.model_loading_utils import warn_if_pickle_requested
+from ..models.model_loading_utils import check_save_directory, warn_if_pickle_requested
 from ..models.modeling_utils import ModelMixin, reject_unsupported_kwargs
 from ..utils import BaseOutput, dtype_to_str, logging, str_to_dtype
 from ..utils.mindspore_utils import auto_dtype_as_float32, pop_mindspore_dtype, to_arguments
@@ -290,8 +290,7 @@ class DiffusionPipeline(ConfigMixin):
             push_to_hub (`bool`, *optional*, defaults to `False`):
                 Not supported (no Hub upload); must be `False`.
         """
-        if os.path.isfile(save_directory):
-            raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
+        check_save_directory(save_directory)
         if push_to_hub:
             raise NotImplementedError(
                 "`push_to_hub=True` is not supported: upload the saved folder with huggingface_hub."
