@@ -613,6 +613,21 @@ def test_device_arguments_and_missing_noise_are_explained():
         scheduler.scale_noise(sample, scheduler.timesteps[:2])
 
 
+@pytest.mark.parametrize("time_shift_type", ["exponential", "linear"])
+@pytest.mark.parametrize("sigma_option", [None, "use_karras_sigmas", "use_beta_sigmas"])
+def test_tensor_mu_is_a_number(time_shift_type, sigma_option):
+    # a one-element MindSpore tensor or NumPy array `mu` gives the schedule of the same Python float
+    config = {"use_dynamic_shifting": True, "time_shift_type": time_shift_type}
+    if sigma_option:
+        config[sigma_option] = True
+    ours, ref = make_pair(config)
+    ref.set_timesteps(5, mu=2.2)
+    for mu in (ms.Tensor(2.2, ms.float32), ms.Tensor([2.2], ms.float32), np.array([2.2], np.float32)):
+        ours.set_timesteps(5, mu=mu)
+        np.testing.assert_allclose(ours.sigmas.asnumpy(), ref.sigmas.numpy(), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(ours.timesteps.asnumpy(), ref.timesteps.numpy(), rtol=1e-6, atol=1e-6)
+
+
 def test_generator_lists_as_upstream():
     # one generator in a list serves the whole batch; longer lists use their first `batch` generators
     sample = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)

@@ -339,6 +339,10 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
             )
         if self.config.use_dynamic_shifting and mu is None:
             raise ValueError("`mu` must be passed when `use_dynamic_shifting` is set to be `True`")
+        if isinstance(mu, (ms.Tensor, np.ndarray)):
+            # a one-element tensor is a number: the linear time shift adds it to a NumPy array, which a
+            # MindSpore Tensor refuses (torch broadcasts it)
+            mu = float(mu.item())
 
         if sigmas is not None and timesteps is not None:
             if len(sigmas) != len(timesteps):
