@@ -249,6 +249,20 @@ def test_encode_prompt_matches_diffusers(tiny):
     assert actual[1].asnumpy()[0, 0] == 1 and actual[1].asnumpy()[0, -1] == 0
 
 
+def test_encode_prompt_device_is_explained(tiny):
+    # upstream's `encode_prompt(prompt, cfg, negative_prompt, n, device, ...)`: the device would land in `prompt_embeds`
+    _, mp, _ = tiny
+    for call in (
+        lambda: mp.encode_prompt("a cat", True, None, 1, "cpu"),
+        lambda: mp.encode_prompt("a cat", True, None, 1, torch.device("cpu")),
+        lambda: mp.encode_prompt("a cat", device="cpu"),
+    ):
+        with pytest.raises(TypeError, match="`encode_prompt` takes no `device`"):
+            call()
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['clip_skip'\]"):
+        mp.encode_prompt("a cat", clip_skip=1)
+
+
 def test_dynamic_shift_mu_fix(tokenizer, tmp_path):
     """diffusers issue 12913: `mu` must come from the image token count, not the channel count. Ours equals diffusers
     once diffusers is given the right count, and differs from unpatched diffusers."""
@@ -439,7 +453,7 @@ def test_call_signature_has_every_diffusers_argument():
     assert ours["return_dict"].default is False  # mindone's convention
     assert set(inspect.signature(Lumina2Pipeline.encode_prompt).parameters) == set(
         inspect.signature(diffusers.Lumina2Pipeline.encode_prompt).parameters
-    ) - {"device"}
+    ) - {"device"} | {"kwargs"}  # `kwargs` only to explain a `device=`
 
 
 def test_dict_and_tuple_outputs_are_equal(tiny, base_image):
@@ -629,6 +643,12 @@ def test_callback_on_step_end_can_alter_latents(tiny):
     # a callback that returns nothing: upstream fails with an AttributeError on `None.pop`
     with pytest.raises(TypeError, match="`callback_on_step_end` must return a dict .* got NoneType"):
         mp(**BASE, generator=np.random.default_rng(0), callback_on_step_end=lambda p, i, t, kw: None)
+    # a callback that turns guidance on in a run without it: there are no negative embeddings (upstream: AttributeError)
+    with pytest.raises(ValueError, match="set `_guidance_scale` above 1 in a run without guidance"):
+        mp(
+            **dict(BASE, guidance_scale=1.0), generator=np.random.default_rng(0),
+            callback_on_step_end=lambda p, i, t, kw: setattr(p, "_guidance_scale", 8.0) or {},
+        )  # fmt: skip
     # `sigmas` alone set the steps (`num_inference_steps=None` is then fine, as upstream)
     steps = []
     mp(

@@ -39,6 +39,7 @@ from ...models.autoencoders.autoencoder_kl import AutoencoderKL
 from ...models.transformers.transformer_lumina2 import Lumina2Transformer2DModel
 from ...schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteScheduler
 from ...utils import logging, randn_tensor
+from ...utils.mindspore_utils import _is_device
 from ..pipeline_utils import DiffusionPipeline, ImagePipelineOutput
 
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
@@ -325,6 +326,7 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
         negative_prompt_attention_mask: Optional[ms.Tensor] = None,
         system_prompt: Optional[str] = None,
         max_sequence_length: int = 256,
+        **kwargs,
     ) -> Tuple[ms.Tensor, ms.Tensor, ms.Tensor, ms.Tensor]:
         r"""
         Encodes the prompt into text encoder hidden states.
@@ -356,6 +358,14 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
             max_sequence_length (`int`, defaults to `256`):
                 Maximum sequence length to use for the prompt.
         """
+        if "device" in kwargs or _is_device(prompt_embeds):
+            # upstream's fifth positional parameter is `device`: here that argument lands in `prompt_embeds`
+            raise TypeError(
+                "`encode_prompt` takes no `device` (MindSpore places tensors through `ms.set_context`): remove it, and "
+                "pass the arguments after `num_images_per_prompt` by keyword."
+            )
+        if kwargs:
+            raise TypeError(f"`encode_prompt` got unexpected keyword arguments {sorted(kwargs)}.")
         # NumPy embeddings and masks are taken as tensors (as NumPy `latents` are)
         prompt_embeds, negative_prompt_embeds, prompt_attention_mask, negative_prompt_attention_mask = (
             ms.Tensor(value) if isinstance(value, np.ndarray) else value
@@ -861,6 +871,12 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
 
                 # perform normalization-based guidance scale on a truncated timestep interval
                 if self.do_classifier_free_guidance and not do_classifier_free_truncation:
+                    if negative_prompt_embeds is None:  # upstream: AttributeError on `None.dtype`
+                        raise ValueError(
+                            "`callback_on_step_end` set `_guidance_scale` above 1 in a run without guidance, which has "
+                            "no negative embeddings: call the pipeline with `guidance_scale > 1` (a callback may lower "
+                            "it to 1 to turn guidance off)."
+                        )
                     noise_pred_uncond = self._transformer(
                         latents, current_timestep, negative_prompt_embeds, negative_prompt_attention_mask
                     )
