@@ -578,6 +578,21 @@ def test_hotswap(tmp_path, mode):
     with pytest.raises(RuntimeError, match="before loading the first adapter"):
         model.enable_lora_hotswap(target_rank=16)
 
+    # a first adapter of a larger rank than target_rank is refused before anything is injected: the compiled
+    # graph of the model without LoRA stays valid
+    _, model = make_twins()
+    model.enable_lora_hotswap(target_rank=2)
+    out_plain, snapshot = run_ms(model, inputs), param_snapshot(model)
+    phases = set(model.compile_cache)
+    with pytest.raises(
+        ValueError, match=r"target rank 2, but the original rank is larger \(4, e.g. for context_refiner.0.attn.to_k\)"
+    ):
+        model.load_lora_adapter(dir_r4, adapter_name="a")
+    _check_unchanged(model, snapshot, [], inputs, out_plain)
+    assert set(model.compile_cache) == phases
+    model.load_lora_adapter(dir_r2, adapter_name="a")  # the hotswap preparation is still pending
+    assert_close(run_ms(model, inputs), expected(dir_r2), TOL, "r2 after a refused r4")
+
 
 def _ms_adapter_from_torch(torch_model, ms_model, name, **kwargs):
     """The same adapter on our transformer, with the weights of the diffusers transformer's."""

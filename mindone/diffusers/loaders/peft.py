@@ -461,6 +461,18 @@ class PeftAdapterMixin:
                 incompatible_keys = None
             else:
                 had_tuner_layers = any(True for _ in iter_tuner_layers(self))
+                if self._prepare_lora_hotswap_kwargs is not None:
+                    # upstream finds this while padding, after the injection: checked first here, so a refused
+                    # adapter does not inject and undo (which would make compiled graphs recompile)
+                    target_rank = self._prepare_lora_hotswap_kwargs["target_rank"]
+                    too_large = sorted(key[1:].split(".lora_B")[0] for key, r in rank.items() if r > target_rank)
+                    if too_large:
+                        raise ValueError(
+                            f"Trying to pad the adapter to the target rank {target_rank}, but the original rank is "
+                            f"larger ({max(rank.values())}, e.g. for {too_large[0]}). This is not possible: call "
+                            f"`enable_lora_hotswap(target_rank={max(rank.values())})` or more before loading. "
+                            "Nothing was loaded."
+                        )
                 try:
                     incompatible_keys = inject_and_load_adapter(adapter_config, self, state_dict, adapter_name)
                 except Exception as e:
