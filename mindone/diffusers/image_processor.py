@@ -107,7 +107,8 @@ class _ImageDtypeError(TypeError, NotImplementedError):
 def _cat(tensors: List[ms.Tensor], dim: int = 0) -> ms.Tensor:
     for i, t in enumerate(tensors):
         if not isinstance(t, ms.Tensor):
-            raise TypeError(f"Expected a list of `ms.Tensor` images, but element {i} is a {type(t).__name__}.")
+            kind = f"{type(t).__module__}.{type(t).__qualname__}"
+            raise TypeError(f"Expected a list of `ms.Tensor` images, but element {i} is a {kind}.")
     shapes = {tuple(t.shape[:dim] + t.shape[dim + 1 :]) for t in tensors}
     if len(shapes) > 1 or len({t.ndim for t in tensors}) > 1:
         raise _ImageSizeError(

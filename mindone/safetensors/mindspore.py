@@ -313,7 +313,8 @@ def save_file(tensors: Dict[str, ms.Tensor], filename, metadata: Optional[Dict[s
         if name == "__metadata__":
             raise ValueError("`__metadata__` is reserved for the file's metadata: rename that tensor.")
         if not isinstance(t, (ms.Tensor, np.ndarray, np.generic)):
-            raise TypeError(f"Tensor {name!r} is a {type(t).__name__}, expected a mindspore.Tensor or a NumPy array.")
+            kind = f"{type(t).__module__}.{type(t).__qualname__}"
+            raise TypeError(f"Tensor {name!r} is a {kind}, expected a mindspore.Tensor or a NumPy array.")
     tensors = {k: np.asarray(t) if isinstance(t, np.generic) else t for k, t in tensors.items()}
     dtypes = {}
     for name, t in tensors.items():

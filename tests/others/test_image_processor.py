@@ -374,7 +374,7 @@ def test_bad_tensor_lists_and_shapes_raise_upstream_error_types():
     image = ms.Tensor(np_images(42, (3, 16, 8)))
     with pytest.raises(TypeError):
         ref.preprocess([torch.zeros(3, 16, 8), np.zeros((3, 16, 8), np.float32)])
-    with pytest.raises(TypeError, match="element 1 is a ndarray"):
+    with pytest.raises(TypeError, match="element 1 is a numpy.ndarray"):
         ours.preprocess([image, np.zeros((3, 16, 8), np.float32)])
     with pytest.raises(RuntimeError):
         ref.preprocess([torch.zeros(3, 16, 8), torch.zeros(3, 8, 8)])

@@ -299,7 +299,7 @@ def test_writer_checks_names_and_values(tmp_path):
         save_file({1: one}, path)
     with pytest.raises(ValueError, match="reserved"):
         save_file({"__metadata__": one}, path)
-    with pytest.raises(TypeError, match="expected a mindspore.Tensor or a NumPy array"):
+    with pytest.raises(TypeError, match="is a builtins.list, expected a mindspore.Tensor or a NumPy array"):
         save_file({"a": [1.0, 2.0]}, path)
     with pytest.raises(ValueError, match="metadata"):
         save_file({"a": one}, path, metadata=["x"])

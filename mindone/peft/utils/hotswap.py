@@ -174,7 +174,8 @@ def hotswap_adapter_from_state_dict(
     from ..tuners.lora.model import _rank_and_alpha
 
     if not isinstance(config, LoraConfig):
-        raise TypeError(f"`config` must be a mindone.peft LoraConfig, got {type(config).__name__}.")
+        kind = f"{type(config).__module__}.{type(config).__qualname__}"
+        raise TypeError(f"`config` must be a mindone.peft LoraConfig, got {kind}.")
     layers = dict(iter_tuner_layers(model))
     if any(adapter_name in module.merged_adapters for module in layers.values()):
         raise HotswapError(

@@ -107,7 +107,8 @@ def resolve_targets(
     """The names of the modules `inject_adapter` would adapt, after every check it makes (nothing is changed; PEFT's
     warnings are emitted here)."""
     if not isinstance(peft_config, LoraConfig):
-        raise TypeError(f"`peft_config` must be a mindone.peft LoraConfig, got {type(peft_config).__name__}.")
+        kind = f"{type(peft_config).__module__}.{type(peft_config).__qualname__}"
+        raise TypeError(f"`peft_config` must be a mindone.peft LoraConfig, got {kind}.")
     _check_adapter_name(adapter_name)
     existing_configs = getattr(model, "peft_config", None)
     existing_configs = existing_configs if isinstance(existing_configs, dict) else {}

@@ -994,7 +994,8 @@ def _as_tensor(value, name):
         return value
     if isinstance(value, (np.ndarray, list)):
         return ms.Tensor(np.asarray(value))
-    raise TypeError(f"`{name}` must be a mindspore.Tensor (or a numpy array), got {type(value).__name__}.")
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    raise TypeError(f"`{name}` must be a mindspore.Tensor (or a numpy array), got {kind}.")
 
 
 __all__ = ["Gemma2Model", "Gemma2PreTrainedModel"]
