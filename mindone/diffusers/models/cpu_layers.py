@@ -112,6 +112,20 @@ def check_cpu_compute_dtype(model: nn.Cell, dtype: ms.Type) -> None:
         )
 
 
+def check_batch_inputs(model: nn.Cell, **inputs) -> None:
+    """Inputs of a model call are MindSpore tensors with at least one sample. A NumPy array would reach a dtype check
+    that compares NumPy and MindSpore dtypes; an empty batch fails in a kernel (MindSpore's convolutions and reshapes
+    refuse zero-size inputs; upstream's attention reshapes fail too)."""
+    for name, value in inputs.items():
+        if not isinstance(value, ms.Tensor):
+            kind = f"{type(value).__module__}.{type(value).__qualname__}"
+            raise TypeError(f"`{name}` must be a mindspore.Tensor, got {kind}: wrap it with `ms.Tensor(...)`.")
+        if value.ndim and value.shape[0] == 0:
+            raise ValueError(
+                f"`{name}` has an empty batch (shape {value.shape}): {type(model).__name__} needs at least one sample."
+            )
+
+
 def check_input_dtype(model: nn.Cell, dtype: ms.Type, **inputs) -> None:
     """Floating inputs in another dtype than the model's parameters fail inside the first matmul / convolution (as in
     torch): name the input and the cast instead."""

@@ -1009,6 +1009,16 @@ def test_bad_inputs_raise_clear_errors(monkeypatch, mode):
     with pytest.raises(ValueError, match=r"Conv2d: expected .* at least 3 and 3, got shape \(1, 2, 2, 2\)"):
         vae.encode(ms.Tensor(randn((1, 3, 1, 1))))
     assert vae.encode(ms.Tensor(randn((1, 3, 16, 16))))[0].mean.shape == (1, 4, 8, 8)
+    # an empty batch (MindSpore's convolutions refuse it; diffusers fails in the mid-block attention)
+    with pytest.raises(ValueError, match=r"`z` has an empty batch \(shape \(0, 4, 8, 8\)\)"):
+        vae.decode(ms.Tensor(randn((0, 4, 8, 8))))
+    with pytest.raises(ValueError, match="`x` has an empty batch"):
+        vae(ms.Tensor(randn((0, 3, 16, 16))))
+    # NumPy arrays (the dtype check compared a NumPy and a MindSpore dtype) and lists
+    with pytest.raises(TypeError, match=r"`x` must be a mindspore.Tensor, got numpy.ndarray"):
+        vae.encode(randn((1, 3, 16, 16)))
+    with pytest.raises(TypeError, match=r"`z` must be a mindspore.Tensor, got builtins.list"):
+        vae.decode(randn((1, 4, 8, 8)).tolist())
     with pytest.raises(ValueError, match=r"`x` is Float16 but the parameters of AutoencoderKL are Float32"):
         vae.encode(ms.Tensor(randn((1, 3, 16, 16))).astype(ms.float16))
     with pytest.raises(ValueError, match=r"`z` is Float64"):

@@ -582,6 +582,12 @@ def test_bad_inputs_raise_clear_errors():
         model(x, ms.Tensor(np.zeros((3,), np.float32)), cap, mask)
     with pytest.raises(ValueError, match=r"`in_channels` = 4 channels"):
         model(x[:, :3], t, cap, mask)
+    with pytest.raises(ValueError, match=r"`hidden_states` has an empty batch \(shape \(0, 4, 8, 8\)\)"):
+        model(x[:0], t[:0], cap[:0], mask[:0])
+    with pytest.raises(TypeError, match=r"`hidden_states` must be a mindspore.Tensor, got numpy.ndarray"):
+        model(x.asnumpy(), t, cap, mask)
+    with pytest.raises(TypeError, match=r"`encoder_hidden_states` must be a mindspore.Tensor, got builtins.list"):
+        model(x, t, cap.asnumpy().tolist(), mask)
     with pytest.raises(ValueError, match=r"cap_feat_dim=32"):
         model(x, t, cap[:, :, :31], mask)
     small = Lumina2Transformer2DModel(**dict(TINY, axes_lens=(5, 3, 3)))

@@ -36,7 +36,7 @@ from ...loaders.single_file_model import FromOriginalModelMixin
 from ...utils.unsupported import VAE_METHODS, add_unsupported_methods
 from ..attention import AttentionMixin
 from ..attention_processor import AttnProcessor
-from ..cpu_layers import Conv2d, _in_graph, check_cpu_compute_dtype, check_input_dtype
+from ..cpu_layers import Conv2d, _in_graph, check_batch_inputs, check_cpu_compute_dtype, check_input_dtype
 from ..modeling_outputs import AutoencoderKLOutput
 from ..modeling_utils import ModelMixin
 from .vae import AutoencoderMixin, Decoder, DecoderOutput, DiagonalGaussianDistribution, Encoder
@@ -62,6 +62,8 @@ def _blend_weights(blend_extent: int) -> Tuple[ms.Tensor, ms.Tensor]:
 
 
 def _check_nchw(model, x: ms.Tensor, name: str, config_name: str, channels: int) -> None:
+    if not _in_graph():
+        check_batch_inputs(model, **{name: x})
     if x.ndim != 4 or x.shape[1] != channels:
         raise ValueError(
             f"`{name}` must be (batch_size, {config_name}={channels}, height, width) for this model's config, got "

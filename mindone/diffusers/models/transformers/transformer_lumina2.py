@@ -46,6 +46,7 @@ from ..cpu_layers import (
     blocks_compiled_this_call,
     broadcast_mul,
     call_shared_graph,
+    check_batch_inputs,
     check_cpu_compute_dtype,
     check_input_dtype,
     shared_graphs,
@@ -626,6 +627,7 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
         joint_index, attention_mask, output_index)`, with `None` where upstream uses no mask / plain concatenation.
         Results are cached per input shapes and mask content.
         """
+        check_batch_inputs(self, hidden_states=hidden_states, encoder_hidden_states=encoder_hidden_states)
         if hidden_states.ndim != 4:
             raise ValueError(
                 f"`hidden_states` must be (batch_size, channels, height, width), got shape {hidden_states.shape}."
@@ -759,6 +761,7 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
             attention_kwargs = dict(attention_kwargs)
             lora_scale = attention_kwargs.pop("scale", 1.0)
 
+        prepared = self.prepare_inputs(hidden_states, encoder_hidden_states, encoder_attention_mask)
         if not isinstance(timestep, ms.Tensor):
             timestep = ms.Tensor(np.asarray(timestep, dtype=np.float32))
         if timestep.ndim == 0:
@@ -768,8 +771,6 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
                 f"`timestep` must be a scalar or a 1-D tensor of length 1 or batch_size ({hidden_states.shape[0]}), got "
                 f"shape {timestep.shape}."
             )
-
-        prepared = self.prepare_inputs(hidden_states, encoder_hidden_states, encoder_attention_mask)
         # upstream's `@apply_lora_scale("attention_kwargs")`: LoRA layers scaled by `lora_scale` for this call only (on
         # the host: the scales are parameters that a compiled `construct` reads at run time)
         with scaled_lora_layers(self, lora_scale):
