@@ -27,7 +27,7 @@ from mindspore import mint
 
 from .configuration_utils import ConfigMixin, register_to_config
 from .utils import CONFIG_NAME
-from .utils.mindspore_utils import promote_types
+from .utils.mindspore_utils import promote_types, type_name
 
 PIL_INTERPOLATION = {
     "linear": PIL.Image.Resampling.BILINEAR,
@@ -107,8 +107,7 @@ class _ImageDtypeError(TypeError, NotImplementedError):
 def _cat(tensors: List[ms.Tensor], dim: int = 0) -> ms.Tensor:
     for i, t in enumerate(tensors):
         if not isinstance(t, ms.Tensor):
-            kind = f"{type(t).__module__}.{type(t).__qualname__}"
-            raise TypeError(f"Expected a list of `ms.Tensor` images, but element {i} is a {kind}.")
+            raise TypeError(f"Expected a list of `ms.Tensor` images, but element {i} is a {type_name(t)}.")
     shapes = {tuple(t.shape[:dim] + t.shape[dim + 1 :]) for t in tensors}
     if len(shapes) > 1 or len({t.ndim for t in tensors}) > 1:
         raise _ImageSizeError(

@@ -60,7 +60,7 @@ from mindspore import mint, nn, ops
 from mindspore.graph.api import _pynative_executor
 from mindspore.ops.primitive import constexpr
 
-from ..utils.mindspore_utils import dtype_to_str
+from ..utils.mindspore_utils import dtype_to_str, type_name
 
 # floats in one im2col strip (256 MiB in float32)
 IM2COL_BUFFER_ELEMENTS = 1 << 26
@@ -118,8 +118,9 @@ def check_batch_inputs(model: nn.Cell, **inputs) -> None:
     refuse zero-size inputs; upstream's attention reshapes fail too)."""
     for name, value in inputs.items():
         if not isinstance(value, ms.Tensor):
-            kind = f"{type(value).__module__}.{type(value).__qualname__}"
-            raise TypeError(f"`{name}` must be a mindspore.Tensor, got {kind}: wrap it with `ms.Tensor(...)`.")
+            raise TypeError(
+                f"`{name}` must be a mindspore.Tensor, got {type_name(value)}: wrap it with `ms.Tensor(...)`."
+            )
         if value.ndim and value.shape[0] == 0:
             raise ValueError(
                 f"`{name}` has an empty batch (shape {value.shape}): {type(model).__name__} needs at least one sample."

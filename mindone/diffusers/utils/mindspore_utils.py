@@ -172,6 +172,11 @@ def str_to_dtype(name):
     return _STR_TO_DTYPE[key]
 
 
+def type_name(value) -> str:
+    """The qualified type of `value` for error messages: `torch.Tensor` and `mindspore.Tensor` are both `Tensor`."""
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
 _DEVICE_NAMES = ("cpu", "cuda", "npu", "mps", "xpu", "meta", "hpu", "xla", "ascend", "gpu")
 _NO_DEVICES = (
     "MindSpore has no device placement: remove the device call (`.to(device)`, `.cpu()`, `.cuda()`) and choose the "

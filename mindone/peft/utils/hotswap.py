@@ -31,6 +31,7 @@ from ..tuners.lora.config import LoraConfig
 from ..tuners.lora.layer import LoraLayer, _to_host
 from ..tuners.tuners_utils import _structural_change, iter_tuner_layers
 from .error import HotswapError
+from .other import type_name
 
 CONFIG_KEYS_TO_CHECK = {"LORA": ["use_rslora", "lora_dropout", "alpha_pattern", "use_dora"]}
 
@@ -174,8 +175,7 @@ def hotswap_adapter_from_state_dict(
     from ..tuners.lora.model import _rank_and_alpha
 
     if not isinstance(config, LoraConfig):
-        kind = f"{type(config).__module__}.{type(config).__qualname__}"
-        raise TypeError(f"`config` must be a mindone.peft LoraConfig, got {kind}.")
+        raise TypeError(f"`config` must be a mindone.peft LoraConfig, got {type_name(config)}.")
     layers = dict(iter_tuner_layers(model))
     if any(adapter_name in module.merged_adapters for module in layers.values()):
         raise HotswapError(

@@ -20,6 +20,11 @@ from typing import Optional, Sequence, Tuple
 from mindspore import nn
 
 
+def type_name(value) -> str:
+    """The qualified type of `value` for error messages: `torch.Tensor` and `mindspore.Tensor` are both `Tensor`."""
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
 def match_target_against_key(target_pattern: str, key: str) -> Optional[re.Match]:
     """Backing function for a `target_modules` / `exclude_modules` regex: the whole module name must match."""
     return re.fullmatch(target_pattern, key)

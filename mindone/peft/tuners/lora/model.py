@@ -24,7 +24,7 @@ from mindspore import mint, nn
 
 from ...utils.constants import INCLUDE_LINEAR_LAYERS_SHORTHAND
 from ...utils.error import NoMatchingPeftModuleError
-from ...utils.other import _get_submodules, _set_submodule, get_pattern_key
+from ...utils.other import _get_submodules, _set_submodule, get_pattern_key, type_name
 from ...utils.save_and_load import _bias_parameters
 from ..tuners_utils import (
     BaseTunerLayer,
@@ -107,8 +107,7 @@ def resolve_targets(
     """The names of the modules `inject_adapter` would adapt, after every check it makes (nothing is changed; PEFT's
     warnings are emitted here)."""
     if not isinstance(peft_config, LoraConfig):
-        kind = f"{type(peft_config).__module__}.{type(peft_config).__qualname__}"
-        raise TypeError(f"`peft_config` must be a mindone.peft LoraConfig, got {kind}.")
+        raise TypeError(f"`peft_config` must be a mindone.peft LoraConfig, got {type_name(peft_config)}.")
     _check_adapter_name(adapter_name)
     existing_configs = getattr(model, "peft_config", None)
     existing_configs = existing_configs if isinstance(existing_configs, dict) else {}

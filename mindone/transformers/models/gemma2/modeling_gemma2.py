@@ -43,7 +43,7 @@ from ....diffusers.models.cpu_layers import (
     mean_last_axis,
 )
 from ....diffusers.utils import is_ascend
-from ....diffusers.utils.mindspore_utils import tanh
+from ....diffusers.utils.mindspore_utils import tanh, type_name
 from ...modeling_outputs import BaseModelOutputWithPast
 from ...modeling_utils import PreTrainedModel
 
@@ -997,8 +997,7 @@ def _as_tensor(value, name):
         return value
     if isinstance(value, (np.ndarray, list)):
         return ms.Tensor(np.asarray(value))
-    kind = f"{type(value).__module__}.{type(value).__qualname__}"
-    raise TypeError(f"`{name}` must be a mindspore.Tensor (or a numpy array), got {kind}.")
+    raise TypeError(f"`{name}` must be a mindspore.Tensor (or a numpy array), got {type_name(value)}.")
 
 
 __all__ = ["Gemma2Model", "Gemma2PreTrainedModel"]
