@@ -976,7 +976,9 @@ def test_input_errors(tiny_pair):
         model(ids, inputs_embeds=ms.Tensor(np.zeros((1, 3, 32), np.float32)))
     with pytest.raises(ValueError, match=r"\[0, 99\).*\[5, 99\]"):
         model(ms.Tensor(np.array([[5, 99]], np.int64)))
-    with pytest.raises(ValueError, match=r"`input_ids` has an empty batch \(shape \(0, 3\)\)"):
+    with pytest.raises(
+        ValueError, match=r"`input_ids` has an empty batch \(shape \(0, 3\)\): Gemma2Model needs at least one sample"
+    ):
         model(ms.Tensor(np.zeros((0, 3), np.int64)))
     with pytest.raises(ValueError, match=r"`inputs_embeds` has an empty batch \(shape \(0, 3, 32\)\)"):
         model(inputs_embeds=ms.Tensor(np.zeros((0, 3, 32), np.float32)))

@@ -36,6 +36,7 @@ from ....diffusers.models.cpu_layers import (
     _on_cpu,
     broadcast_add,
     broadcast_mul,
+    check_batch_inputs,
     check_cpu_compute_dtype,
     check_input_dtype,
     compile_this_call,
@@ -961,9 +962,10 @@ class Gemma2Model(Gemma2PreTrainedModel):
                 raise TypeError(f"`inputs_embeds` must be floating point, got dtype {inputs_embeds.dtype}.")
             check_input_dtype(self, self.dtype, inputs_embeds=inputs_embeds)  # transformers fails in q_proj
             batch_size, seq_len = inputs_embeds.shape[:2]
-        if batch_size == 0:  # MindSpore's MatMul refuses it (transformers fails in the attention's reshape)
-            name, value = ("input_ids", input_ids) if input_ids is not None else ("inputs_embeds", inputs_embeds)
-            raise ValueError(f"`{name}` has an empty batch (shape {tuple(value.shape)}): pass at least one sequence.")
+        # an empty batch: MindSpore's MatMul refuses it (transformers fails in the attention's reshape)
+        check_batch_inputs(
+            self, **({"input_ids": input_ids} if input_ids is not None else {"inputs_embeds": inputs_embeds})
+        )
         if attention_mask is not None and tuple(attention_mask.shape) != (batch_size, seq_len):
             raise ValueError(
                 f"`attention_mask` must be a 2D padding mask of shape (batch_size, sequence_length) = "
