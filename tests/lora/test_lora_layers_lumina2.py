@@ -384,6 +384,30 @@ def test_fuse_with_nan_lora(tmp_path):
     assert_close(run_ms(model, inputs), run_torch(torch_model, inputs), TOL, "base after unfuse")
 
 
+def test_fuse_lora_bias_over_a_layer_without_bias(tmp_path):
+    """A `lora_bias` adapter on a layer without a bias cannot merge: the error comes before any layer is scaled or
+    merged (diffusers has already scaled and merged the layers before the failing one), here with a plain adapter
+    loaded first."""
+    torch_model, model = make_twins()
+    inputs = make_inputs()
+    model.load_lora_adapter(make_lora_dir(tmp_path, "a", seed=1, targets=["to_q", "norm1.linear"]), adapter_name="a")
+    with_lora_bias = make_lora_dir(tmp_path, "b", seed=2, targets=["to_k", "to_v"], lora_bias=True)
+    with pytest.warns(UserWarning, match="has no bias"):
+        model.load_lora_adapter(with_lora_bias, adapter_name="b")
+    model.set_adapters(["a", "b"])
+    expected = run_ms(model, inputs)
+    snapshot, scalings = param_snapshot(model), lora_scalings(model)
+    with pytest.raises(RuntimeError, match="Impossible to merge LoRA with `lora_bias=True`"):
+        model.fuse_lora(lora_scale=0.5)
+    assert_same_params(model, snapshot)
+    assert lora_scalings(model) == scalings
+    assert not any(layer.merged for _, layer in mp.iter_tuner_layers(model))
+    np.testing.assert_array_equal(run_ms(model, inputs), expected)
+    # the mergeable adapter alone still fuses
+    model.fuse_lora(adapter_names=["a"])
+    assert any(layer.merged for _, layer in mp.iter_tuner_layers(model))
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # bad input: clear errors, the model left exactly as it was
 

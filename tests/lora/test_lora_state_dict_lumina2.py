@@ -10,6 +10,7 @@ import diffusers
 import numpy as np
 import pytest
 import safetensors
+import safetensors.numpy
 import safetensors.torch
 
 import mindspore as ms
@@ -19,9 +20,11 @@ from mindone.diffusers.loaders.lora_base import LORA_ADAPTER_METADATA_KEY, LoraB
 from mindone.safetensors.mindspore import SafetensorError, load_metadata
 from tests.lora.lumina2_lora_utils import (
     add_torch_lora,
+    assert_same_params,
     diffusers_twin,
     make_inputs,
     make_twins,
+    param_snapshot,
     run_ms,
     run_torch,
     save_torch_lora,
@@ -170,6 +173,28 @@ def test_pickle_and_missing_files(lora, tmp_path):
         Lumina2Pipeline.lora_state_dict(corrupt)
     with pytest.raises(TypeError, match="must be a path, a repo id or a dict"):
         Lumina2Pipeline.lora_state_dict(3)
+
+
+@pytest.mark.parametrize("raw", ["{not json", "[4, 2]"])
+def test_malformed_adapter_metadata(lora, tmp_path, raw):
+    """A header whose adapter metadata is no JSON object: an error naming the file and the entry (diffusers raises
+    json's own error), before anything is injected."""
+    _, _, path = lora
+    with safetensors.safe_open(path, "np") as f:
+        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    bad = str(tmp_path / "bad.safetensors")
+    safetensors.numpy.save_file(tensors, bad, metadata={"format": "pt", LORA_ADAPTER_METADATA_KEY: raw})
+    match = (
+        rf"`{LORA_ADAPTER_METADATA_KEY}` entry of the header of .*bad\.safetensors is (invalid JSON|no JSON object)"
+    )
+    with pytest.raises(ValueError, match=match):
+        Lumina2Pipeline.lora_state_dict(bad, return_lora_metadata=True)
+    _, model = make_twins()
+    snapshot = param_snapshot(model)
+    with pytest.raises(ValueError, match=match):
+        model.load_lora_adapter(bad, adapter_name="bad")
+    assert not getattr(model, "peft_config", None)
+    assert_same_params(model, snapshot)
 
 
 def test_save_lora_weights_like_diffusers(lora, tmp_path):
