@@ -59,18 +59,18 @@ def _load_sft_file_metadata(model_file: str) -> dict:
 
 def _load_sft_state_dict_metadata(model_file: str) -> Optional[dict]:
     """The LoRA adapter metadata diffusers stores under `lora_adapter_metadata` (parsed), or `None`."""
-    raw = (_load_sft_file_metadata(model_file) or {}).get(LORA_ADAPTER_METADATA_KEY)
+    raw = _load_sft_file_metadata(model_file).get(LORA_ADAPTER_METADATA_KEY)
     if not raw:
         return None
+    # upstream raises json's own error, which names neither the file nor the header entry
     try:
         parsed = json.loads(raw)
+        problem = None if isinstance(parsed, dict) else "no JSON object"
     except json.JSONDecodeError as e:
-        parsed = e
-    if not isinstance(parsed, dict):
-        # upstream raises json's own error, which names neither the file nor the header entry
-        what = f"invalid JSON ({parsed})" if isinstance(parsed, json.JSONDecodeError) else "no JSON object"
+        problem = f"invalid JSON ({e})"
+    if problem:
         raise ValueError(
-            f"The `{LORA_ADAPTER_METADATA_KEY}` entry of the header of {model_file} is {what}: save the LoRA again "
+            f"The `{LORA_ADAPTER_METADATA_KEY}` entry of the header of {model_file} is {problem}: save the LoRA again "
             "(`save_lora_weights`), or remove that entry from the file's metadata."
         )
     return parsed
