@@ -361,7 +361,7 @@ class PreTrainedModel(CellUtilsMixin):
             safe_serialization (`bool`, *optional*, defaults to `True`):
                 Safetensors are always written: `False` (upstream's pickle files) logs a warning and writes safetensors.
         """
-        check_save_directory(save_directory)
+        check_save_directory(save_directory, max_shard_size)
         warn_if_pickle_requested(safe_serialization, f"the {type(self).__name__}")
         if push_to_hub:
             raise NotImplementedError("`push_to_hub=True` is not supported: upload the folder with huggingface_hub.")

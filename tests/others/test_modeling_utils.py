@@ -188,7 +188,7 @@ def test_round_trip_diffusers_ours_diffusers(tmp_path):
     assert rel_l2(_ref(back, x), _ref(ref, x)) == 0.0
 
 
-@pytest.mark.parametrize("shard_size", [600, "1KB", 200])  # 200: each 8x8 weight (256 bytes) a shard of its own
+@pytest.mark.parametrize("shard_size", [600, "1KB", 200, 600.5])  # 200: each 8x8 weight (256 bytes) its own shard
 def test_sharded_both_ways(tmp_path, shard_size):
     ref = _torch_model(dim=8, num_layers=4)
     ref.save_pretrained(tmp_path / "d", max_shard_size=shard_size)
@@ -207,6 +207,15 @@ def test_sharded_both_ways(tmp_path, shard_size):
     # saving again unsharded removes stale shards and the index
     ours.save_pretrained(tmp_path / "o")
     assert sorted(os.listdir(tmp_path / "o")) == ["config.json", "diffusion_pytorch_model.safetensors"]
+
+
+def test_bad_shard_size_writes_nothing(tmp_path):
+    """An unreadable `max_shard_size` raises before anything is written (upstream has written the config by then)."""
+    model = MsTinyNet.from_config(_torch_model().config)
+    for size in ("10XB", True, float("nan")):
+        with pytest.raises(ValueError, match="`max_shard_size` must be"):
+            model.save_pretrained(tmp_path / "o", max_shard_size=size)
+        assert not (tmp_path / "o").exists()
 
 
 def test_variant(tmp_path):
@@ -282,6 +291,11 @@ def test_to_dtype_and_kwargs_override(tmp_path):
         MsTinyNet.from_pretrained(tmp_path / "d", dtype=ms.float16, mindspore_dtype=ms.bfloat16)
     with pytest.raises(TypeError, match="ignore_mismatched_sizes"):
         MsTinyNet.from_pretrained(tmp_path / "d", ignore_mismatched_sizes=True)
+    # a `load_config` option that `from_pretrained` sets itself: a TypeError naming it, as upstream
+    with pytest.raises(TypeError, match="return_commit_hash"):
+        TinyNet.from_pretrained(tmp_path / "d", return_commit_hash=True)
+    with pytest.raises(TypeError, match="return_commit_hash"):
+        MsTinyNet.from_pretrained(tmp_path / "d", return_commit_hash=True)
     # upstream's forms: loading info (empty: mismatches raise), a dtype that is not one ("auto") -> float32
     model, info = MsTinyNet.from_pretrained(tmp_path / "d", output_loading_info=True, ignore_mismatched_sizes=False)
     _, theirs = TinyNet.from_pretrained(tmp_path / "d", output_loading_info=True)
@@ -483,7 +497,10 @@ def test_missing_shard(tmp_path):
     _torch_model(num_layers=4).save_pretrained(tmp_path / "d", max_shard_size=600)
     shard = sorted(p for p in os.listdir(tmp_path / "d") if p.endswith("safetensors"))[0]
     os.remove(tmp_path / "d" / shard)
-    with pytest.raises(EnvironmentError, match=f"shard {shard}"):
+    # FileNotFoundError, as diffusers'
+    with pytest.raises(FileNotFoundError):
+        TinyNet.from_pretrained(tmp_path / "d")
+    with pytest.raises(FileNotFoundError, match=f"shard {shard}"):
         MsTinyNet.from_pretrained(tmp_path / "d")
 
 

@@ -19,6 +19,7 @@ model untouched), and tensors are read from the files one at a time (no second f
 """
 
 import json
+import math
 import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -67,11 +68,13 @@ def state_dict(model: nn.Cell) -> Dict[str, ms.Parameter]:
     return named_parameters(model)
 
 
-def parse_size(size: Union[int, str]) -> int:
-    """ "10GB" / "500MB" / int -> bytes, as huggingface_hub reads `max_shard_size` (decimal units); also "1KiB" (binary
-    units), "100B" and "100", which huggingface_hub refuses."""
-    if isinstance(size, int):
+def parse_size(size: Union[int, float, str]) -> int:
+    """ "10GB" / "500MB" / a number -> bytes, as huggingface_hub reads `max_shard_size` (decimal units); also "1KiB"
+    (binary units), "100B" and "100", which huggingface_hub refuses."""
+    if isinstance(size, int) and not isinstance(size, bool):
         return size
+    if isinstance(size, float) and math.isfinite(size):
+        return math.floor(size)  # byte counts compare with it as upstream's with the float
     text = str(size).strip().upper()
     units = {
         "KIB": 2**10,
@@ -97,10 +100,13 @@ def _nbytes(param) -> int:
     return int(np.prod(param.shape, dtype=np.int64)) * param.itemsize
 
 
-def check_save_directory(save_directory) -> None:
-    """The `ValueError` of upstream's savers when the target folder is an existing file."""
+def check_save_directory(save_directory, max_shard_size: Optional[Union[int, float, str]] = None) -> None:
+    """Before a saver writes anything: the `ValueError` of upstream's savers when the target folder is an existing
+    file, and a `max_shard_size` that cannot be read (upstream finds it after writing the config)."""
     if os.path.isfile(save_directory):
         raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
+    if max_shard_size is not None:
+        parse_size(max_shard_size)
 
 
 def warn_if_pickle_requested(safe_serialization: bool, what: str) -> None:
@@ -232,7 +238,7 @@ def resolve_weight_files(
             if os.path.isdir(path):
                 shard_path = os.path.join(os.path.dirname(index_file), shard)
                 if not os.path.isfile(shard_path):
-                    raise EnvironmentError(f"The shard {shard} listed in {index_file} is missing.")
+                    raise FileNotFoundError(f"The shard {shard} listed in {index_file} is missing.")
             else:
                 shard_path = resolve_file(path, shard, subfolder=subfolder, **hub_kwargs)
             files.append(shard_path)

@@ -378,7 +378,7 @@ class ModelMixin(CellUtilsMixin):
             push_to_hub (`bool`, *optional*, defaults to `False`):
                 Not supported (no Hub access); must be `False`.
         """
-        check_save_directory(save_directory)
+        check_save_directory(save_directory, max_shard_size)
         reject_unsupported_kwargs({"use_flashpack": kwargs.get("use_flashpack")}, "save_pretrained")
         warn_if_pickle_requested(safe_serialization, f"the {type(self).__name__}")
         if push_to_hub:
@@ -449,7 +449,12 @@ class ModelMixin(CellUtilsMixin):
         hub = cls._pop_loading_kwargs(kwargs)
 
         config, unused_kwargs = cls.load_config(
-            pretrained_model_name_or_path, subfolder=subfolder, return_unused_kwargs=True, **hub, **kwargs
+            pretrained_model_name_or_path,
+            subfolder=subfolder,
+            return_unused_kwargs=True,
+            return_commit_hash=False,  # passed by the user: a TypeError naming it, as upstream
+            **hub,
+            **kwargs,
         )
         files = resolve_weight_files(
             pretrained_model_name_or_path,

@@ -290,7 +290,7 @@ class DiffusionPipeline(ConfigMixin):
             push_to_hub (`bool`, *optional*, defaults to `False`):
                 Not supported (no Hub upload); must be `False`.
         """
-        check_save_directory(save_directory)
+        check_save_directory(save_directory, max_shard_size)
         if push_to_hub:
             raise NotImplementedError(
                 "`push_to_hub=True` is not supported: upload the saved folder with huggingface_hub."

@@ -885,6 +885,13 @@ def test_model_index_of_a_saved_pipeline(tiny, tmp_path):
     with pytest.raises(ValueError, match="should be a directory, not a file"):
         mp.save_pretrained(tmp_path / "file")
     assert (tmp_path / "file").read_text() == "x"
+    # and an unreadable shard size (upstream writes the first components first)
+    with pytest.raises(ValueError, match="`max_shard_size` must be"):
+        mp.save_pretrained(tmp_path / "bad_size", max_shard_size="10XB")
+    assert not (tmp_path / "bad_size").exists()
+    with pytest.raises(ValueError, match="`max_shard_size` must be"):
+        mp.text_encoder.save_pretrained(tmp_path / "bad_size", max_shard_size="1 GB or so")
+    assert not (tmp_path / "bad_size").exists()
 
 
 def test_to_without_dtype_unsaveable_component_and_ignored_kwargs(tiny, tmp_path):
