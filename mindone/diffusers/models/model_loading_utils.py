@@ -93,7 +93,7 @@ def parse_size(size: Union[int, float, str]) -> int:
         return int(text[:-1])
     if text.isdigit():
         return int(text)
-    raise ValueError(f"`max_shard_size` must be an int or a size like '10GB', got {size!r}.")
+    raise ValueError(f"`max_shard_size` must be a number of bytes or a size like '10GB', got {size!r}.")
 
 
 def _nbytes(param) -> int:
