@@ -17,7 +17,7 @@ import numpy as np
 
 import mindspore as ms
 
-__all__ = ["SafetensorError", "safe_open", "load_file", "load", "save_file", "save", "load_metadata"]
+__all__ = ["SafetensorError", "safe_open", "load_file", "load", "save_file", "save", "load_metadata", "check_tensors"]
 
 _NP_DTYPES = {
     "F64": np.float64,
@@ -303,10 +303,9 @@ def _to_numpy(name: str, tensor) -> Tuple[str, np.ndarray]:
     return st, tensor.asnumpy()
 
 
-def save_file(tensors: Dict[str, ms.Tensor], filename, metadata: Optional[Dict[str, str]] = None) -> None:
-    """Write tensors to a safetensors file readable by ``safetensors`` (torch, numpy) and by ``load_file``."""
-    if metadata is not None and not _is_str_dict(metadata):
-        raise ValueError("safetensors metadata must be a dict of str -> str.")
+def check_tensors(tensors: Dict[str, ms.Tensor]) -> Dict[str, str]:
+    """The safetensors dtype of each tensor; raises on what ``save_file`` cannot write (a name, a type, a dtype), so
+    that a saver can check its tensors before it writes anything."""
     for name, t in tensors.items():
         if not isinstance(name, str):
             raise TypeError(f"Tensor names must be strings, got {name!r} ({type(name).__name__}).")
@@ -315,13 +314,22 @@ def save_file(tensors: Dict[str, ms.Tensor], filename, metadata: Optional[Dict[s
         if not isinstance(t, (ms.Tensor, np.ndarray, np.generic)):
             kind = f"{type(t).__module__}.{type(t).__qualname__}"
             raise TypeError(f"Tensor {name!r} is a {kind}, expected a mindspore.Tensor or a NumPy array.")
-    tensors = {k: np.asarray(t) if isinstance(t, np.generic) else t for k, t in tensors.items()}
     dtypes = {}
     for name, t in tensors.items():
+        t = np.asarray(t) if isinstance(t, np.generic) else t
         st = _ST_DTYPES.get(t.dtype) if not isinstance(t, np.ndarray) else _to_numpy(name, t)[0]
         if st is None:
             raise ValueError(f"Tensor {name!r}: dtype {t.dtype} cannot be written to safetensors.")
         dtypes[name] = st
+    return dtypes
+
+
+def save_file(tensors: Dict[str, ms.Tensor], filename, metadata: Optional[Dict[str, str]] = None) -> None:
+    """Write tensors to a safetensors file readable by ``safetensors`` (torch, numpy) and by ``load_file``."""
+    if metadata is not None and not _is_str_dict(metadata):
+        raise ValueError("safetensors metadata must be a dict of str -> str.")
+    dtypes = check_tensors(tensors)
+    tensors = {k: np.asarray(t) if isinstance(t, np.generic) else t for k, t in tensors.items()}
     header, offset, entries = {}, 0, []
     # Sizes first (cheap: shapes and dtypes only), then one tensor at a time to keep memory flat. Wider items first
     # (then by name), as the reference writer orders them, so each tensor starts aligned to its item size.

@@ -46,13 +46,32 @@ from ..diffusers.models.modeling_utils import CellUtilsMixin, cast_cell, reject_
 from ..diffusers.utils import dtype_to_str, logging, pop_mindspore_dtype, str_to_dtype
 from ..diffusers.utils.unsupported import MODEL_METHODS, add_unsupported_methods, refuse_register_for_auto_class
 from ..peft import invalidate_compiled_graphs
-from ..safetensors.mindspore import SafetensorError, safe_open
+from ..safetensors.mindspore import SafetensorError, check_tensors, safe_open
 
 logger = logging.get_logger(__name__)
 
 CONFIG_NAME = "config.json"
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+
+# transformers 5 loading options this port has no counterpart for: name -> (transformers' default, what to do instead).
+# Refused with the advice unless left at that default (or None / False); diffusers' list is checked too.
+_UNSUPPORTED_LOADING_OPTIONS = {
+    "key_mapping": (None, "checkpoint keys are read as saved: rename them and pass the dict as `state_dict=`."),
+    "fusion_config": (None, "fused modules are not ported."),
+    "generation_config": (None, "there is no generation here: Gemma2Model is the text encoder."),
+    "gguf_file": (None, "GGUF checkpoints are not read: use a safetensors checkpoint."),
+    "adapter_name": ("default", "load adapters with `mindone.peft` after loading the model."),
+    "adapter_kwargs": ({}, "load adapters with `mindone.peft` after loading the model."),
+    "tp_plan": (None, "there is no tensor parallelism in this port."),
+    "tp_size": (None, "there is no tensor parallelism in this port."),
+    "device_mesh": (None, "there is no distributed loading in this port."),
+    "distributed_config": (None, "there is no distributed loading in this port."),
+    "use_kernels": (False, "Hub kernels are not used by this port."),
+    "kernel_config": (None, "Hub kernels are not used by this port."),
+    "allow_all_kernels": (False, "Hub kernels are not used by this port."),
+    "offload_buffers": (False, "there is no offloading in this port."),
+}
 
 
 def _checkpoint_keys(files):
@@ -368,6 +387,8 @@ class PreTrainedModel(CellUtilsMixin):
         unsupported = sorted(k for k, v in kwargs.items() if k not in ("token", "save_peft_format") and v)
         if unsupported:
             raise TypeError(f"`save_pretrained` got unsupported arguments {unsupported}.")
+        if state_dict is not None:
+            check_tensors(state_dict)  # before the config is written
         os.makedirs(save_directory, exist_ok=True)
         if not is_main_process:
             return  # as transformers: only the saving rank writes (config and weights)
@@ -445,6 +466,8 @@ class PreTrainedModel(CellUtilsMixin):
         """
         mindspore_dtype = pop_mindspore_dtype(kwargs, mindspore_dtype)
         reject_unsupported_kwargs(kwargs, "from_pretrained")  # False is transformers' default of several of them
+        for name, (default, hint) in _UNSUPPORTED_LOADING_OPTIONS.items():
+            reject_unsupported_kwargs(kwargs, "from_pretrained", {name: hint}, accepted=(None, False, default))
         output_loading_info = kwargs.pop("output_loading_info", False)
         state_dict = kwargs.pop("state_dict", None)
         if pretrained_model_name_or_path is None and (
@@ -457,7 +480,9 @@ class PreTrainedModel(CellUtilsMixin):
         for name in ("trust_remote_code", "from_tf", "from_flax"):
             if kwargs.pop(name, False):
                 raise ValueError(f"`{name}=True` is not supported by mindone's `from_pretrained`.")
-        for name in ("low_cpu_mem_usage", "proxies", "_from_pipeline", "_from_auto", "user_agent", "max_memory"):
+        # options without effect here (`weights_only`, `disable_mmap`: pickle files and memory maps are not used)
+        ignored = ("low_cpu_mem_usage", "proxies", "_from_pipeline", "_from_auto", "user_agent", "max_memory")
+        for name in ignored + ("weights_only", "disable_mmap", "tqdm_class", "_commit_hash"):
             kwargs.pop(name, None)
         if model_args:
             raise TypeError(f"{cls.__name__}.from_pretrained takes no extra positional arguments, got {model_args}.")

@@ -862,6 +862,10 @@ def test_save_on_other_ranks_writes_nothing_and_dtypes_are_floats(tiny_pair, tmp
     ms_model.save_pretrained(str(tmp_path / "rank1"), is_main_process=False)
     assert os.listdir(tmp_path / "rank1") == []  # transformers: only the saving rank writes
     ms_model.save_pretrained(str(tmp_path / "rank0"))
+    # tensors save_pretrained cannot write are named before anything is written
+    with pytest.raises(TypeError, match="'embed_tokens.weight' is a builtins.list"):
+        ms_model.save_pretrained(str(tmp_path / "bad_state"), state_dict={"embed_tokens.weight": [1.0]})
+    assert not (tmp_path / "bad_state").exists()
     with pytest.raises(ValueError, match="not a floating point dtype"):
         Gemma2Model.from_pretrained(str(tmp_path / "rank0"), mindspore_dtype=ms.int8)
     # `dtype=` (transformers 5's name) is an alias of `mindspore_dtype=`
@@ -893,6 +897,13 @@ def test_loading_errors(torch_checkpoints, tmp_path):
     Gemma2Model.from_pretrained(str(root / "base"), ignore_mismatched_sizes=False, device_map=None)
     with pytest.raises(TypeError, match="ignore_mismatched_sizes"):
         Gemma2Model.from_pretrained(str(root / "base"), ignore_mismatched_sizes=True)
+    # transformers 5's own loading options: at their defaults (or without effect here) accepted, else refused
+    defaults = dict(key_mapping=None, tp_plan=None, gguf_file=None, adapter_name="default", adapter_kwargs={})
+    defaults.update(use_kernels=False, offload_buffers=False, weights_only=False, disable_mmap=True, tqdm_class=None)
+    Gemma2Model.from_pretrained(str(root / "base"), **defaults)
+    for name, value in (("gguf_file", "model.gguf"), ("key_mapping", {"^model.": ""}), ("tp_plan", "auto")):
+        with pytest.raises(TypeError, match=f"`{name}` is not supported by mindone's `from_pretrained`"):
+            Gemma2Model.from_pretrained(str(root / "base"), **{name: value})
     # a folder of weights without config.json (transformers 5 goes on with a default config), and a broken one
     os.makedirs(tmp_path / "weights_only")
     shutil.copy(root / "base" / "model.safetensors", tmp_path / "weights_only")
