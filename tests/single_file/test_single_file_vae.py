@@ -180,6 +180,19 @@ def test_other_latent_spaces_need_a_config(tmp_path):
     assert sorted(written) == sorted(expected) and all(torch.equal(written[k], expected[k]) for k in expected)
 
 
+def test_two_copies_of_the_vae_are_refused(flux_like, tmp_path):
+    """A VAE under two prefixes (or bare and prefixed): refused as ambiguous (diffusers loads the `vae.` copy without
+    a word)."""
+    _, d = flux_like
+    tensors = safetensors.torch.load_file(d / "ae.safetensors")
+    for name, other in (("first_stage_model.", "vae."), ("", "vae.")):
+        twice = {**{name + k: v for k, v in tensors.items()}, **{other + k: 2 * v for k, v in tensors.items()}}
+        safetensors.torch.save_file(twice, tmp_path / "twice.safetensors")
+        where = f"`{name}`" if name else "without a prefix"
+        with pytest.raises(SingleFileComponentError, match=rf"more than once \({where}, `{other}`\).*ambiguous"):
+            AutoencoderKL.from_single_file(tmp_path / "twice.safetensors")
+
+
 def test_errors(flux_like, tmp_path):
     torch_vae, d = flux_like
     lumina = {"cap_embedder.0.weight": torch.ones(8), "layers.0.attention.qkv.weight": torch.ones(8, 8)}

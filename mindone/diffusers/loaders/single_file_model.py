@@ -137,6 +137,13 @@ def _select_component(reader: CheckpointReader, spec: Dict[str, Any]):
             f"{reader.source} does not hold a {spec['component']} checkpoint: it holds {describe_components(found, keys)}."
             + advice
         )
+    if len({p for _, p in mine}) > 1:
+        # upstream takes the VAE under its last listed prefix without a word (and fails on two transformers)
+        where = ", ".join(f"`{p}`" if p else "without a prefix" for _, p in mine)
+        raise SingleFileComponentError(
+            f"{reader.source} holds a {spec['component']} checkpoint more than once ({where}), so which one to load is "
+            "ambiguous: save the one to load in a file of its own (or pass a state dict of its keys only)."
+        )
     family, prefix = mine[0]
     view = reader.with_prefix(prefix)
     if not prefix:
