@@ -287,6 +287,14 @@ def test_all_in_one_file_picks_the_transformer(tiny, reference, tmp_path):
     ours = Lumina2Transformer2DModel.from_single_file(tmp_path / "aio.safetensors", config=dict(torch_model.config))
     _assert_params_equal(ours, reference)
 
+    # a bare transformer next to the ComfyUI one: ambiguous (diffusers fails on the prefixed copy)
+    tensors.update({k[len(COMFY) :]: v.clone() for k, v in tensors.items() if k.startswith(COMFY)})
+    safetensors.torch.save_file(tensors, tmp_path / "twice.safetensors")
+    with pytest.raises(
+        SingleFileComponentError, match=r"more than once \(without a prefix, `model\.diffusion_model\.`\)"
+    ):
+        Lumina2Transformer2DModel.from_single_file(tmp_path / "twice.safetensors", config=dict(torch_model.config))
+
 
 # ---- errors: clear messages, nothing half-built ---------------------------------------------------------------------
 
