@@ -345,6 +345,11 @@ def test_files_of_other_families_are_refused(tmp_path, keys, match):
 
 def test_checkpoint_and_config_mismatches(tiny, tmp_path):
     torch_model, d = tiny
+    # a file in diffusers' names with a key too many, its config inferred: the error names the file
+    extra = {**{k: v.clone() for k, v in torch_model.state_dict().items()}, "foo.bar": torch.ones(1)}
+    safetensors.torch.save_file(extra, tmp_path / "diffusers_extra.safetensors")
+    with pytest.raises(SingleFileComponentError, match=r"diffusers_extra\.safetensors: 1 keys are not part of the"):
+        Lumina2Transformer2DModel.from_single_file(tmp_path / "diffusers_extra.safetensors")
     sd = safetensors.torch.load_file(d / "lumina2.safetensors")
     config = dict(torch_model.config)
     # the qkv does not fit the heads of the config

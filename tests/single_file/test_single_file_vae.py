@@ -195,6 +195,13 @@ def test_two_copies_of_the_vae_are_refused(flux_like, tmp_path):
 
 def test_errors(flux_like, tmp_path):
     torch_vae, d = flux_like
+    # a file in diffusers' names with a key too many, its config inferred: the error names the file
+    extra = {**{k: v.clone() for k, v in torch_vae.state_dict().items()}, "foo.bar": torch.ones(1)}
+    safetensors.torch.save_file(extra, tmp_path / "diffusers_extra.safetensors")
+    with pytest.raises(
+        SingleFileComponentError, match=r"diffusers_extra\.safetensors: 1 keys are not part of the diffusers Autoen"
+    ):
+        AutoencoderKL.from_single_file(tmp_path / "diffusers_extra.safetensors")
     lumina = {"cap_embedder.0.weight": torch.ones(8), "layers.0.attention.qkv.weight": torch.ones(8, 8)}
     safetensors.torch.save_file(lumina, tmp_path / "lumina.safetensors")
     with pytest.raises(

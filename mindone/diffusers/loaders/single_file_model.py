@@ -70,14 +70,14 @@ _IGNORED_KWARGS = ("low_cpu_mem_usage", "disable_mmap", "user_agent", "use_safet
 
 
 def _lumina2_infer_from_diffusers(shapes, source, overrides=None):
-    plan = convert_lumina2_diffusers_to_original_plan(shapes)
+    plan = convert_lumina2_diffusers_to_original_plan(shapes, source)
     original = original_shapes_from_diffusers(shapes, plan)
     return create_lumina2_diffusers_config_from_checkpoint(original, source, overrides)
 
 
 def _vae_infer_from_diffusers(shapes, source, overrides=None):
     config = {"up_block_types": ["UpDecoderBlock2D"] * _count_blocks(shapes, "decoder.up_blocks")}
-    plan = convert_vae_diffusers_to_ldm_plan(shapes, config)
+    plan = convert_vae_diffusers_to_ldm_plan(shapes, config, source)
     return create_vae_diffusers_config_from_checkpoint(original_shapes_from_diffusers(shapes, plan), source, overrides)
 
 

@@ -537,8 +537,11 @@ def convert_lumina2_to_diffusers(checkpoint: Mapping[str, Any], config: Optional
     return apply_key_plan(checkpoint, plan)
 
 
-def convert_lumina2_diffusers_to_original_plan(keys: Iterable[str]) -> Dict[str, TensorTarget]:
-    """Reverse plan, the exact inverse of ``convert_lumina2_key_plan``: original key -> diffusers keys."""
+def convert_lumina2_diffusers_to_original_plan(
+    keys: Iterable[str], source: str = "state dict"
+) -> Dict[str, TensorTarget]:
+    """Reverse plan, the exact inverse of ``convert_lumina2_key_plan``: original key -> diffusers keys (``source``
+    names the keys' origin in errors)."""
     top = {v: k for k, v in _LUMINA2_TOP_LEVEL_KEYS.items()}
     plan, unknown, qkv_blocks = {}, [], {}
     for key in keys:
@@ -560,7 +563,7 @@ def convert_lumina2_diffusers_to_original_plan(keys: Iterable[str]) -> Dict[str,
             continue
         plan[block + inverse[rest]] = TensorTarget((key,))
     if unknown:
-        raise _unknown_keys_error("diffusers Lumina2Transformer2DModel", "state dict", unknown)
+        raise _unknown_keys_error("diffusers Lumina2Transformer2DModel", source, unknown)
     for block, parts in qkv_blocks.items():
         if len(parts) != 3:
             raise SingleFileComponentError(f"`{block}attn` lacks some of to_q/to_k/to_v: cannot fuse its qkv.")
@@ -846,9 +849,12 @@ def convert_ldm_vae_checkpoint(checkpoint: Mapping[str, Any], config: Mapping[st
     return apply_key_plan(checkpoint, plan)
 
 
-def convert_vae_diffusers_to_ldm_plan(keys: Iterable[str], config: Mapping[str, Any]) -> Dict[str, TensorTarget]:
-    """Reverse plan, the exact inverse of ``convert_ldm_vae_key_plan``: original key -> diffusers key. Attention linear
-    weights are written as 1x1 convolutions, as in FLUX's ``ae.safetensors``."""
+def convert_vae_diffusers_to_ldm_plan(
+    keys: Iterable[str], config: Mapping[str, Any], source: str = "state dict"
+) -> Dict[str, TensorTarget]:
+    """Reverse plan, the exact inverse of ``convert_ldm_vae_key_plan``: original key -> diffusers key (``source`` names
+    the keys' origin in errors). Attention linear weights are written as 1x1 convolutions, as in FLUX's
+    ``ae.safetensors``."""
     n = _num_up_blocks(config)
     resnet = {v: k for k, v in _VAE_RESNET_PARTS.items()}
     attn = {v: k for k, v in _VAE_ATTN_PARTS.items()}
@@ -883,7 +889,7 @@ def convert_vae_diffusers_to_ldm_plan(keys: Iterable[str], config: Mapping[str, 
         else:
             plan[target] = TensorTarget((key,), to_conv=to_conv)
     if unknown:
-        raise _unknown_keys_error("diffusers AutoencoderKL", "state dict", unknown)
+        raise _unknown_keys_error("diffusers AutoencoderKL", source, unknown)
     return plan
 
 
