@@ -362,6 +362,24 @@ def test_save_pretrained_with_lora_layers(tmp_path):
     assert_close(with_lora, run_torch(fused, inputs), TOL, "fused and saved, in diffusers")
 
 
+def test_fusing_a_fused_adapter_again_changes_nothing(tmp_path):
+    """A second `fuse_lora(lora_scale)` merges nothing and leaves the adapter's scale (diffusers multiplies it again):
+    after `unfuse_lora` the adapter runs at the first fuse's scale, not its square."""
+    _, model = make_twins()
+    inputs = make_inputs()
+    model.load_lora_adapter(make_lora_dir(tmp_path, "a", seed=1), adapter_name="a")
+    at_08 = run_ms(model, inputs, attention_kwargs={"scale": 0.8})
+    model.fuse_lora(lora_scale=0.8)
+    fused, snapshot, scalings = run_ms(model, inputs), param_snapshot(model), lora_scalings(model)
+    with pytest.warns(UserWarning, match="already merged"):
+        model.fuse_lora(lora_scale=0.8)
+    assert lora_scalings(model) == scalings
+    assert_same_params(model, snapshot)
+    np.testing.assert_array_equal(run_ms(model, inputs), fused)
+    model.unfuse_lora()
+    assert_close(run_ms(model, inputs), at_08, 1e-6, "unfused after fusing twice at 0.8")
+
+
 def test_fuse_with_nan_lora(tmp_path):
     torch_model, model = make_twins()
     inputs = make_inputs()

@@ -714,8 +714,9 @@ class PeftAdapterMixin:
 
     def fuse_lora(self, lora_scale=1.0, safe_fusing=False, adapter_names=None):
         """
-        Merge the LoRA weights (scaled by `lora_scale`) into the base weights; the adapters stay loaded (and their
-        scales multiplied by `lora_scale`, as upstream) so `unfuse_lora` can restore the base weights exactly.
+        Merge the LoRA weights (scaled by `lora_scale`) into the base weights; the adapters stay loaded (and the scales
+        of those not fused yet multiplied by `lora_scale`, as upstream) so `unfuse_lora` can restore the base weights
+        exactly.
 
         Args:
             lora_scale (`float`, defaults to 1.0): Multiplies the scale of the active adapters before merging.
@@ -731,8 +732,12 @@ class PeftAdapterMixin:
         scalings = [dict(module.scaling) for module in layers]
         try:
             if lora_scale != 1.0:
+                # upstream's `scale_layer`, but an adapter already merged into a layer keeps its scale: upstream
+                # multiplies it again, so a second `fuse_lora` (which merges nothing) changed the unfused adapter
                 for module in layers:
-                    module.scale_layer(lora_scale)
+                    for name in module.active_adapters:
+                        if name in module.lora_A and name not in module.merged_adapters:
+                            module.scaling[name] *= lora_scale
             merge_adapter(self, adapter_names=adapter_names, safe_merge=safe_fusing)
         except Exception:
             # the merge is atomic (nothing merged); restore the scales exactly
