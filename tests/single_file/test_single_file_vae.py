@@ -180,6 +180,31 @@ def test_other_latent_spaces_need_a_config(tmp_path):
     assert sorted(written) == sorted(expected) and all(torch.equal(written[k], expected[k]) for k in expected)
 
 
+def test_diffusers_layout_with_pre_0_14_attention_names(flux_like, reference, tmp_path):
+    """A diffusers-layout file whose mid-block attention layers have the names of diffusers before 0.14 (query / key /
+    value / proj_attn) loads as `from_pretrained` reads them; a file holding both names of a layer is refused."""
+    torch_vae, _ = flux_like
+    old = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
+    tensors = {}
+    for k, v in torch_vae.state_dict().items():
+        for new, name in old.items():
+            k = k.replace(f"attentions.0.{new}.", f"attentions.0.{name}.")
+        tensors[k] = v.contiguous()
+    assert sum(".query." in k or ".proj_attn." in k for k in tensors) == 8  # encoder and decoder, weight and bias
+    safetensors.torch.save_file(tensors, tmp_path / "old_names.safetensors")
+    _assert_params_equal(AutoencoderKL.from_single_file(tmp_path / "old_names.safetensors"), reference)
+    _assert_params_equal(
+        AutoencoderKL.from_single_file(tmp_path / "old_names.safetensors", config=dict(torch_vae.config)), reference
+    )
+    tensors["decoder.mid_block.attentions.0.to_q.weight"] = tensors["decoder.mid_block.attentions.0.query.weight"].clone()
+    safetensors.torch.save_file(tensors, tmp_path / "both_names.safetensors")
+    with pytest.raises(
+        SingleFileComponentError,
+        match=r"holds the VAE's attention weight `decoder.mid_block.attentions.0.to_q.weight` twice",
+    ):
+        AutoencoderKL.from_single_file(tmp_path / "both_names.safetensors", config=dict(torch_vae.config))
+
+
 def test_two_copies_of_the_vae_are_refused(flux_like, tmp_path):
     """A VAE under two prefixes (or bare and prefixed): refused as ambiguous (diffusers loads the `vae.` copy without
     a word)."""

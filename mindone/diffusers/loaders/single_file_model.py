@@ -51,6 +51,7 @@ from .single_file_utils import (
     load_single_file_checkpoint,
     original_shapes_from_diffusers,
     read_config_file,
+    vae_diffusers_keys,
 )
 
 logger = logging.get_logger(__name__)
@@ -102,6 +103,7 @@ SINGLE_FILE_LOADABLE_CLASSES = {
         "checkpoint_mapping_fn": convert_ldm_vae_key_plan,
         "config_mapping_fn": create_vae_diffusers_config_from_checkpoint,
         "diffusers_config_mapping_fn": _vae_infer_from_diffusers,
+        "diffusers_keys_fn": vae_diffusers_keys,
         "reverse_mapping_fn": convert_vae_diffusers_to_ldm,
         "default_subfolder": "vae",
         # ComfyUI's VAE loader reads FLUX's `ae.safetensors` layout as is (all-in-one files use `first_stage_model.`)
@@ -293,7 +295,12 @@ class FromOriginalModelMixin:
         else:
             reader = load_single_file_checkpoint(pretrained_model_link_or_path_or_dict, **hub)
         component, needs_conversion = _select_component(reader, spec)
-        shapes = {k: component.get_shape(k) for k in component.keys()}
+        # the keys this model reads -> the keys of the file
+        if needs_conversion or "diffusers_keys_fn" not in spec:
+            file_keys = {k: k for k in component.keys()}
+        else:
+            file_keys = spec["diffusers_keys_fn"](component.keys(), reader.source)
+        shapes = {k: component.get_shape(f) for k, f in file_keys.items()}
 
         # 2. The config: given, or inferred from the shapes
         if config is None:
@@ -310,7 +317,7 @@ class FromOriginalModelMixin:
         if needs_conversion:
             plan = spec["checkpoint_mapping_fn"](shapes, config, reader.source)
         else:
-            plan = {k: TensorSource(k) for k in shapes}
+            plan = {k: TensorSource(f) for k, f in file_keys.items()}
         if not plan:
             raise SingleFileComponentError(f"{reader.source}: the {spec['component']} weights appear to be missing.")
 

@@ -33,6 +33,7 @@ import mindspore as ms
 
 from ...safetensors.mindspore import SafetensorError, safe_open
 from ..models.model_loading_utils import CheckpointError
+from ..models.modeling_utils import _DEPRECATED_ATTENTION_NAMES
 from ..utils import PICKLE_SUFFIXES, logging, resolve_file
 
 logger = logging.get_logger(__name__)
@@ -898,6 +899,29 @@ def convert_vae_diffusers_to_ldm(state_dict: Mapping[str, Any], config: Mapping[
     gives the layout inside an all-in-one checkpoint)."""
     out = apply_reverse_plan(state_dict, convert_vae_diffusers_to_ldm_plan(state_dict, config))
     return {prefix + k: v for k, v in out.items()}
+
+
+# diffusers before 0.14 named the VAE's mid-block attention layers query / key / value / proj_attn; its `from_pretrained`
+# still reads them (`_from_deprecated_attn_block`), so a single file of such a folder's weights loads too
+_DEPRECATED_VAE_ATTENTION_RE = re.compile(
+    r"^((?:encoder|decoder)\.mid_block\.attentions\.\d+)\.(query|key|value|proj_attn)\.(weight|bias)$"
+)
+
+
+def vae_diffusers_keys(keys: Iterable[str], source: str = "checkpoint") -> Dict[str, str]:
+    """diffusers key -> file key of a diffusers-layout VAE file: keys as they are, pre-0.14 attention names renamed."""
+    renames = dict(_DEPRECATED_ATTENTION_NAMES)
+    mapping = {}
+    for key in keys:
+        m = _DEPRECATED_VAE_ATTENTION_RE.match(key)
+        target = f"{m.group(1)}.{renames[m.group(2)]}.{m.group(3)}" if m else key
+        if target in mapping:
+            raise SingleFileComponentError(
+                f"{source} holds the VAE's attention weight `{target}` twice, as `{mapping[target]}` and `{key}` "
+                "(the names before diffusers 0.14): keep one of them."
+            )
+        mapping[target] = key
+    return mapping
 
 
 def create_vae_diffusers_config_from_checkpoint(
