@@ -196,7 +196,9 @@ def test_diffusers_layout_with_pre_0_14_attention_names(flux_like, reference, tm
     _assert_params_equal(
         AutoencoderKL.from_single_file(tmp_path / "old_names.safetensors", config=dict(torch_vae.config)), reference
     )
-    tensors["decoder.mid_block.attentions.0.to_q.weight"] = tensors["decoder.mid_block.attentions.0.query.weight"].clone()
+    tensors["decoder.mid_block.attentions.0.to_q.weight"] = tensors[
+        "decoder.mid_block.attentions.0.query.weight"
+    ].clone()
     safetensors.torch.save_file(tensors, tmp_path / "both_names.safetensors")
     with pytest.raises(
         SingleFileComponentError,
@@ -273,6 +275,19 @@ def test_errors(flux_like, tmp_path):
                 "up_block_types": ["UpDecoderBlock2D"],
             },
         )
+    # the mid-block attention in one half only: the file is incomplete (it was blamed on the other half's keys)
+    for part, other in (("encoder", "decoder"), ("decoder", "encoder")):
+        half = {
+            k: v
+            for k, v in safetensors.torch.load_file(d / "ae.safetensors").items()
+            if f"{part}.mid.attn_1." not in k
+        }
+        safetensors.torch.save_file(half, tmp_path / "half.safetensors")
+        with pytest.raises(
+            SingleFileComponentError,
+            match=rf"holds a mid-block attention in the {other} \(`{other}.mid.attn_1.\*`\) but none in the {part}",
+        ):
+            AutoencoderKL.from_single_file(tmp_path / "half.safetensors")
     torch.save(tensors, tmp_path / "ae.ckpt")
     with pytest.raises(SingleFileComponentError, match="pickle checkpoint"):
         AutoencoderKL.from_single_file(tmp_path / "ae.ckpt")

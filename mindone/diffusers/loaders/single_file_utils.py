@@ -976,6 +976,14 @@ def create_vae_diffusers_config_from_checkpoint(
             f"Lumina-Image-2.0: {' and '.join(guessed)}. Another VAE with 16 latent channels (SD3's: 1.5305 / "
             "0.0609) or other group counts needs these config entries (e.g. `scaling_factor=`) or `config=`."
         )
+    # one config entry adds the mid-block attention to both halves, so a file with it in one half only is incomplete
+    mid_attention = {part: f"{part}.mid.attn_1.q.weight" in shapes for part in ("encoder", "decoder")}
+    if "mid_block_add_attention" not in overrides and len(set(mid_attention.values())) > 1:
+        has, lacks = ("encoder", "decoder") if mid_attention["encoder"] else ("decoder", "encoder")
+        raise SingleFileComponentError(
+            f"{source} holds a mid-block attention in the {has} (`{has}.mid.attn_1.*`) but none in the {lacks}: an "
+            "AutoencoderKL has it in both or in neither (`mid_block_add_attention`), so the file is incomplete."
+        )
     return {
         **FLUX_VAE_CONFIG,
         **latent_space,
@@ -987,7 +995,7 @@ def create_vae_diffusers_config_from_checkpoint(
         "block_out_channels": widths,
         "layers_per_block": layers_per_block,
         "latent_channels": latent_channels,
-        "mid_block_add_attention": "encoder.mid.attn_1.q.weight" in shapes,
+        "mid_block_add_attention": mid_attention["encoder"],
         "use_quant_conv": use_quant_conv,
         "use_post_quant_conv": use_post_quant_conv,
         **overrides,
