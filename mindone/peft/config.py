@@ -63,7 +63,20 @@ class PeftConfig:
             from .mapping import get_peft_config
 
             return get_peft_config(config_dict)
+        known = cls._config_keys()
+        unknown = sorted(k for k in config_dict if k not in known)
+        if unknown:
+            warnings.warn(
+                f"Unexpected keyword arguments {unknown} for class {cls.__name__}, these are ignored. This probably "
+                "means that you're loading a configuration file that was saved using a higher version of PEFT."
+            )
+            config_dict = {k: v for k, v in config_dict.items() if k in known}
         return cls(**config_dict)
+
+    @classmethod
+    def _config_keys(cls) -> set:
+        """The keys the constructor takes."""
+        return {f.name for f in fields(cls)}
 
     def save_pretrained(self, save_directory: str, **kwargs) -> None:
         """Write `adapter_config.json` to `save_directory` (created if missing)."""

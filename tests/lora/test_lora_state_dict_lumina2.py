@@ -197,6 +197,37 @@ def test_malformed_adapter_metadata(lora, tmp_path, raw):
     assert_same_params(model, snapshot)
 
 
+def test_adapter_metadata_with_unknown_keys_is_refused_as_in_diffusers(lora, tmp_path):
+    """Adapter metadata with keys `LoraConfig` does not take: a TypeError naming them, as diffusers' (PEFT's
+    constructor refuses them), before anything is injected."""
+    _, _, path = lora
+    with safetensors.safe_open(path, "np") as f:
+        tensors = {key: f.get_tensor(key) for key in f.keys()}
+        header = f.metadata()
+    adapter = json.loads(header[LORA_ADAPTER_METADATA_KEY])
+    adapter.update({"transformer.foo": 1, "transformer.bar": 2})
+    folder = tmp_path / "unknown"
+    folder.mkdir()
+    name = "pytorch_lora_weights.safetensors"
+    safetensors.numpy.save_file(
+        tensors, str(folder / name), metadata={**header, LORA_ADAPTER_METADATA_KEY: json.dumps(adapter)}
+    )
+    theirs = diffusers_twin()
+    with pytest.raises(TypeError, match="`LoraConfig` class could not be instantiated"):
+        theirs.load_lora_adapter(str(folder), weight_name=name, prefix="transformer")
+    _, model = make_twins()
+    snapshot = param_snapshot(model)
+    match = (
+        r"`LoraConfig` class could not be instantiated: LoraConfig got unexpected keyword arguments \['bar', 'foo'\]"
+    )
+    with pytest.raises(TypeError, match=match):
+        model.load_lora_adapter(str(folder), weight_name=name, prefix="transformer", adapter_name="bad")
+    with pytest.raises(TypeError, match=match):
+        model.load_lora_adapter(str(folder / name), prefix="transformer", adapter_name="bad")
+    assert not getattr(model, "peft_config", None)
+    assert_same_params(model, snapshot)
+
+
 def test_save_lora_weights_like_diffusers(lora, tmp_path):
     torch_model, _, path = lora
     ours = Lumina2Pipeline.lora_state_dict(path)

@@ -108,10 +108,30 @@ def test_config_rejects_bad_or_unsupported_options(kwargs, error, match):
         mp.LoraConfig(**{"target_modules": ["to_q"], **kwargs})
 
 
-def test_config_unknown_keys_warn_and_are_ignored():
+def test_config_unknown_keys_raise_in_the_constructor_and_are_dropped_by_from_dict(tmp_path):
+    """As PEFT: its constructor refuses unknown keys; `from_pretrained` (`from_peft_type`) drops them with a warning,
+    so a file written by a newer PEFT loads."""
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        peft.LoraConfig(target_modules=["to_q"], some_future_option=3)
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['some_future_option'\]"):
+        mp.LoraConfig(target_modules=["to_q"], some_future_option=3)
+    peft.LoraConfig(r=3, target_modules=["to_q"]).save_pretrained(str(tmp_path / "peft"))
+    with open(tmp_path / "peft" / "adapter_config.json") as f:
+        saved = json.load(f)
+    with open(tmp_path / "peft" / "adapter_config.json", "w") as f:
+        json.dump(dict(saved, some_future_option=3), f)
+    with pytest.warns(
+        UserWarning, match=r"Unexpected keyword arguments \['some_future_option'\] for class LoraConfig"
+    ):
+        theirs = peft.LoraConfig.from_pretrained(str(tmp_path / "peft"))
+    for load in (mp.LoraConfig.from_pretrained, mp.PeftConfig.from_pretrained):
+        with pytest.warns(
+            UserWarning, match=r"Unexpected keyword arguments \['some_future_option'\] for class LoraConfig"
+        ):
+            ours = load(str(tmp_path / "peft"))
+        assert ours.r == theirs.r == 3 and "some_future_option" not in ours.to_dict()
     with pytest.warns(UserWarning, match="some_future_option"):
-        config = mp.LoraConfig(target_modules=["to_q"], some_future_option=3)
-    assert "some_future_option" not in config.to_dict()
+        mp.LoraConfig.from_dict({"target_modules": ["to_q"], "some_future_option": 3})
     config = mp.LoraConfig(target_modules=["to_q"], runtime_config={"ephemeral_gpu_offload": False})
     assert "runtime_config" not in config.to_dict()
 

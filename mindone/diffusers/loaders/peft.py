@@ -168,7 +168,7 @@ def _create_lora_config(state_dict, network_alphas, metadata, rank_pattern_dict,
     try:
         return LoraConfig(**lora_config_kwargs)
     except TypeError as e:
-        raise TypeError("`LoraConfig` class could not be instantiated.") from e
+        raise TypeError(f"`LoraConfig` class could not be instantiated: {e}") from e
 
 
 def _maybe_warn_for_unhandled_keys(incompatible_keys, adapter_name: str) -> None:

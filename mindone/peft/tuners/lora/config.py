@@ -17,7 +17,6 @@ diffusers stores load as they are), but a PEFT-only feature that is switched on 
 raises a `ValueError` instead of being silently ignored; keys newer than PEFT 0.21 are ignored with a warning, as PEFT
 does for forward compatibility."""
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -145,13 +144,17 @@ class LoraConfig(PeftConfig):
         self._take_peft_only_kwargs(kwargs)
         self.__post_init__()
 
+    @classmethod
+    def _config_keys(cls) -> set:
+        return super()._config_keys() | set(_PEFT_ONLY_DEFAULTS) | {"runtime_config"}
+
     def _take_peft_only_kwargs(self, kwargs: dict) -> None:
         kwargs.pop("runtime_config", None)  # runtime only, never saved (PEFT drops it in to_dict too)
         unknown = sorted(k for k in kwargs if k not in _PEFT_ONLY_DEFAULTS)
-        if unknown:
-            warnings.warn(
-                f"Unexpected keyword arguments {unknown} for class LoraConfig, these are ignored. This probably means "
-                "that you're loading a configuration file that was saved using a higher version of PEFT."
+        if unknown:  # as PEFT's constructor; `from_dict` / `from_pretrained` drop them with a warning
+            raise TypeError(
+                f"LoraConfig got unexpected keyword arguments {unknown}. A configuration saved by a newer PEFT loads "
+                "with `LoraConfig.from_dict` or `LoraConfig.from_pretrained`, which ignore unknown keys."
             )
         for name in _UNSUPPORTED_OPTIONS:
             value = kwargs.get(name)
