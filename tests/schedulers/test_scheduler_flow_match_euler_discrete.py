@@ -611,6 +611,9 @@ def test_device_arguments_and_missing_noise_are_explained():
     sample = ms.Tensor(np.ones((2, 3), np.float32))
     with pytest.raises(ValueError, match="`scale_noise` needs `noise`"):
         scheduler.scale_noise(sample, scheduler.timesteps[:2])
+    # diffusers' schedulers are PushToHubMixins; here it is explained (it was an AttributeError)
+    with pytest.raises(NotImplementedError, match="`FlowMatchEulerDiscreteScheduler.push_to_hub` is not supported"):
+        scheduler.push_to_hub("user/repo")
 
 
 @pytest.mark.parametrize("time_shift_type", ["exponential", "linear"])

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import mindspore as ms
 
 from ..utils import BaseOutput
+from ..utils.unsupported import MODEL_METHODS, add_unsupported_methods
 
 SCHEDULER_CONFIG_NAME = "scheduler_config.json"
 
@@ -143,3 +144,7 @@ class SchedulerMixin:
             getattr(diffusers_library, c) for c in compatible_classes_str if hasattr(diffusers_library, c)
         ]
         return compatible_classes
+
+
+# diffusers' SchedulerMixin is a PushToHubMixin
+add_unsupported_methods(SchedulerMixin, {"push_to_hub": MODEL_METHODS["push_to_hub"]})
