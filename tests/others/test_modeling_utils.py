@@ -327,6 +327,18 @@ def test_keep_in_fp32_modules_as_upstream(tmp_path):
         assert {p.dtype for p in ours.float().get_parameters()} == {ms.float32}
         assert {p.dtype for p in ours.half().get_parameters()} == {ms.float16}
         assert {p.dtype for p in theirs.half().parameters()} == {torch.float16}
+    # `.to(dtype)` warns about them, as upstream (`.half()` / `.float()` do not); upstream warns with an empty list too
+    warned = "There are modules in MsKeepNorm that should be kept in float32: ['norm']. Casting directly with `to()`"
+    for model, call, expected in [
+        (ours, lambda m: m.to(ms.float32), [warned]),
+        (ours, lambda m: m.to(dtype=ms.float16), [warned]),
+        (ours, lambda m: m.half(), []),
+        (ours, lambda m: m.to(), []),
+        (MsTinyNet.from_pretrained(tmp_path), lambda m: m.to(ms.float16), []),
+    ]:
+        with captured_warnings() as records:
+            call(model)
+        assert [r[: len(warned)] for r in records] == expected
 
 
 def test_config_json_compat(tmp_path):

@@ -214,15 +214,15 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
 
     def float(self):
         """Cast floating parameters to float32."""
-        return self.to(ms.float32)
+        return cast_cell(self, ms.float32)
 
     def half(self):
         """Cast floating parameters to float16."""
-        return self.to(ms.float16)
+        return cast_cell(self, ms.float16)
 
     def bfloat16(self):
         """Cast floating parameters to bfloat16."""
-        return self.to(ms.bfloat16)
+        return cast_cell(self, ms.bfloat16)
 
     def set_train(self, mode: bool = True):
         """MindSpore's `set_train`; a change of mode also makes compiled graphs recompile: `ms.jit` graphs are keyed by
@@ -297,6 +297,17 @@ class ModelMixin(CellUtilsMixin):
 
     def __init__(self):
         super().__init__()
+
+    def to(self, *args, **kwargs):
+        """`.to(dtype)`: see `CellUtilsMixin.to`; warns, as upstream, when the model has modules to keep in float32."""
+        if to_arguments(args, kwargs) is not None and self._keep_in_fp32_modules:
+            # upstream warns even when the list is empty
+            logger.warning(
+                f"There are modules in {self.__class__.__name__} that should be kept in float32: "
+                f"{self._keep_in_fp32_modules}. Casting directly with `to()` can lead to inconsistent results; set "
+                "`mindspore_dtype` in `from_pretrained()` instead to keep these modules in float32."
+            )
+        return super().to(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         # `nn.Cell.__getattr__` (parameters, sub-cells) first, then upstream's deprecated config-value access
