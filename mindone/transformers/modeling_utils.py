@@ -215,6 +215,9 @@ class PreTrainedModel(CellUtilsMixin):
             raise TypeError(f"{type(self).__name__} takes only `config`, got extra arguments {inputs} {kwargs}.")
         self.config = config
         self.name_or_path = config.name_or_path
+        # as transformers: the instance's are sets (loading reads the class attributes)
+        self._keep_in_fp32_modules = set(type(self)._keep_in_fp32_modules or [])
+        self._keep_in_fp32_modules_strict = set(type(self)._keep_in_fp32_modules_strict or [])
 
     @classmethod
     def _from_config(cls, config, mindspore_dtype=None, attn_implementation: Optional[str] = None, **kwargs):

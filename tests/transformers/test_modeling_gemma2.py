@@ -324,6 +324,28 @@ def test_packed_sequences_from_position_ids(graph_mode_param):
         assert (rel_l2(default, packed_out) > 1e-2) == config_use_cache
 
 
+def test_packed_sequences_in_training_with_gradient_checkpointing():
+    """transformers turns the config's `use_cache` off in training with gradient checkpointing, so position ids mark
+    packed sequences there even with `config.use_cache=True` (they did not here)."""
+    packed = np.array([[0, 1, 2, 0, 1, 2, 3]], np.int64)
+    ids, _ = random_inputs(1, 7, TINY["vocab_size"], seed=12)
+    torch_model, ms_model = make_pair(make_config(**TINY), seed=12)
+    assert ms_model.config.use_cache
+    outputs = []
+    for train, checkpointing in ((False, False), (True, False), (True, True)):
+        torch_model.train(train)
+        ms_model.set_train(train)
+        if checkpointing:
+            torch_model.gradient_checkpointing_enable()
+            ms_model.gradient_checkpointing_enable()
+        expected = torch_model(torch.tensor(ids), position_ids=torch.tensor(packed)).last_hidden_state
+        actual = ms_model(ms.Tensor(ids), position_ids=ms.Tensor(packed))[0]
+        assert rel_l2(actual, expected.detach()) <= TOL, (train, checkpointing)
+        outputs.append(actual)
+    ms_model.set_train(False)
+    assert rel_l2(outputs[2], outputs[0]) > 1e-2  # packed only with checkpointing
+
+
 @pytest.fixture(params=["pynative", "graph"])
 def graph_mode_param(request):
     ms.set_context(mode=ms.GRAPH_MODE if request.param == "graph" else ms.PYNATIVE_MODE)
@@ -477,6 +499,35 @@ def test_rotary_embedding_equals_transformers(head_dim, theta):
     actual = Gemma2RotaryEmbedding(config)(ms.Tensor(np.zeros(1, np.float32)), ms.Tensor(position_ids))
     for a, e in zip(actual, expected):
         assert rel_l2(a, e) < 1e-7  # inverse frequencies computed in float64 throughout were 1.2e-6 off
+
+
+@pytest.mark.parametrize(
+    "rope_parameters",
+    [
+        {"rope_type": "dynamic", "rope_theta": 1000.0, "factor": 2.0},
+        {
+            "rope_type": "longrope", "rope_theta": 1000.0, "short_factor": [1.0, 1.1, 1.3, 1.7],
+            "long_factor": [1.0, 2.0, 4.0, 8.0], "original_max_position_embeddings": 8, "factor": 2.0,
+        },
+    ],
+    ids=["dynamic", "longrope"],
+)  # fmt: skip
+def test_length_dependent_rotary_embedding_called_on_its_own(rope_parameters):
+    """The rotary module called alone updates its frequencies with the positions of the call as transformers' does
+    (it used the original ones: the model passes the frequencies of its call)."""
+    from transformers.models.gemma2.modeling_gemma2 import Gemma2RotaryEmbedding as TorchRotary
+
+    from mindone.transformers.models.gemma2.modeling_gemma2 import Gemma2RotaryEmbedding
+
+    config = make_config(**{**TINY, "max_position_embeddings": 16}, rope_parameters=dict(rope_parameters))
+    theirs, ours = TorchRotary(config), Gemma2RotaryEmbedding(config)
+    for length in (6, 40, 24, 10, 5, 30):
+        position_ids = np.arange(length)[None]
+        expected = theirs(torch.zeros(1), torch.from_numpy(position_ids))
+        actual = ours(ms.Tensor(np.zeros(1, np.float32)), ms.Tensor(position_ids))
+        for a, e in zip(actual, expected):
+            assert rel_l2(a, e) < 1e-6, length
+        np.testing.assert_allclose(ours.inv_freq.asnumpy(), theirs.inv_freq.numpy(), rtol=1e-6, err_msg=str(length))
 
 
 def test_graph_mode_matches_pynative(tiny_pair, graph_mode):
@@ -1193,6 +1244,11 @@ def test_keep_in_fp32_modules_follow_transformers(torch_checkpoints, dtype, torc
     expected = {k: str(v.dtype).split(".")[1] for k, v in theirs.state_dict().items()}
     actual = {k: str(v.dtype).lower() for k, v in ours.parameters_and_names()}
     assert actual == expected
+    # as transformers, the instance's attributes are sets
+    assert ours._keep_in_fp32_modules == theirs._keep_in_fp32_modules == {"norm"}
+    assert ours._keep_in_fp32_modules_strict == theirs._keep_in_fp32_modules_strict == {"self_attn.q_*"}
+    plain = Gemma2Model(make_config(**TINY))
+    assert plain._keep_in_fp32_modules == plain._keep_in_fp32_modules_strict == set()
     assert "float32" in actual.values() and str(dtype).lower() in actual.values()
 
 

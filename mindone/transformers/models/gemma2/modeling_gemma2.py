@@ -266,6 +266,13 @@ class Gemma2RotaryEmbedding(nn.Cell):
         inv_freq = np.float32(1.0) / _rope_powers(base, dim)
         return inv_freq, attention_factor
 
+    def __call__(self, x, position_ids, inv_freq=None):
+        if inv_freq is None and self.depends_on_length:
+            # called on its own (the model passes the frequencies of its call): transformers' `dynamic_rope_update`
+            inv_freq = ms.Tensor(self.call_inv_freq(np.asarray(position_ids.asnumpy()).max()), ms.float32)
+            self.inv_freq = inv_freq
+        return super().__call__(x, position_ids, inv_freq)
+
     def construct(self, x, position_ids, inv_freq=None):
         inv_freq = self.inv_freq if inv_freq is None else inv_freq
         freqs = position_ids[..., None].astype(ms.float32) * inv_freq
@@ -832,8 +839,9 @@ class Gemma2Model(Gemma2PreTrainedModel):
                 `False` for bidirectional attention (sliding layers: keys within `sliding_window` on both sides).
 
         As transformers does, `position_ids` without `attention_mask` and without a cache (`use_cache=False`, or
-        `config.use_cache=False`) mark packed sequences: a token whose position is not the previous one's + 1 starts
-        a new sequence, and tokens attend only within their own sequence (causal attention only).
+        `config.use_cache=False`, or training with gradient checkpointing, which turns the config's cache off) mark
+        packed sequences: a token whose position is not the previous one's + 1 starts a new sequence, and tokens
+        attend only within their own sequence (causal attention only).
 
         Returns:
             `tuple(ms.Tensor)` `(last_hidden_state, hidden_states?, attentions?)` or [`BaseModelOutputWithPast`].
@@ -865,7 +873,9 @@ class Gemma2Model(Gemma2PreTrainedModel):
             is_causal = getattr(self.config, "is_causal", True)
         is_causal = bool(is_causal)
         batch_size, seq_len = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
-        has_cache = use_cache is None and bool(getattr(self.config, "use_cache", False))
+        # transformers turns the config's `use_cache` off in training with gradient checkpointing (so packing is found)
+        checkpointing = self.gradient_checkpointing and self.training
+        has_cache = use_cache is None and bool(getattr(self.config, "use_cache", False)) and not checkpointing
         find_packing = is_causal and position_ids is not None and attention_mask is None and not has_cache
         # the positions on the host (one copy) only where packing or the RoPE needs them
         host_positions = None
