@@ -45,6 +45,8 @@ from .utils import (
     HotswapError,
     NoMatchingPeftModuleError,
     PeftType,
+    PeftWarning,
+    TaskType,
 )
 
 # the PEFT release whose LoRA behaviour this follows
@@ -67,6 +69,8 @@ __all__ = [
     "NoMatchingPeftModuleError",
     "PeftConfig",
     "PeftType",
+    "PeftWarning",
+    "TaskType",
     "check_hotswap_configs_compatible",
     "check_target_module_exists",
     "delete_adapter",

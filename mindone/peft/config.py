@@ -66,6 +66,11 @@ class PeftConfig:
         known = cls._config_keys()
         unknown = sorted(k for k in config_dict if k not in known)
         if unknown:
+            if "peft_type" not in config_dict:  # as PEFT: not a config of a newer PEFT, not a PEFT config at all
+                raise TypeError(
+                    f"The {cls.__name__} config that is trying to be loaded is missing required keys: {{'peft_type'}} "
+                    f"(and has keys it does not take: {unknown})."
+                )
             warnings.warn(
                 f"Unexpected keyword arguments {unknown} for class {cls.__name__}, these are ignored. This probably "
                 "means that you're loading a configuration file that was saved using a higher version of PEFT."

@@ -97,7 +97,6 @@ def test_config_from_diffusers_get_peft_kwargs():
         (dict(lora_dropout=1.5), ValueError, "`lora_dropout`"),
         (dict(target_modules=5), TypeError, "`target_modules`"),
         (dict(rank_pattern={"to_q": 0}), ValueError, "rank_pattern"),
-        (dict(peft_type="LOHA"), ValueError, "peft_type"),
         (dict(layers_pattern="blocks"), ValueError, "layers_to_transform"),
         (dict(target_modules=".*q", layers_to_transform=[0]), ValueError, "layers_to_transform"),
         (dict(lora_bias=True, init_lora_weights="gaussian"), ValueError, "lora_bias"),
@@ -131,7 +130,15 @@ def test_config_unknown_keys_raise_in_the_constructor_and_are_dropped_by_from_di
             ours = load(str(tmp_path / "peft"))
         assert ours.r == theirs.r == 3 and "some_future_option" not in ours.to_dict()
     with pytest.warns(UserWarning, match="some_future_option"):
-        mp.LoraConfig.from_dict({"target_modules": ["to_q"], "some_future_option": 3})
+        mp.LoraConfig.from_dict({"peft_type": "LORA", "target_modules": ["to_q"], "some_future_option": 3})
+    # a file of unknown keys without `peft_type` is no PEFT config at all: refused, as PEFT's
+    with open(tmp_path / "peft" / "adapter_config.json", "w") as f:
+        json.dump({"foo": "bar", "baz": 123}, f)
+    with pytest.raises(TypeError, match=r"missing required keys: \{'peft_type'\}"):
+        peft.LoraConfig.from_pretrained(str(tmp_path / "peft"))
+    for load in (mp.LoraConfig.from_pretrained, mp.PeftConfig.from_pretrained):
+        with pytest.raises(TypeError, match=r"missing required keys: \{'peft_type'\}"):
+            load(str(tmp_path / "peft"))
     config = mp.LoraConfig(target_modules=["to_q"], runtime_config={"ephemeral_gpu_offload": False})
     assert "runtime_config" not in config.to_dict()
 
@@ -402,6 +409,17 @@ def test_peft_config_classes_dispatch_on_peft_type(tmp_path):
         assert mp.get_peft_config({"peft_type": peft_type, "r": 6}).r == 6
     with pytest.raises(ValueError, match="'BOFT' is not supported"):
         mp.get_peft_config({"peft_type": peft.PeftType.BOFT})
+    # task types checked and the type reset to LoRA, as PEFT's `__post_init__`
+    assert [t.value for t in mp.TaskType] == [t.value for t in peft.TaskType]
+    for task_type in ("CAUSAL_LM", mp.TaskType.FEATURE_EXTRACTION, peft.TaskType.SEQ_CLS, None):
+        assert mp.LoraConfig(task_type=task_type).task_type == peft.LoraConfig(task_type=task_type).task_type
+    for config_class in (mp.LoraConfig, peft.LoraConfig):
+        with pytest.raises(ValueError, match="Invalid task type: 'invalid-task-type'. Must be one of the following"):
+            config_class(task_type="invalid-task-type")
+        assert config_class(peft_type="test").peft_type == "LORA"
+    # a config of another method is refused where files are read (dispatch on `peft_type`)
+    with pytest.raises(ValueError, match="'LOHA' is not supported"):
+        mp.PeftConfig.from_dict({"peft_type": "LOHA", "r": 4})
     # stamped with PEFT's version, as PEFT stamps its own (a loaded file keeps its value)
     assert mp.LoraConfig(r=2).to_dict()["peft_version"] == peft.LoraConfig(r=2).to_dict()["peft_version"]
     assert loaded.peft_version == peft.LoraConfig.from_pretrained(tmp_path).peft_version

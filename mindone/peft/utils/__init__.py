@@ -14,7 +14,8 @@
 from .constants import CONFIG_NAME, INCLUDE_LINEAR_LAYERS_SHORTHAND, SAFETENSORS_WEIGHTS_NAME
 from .error import AdapterStateDictError, HotswapError, NoMatchingPeftModuleError, PeftError
 from .other import get_pattern_key
-from .peft_types import PeftType
+from .peft_types import PeftType, TaskType
+from .warning import PeftWarning
 
 __all__ = [
     "CONFIG_NAME",
@@ -25,6 +26,8 @@ __all__ = [
     "NoMatchingPeftModuleError",
     "PeftError",
     "PeftType",
+    "PeftWarning",
+    "TaskType",
     "get_pattern_key",
     "get_peft_model_state_dict",
     "set_peft_model_state_dict",

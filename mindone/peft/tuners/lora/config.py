@@ -22,7 +22,7 @@ from typing import Optional, Union
 
 from ...config import PeftConfig
 from ...utils.constants import PEFT_VERSION
-from ...utils.peft_types import PeftType
+from ...utils.peft_types import PeftType, TaskType
 
 # PEFT 0.21 LoraConfig options that this port does not implement: accepted only with their "off" value (falsy)
 _UNSUPPORTED_OPTIONS = (
@@ -137,9 +137,7 @@ class LoraConfig(PeftConfig):
         self.rank_pattern = {} if rank_pattern is None else dict(rank_pattern)
         self.alpha_pattern = {} if alpha_pattern is None else dict(alpha_pattern)
         self.lora_bias = lora_bias
-        if peft_type is not None and str(getattr(peft_type, "value", peft_type)) != PeftType.LORA.value:
-            raise ValueError(f"`peft_type` must be 'LORA' for a LoraConfig, got {peft_type!r}.")
-        self.peft_type = PeftType.LORA.value
+        self.peft_type = PeftType.LORA.value  # whatever is given, as PEFT's `__post_init__`
         self._peft_only = dict(_PEFT_ONLY_DEFAULTS)
         self._take_peft_only_kwargs(kwargs)
         self.__post_init__()
@@ -168,6 +166,11 @@ class LoraConfig(PeftConfig):
                 self._peft_only[name] = kwargs[name]
 
     def __post_init__(self):
+        if self.task_type is not None and self.task_type not in list(TaskType):
+            raise ValueError(
+                f"Invalid task type: '{self.task_type}'. Must be one of the following task types: "
+                f"{', '.join(TaskType)}."
+            )
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r <= 0:
             raise ValueError(f"`r` should be a positive integer value but the value passed is {self.r!r}")
         if isinstance(self.lora_alpha, bool) or not isinstance(self.lora_alpha, (int, float)):

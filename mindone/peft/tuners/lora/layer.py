@@ -36,6 +36,7 @@ import mindspore as ms
 from mindspore import mint, nn
 from mindspore.common.initializer import Normal
 
+from ...utils.warning import PeftWarning
 from ..tuners_utils import BaseTunerLayer, check_adapters_to_merge, set_parameter_data
 
 
@@ -121,7 +122,8 @@ class LoraLayer(BaseTunerLayer):
         if lora_bias and getattr(base_layer, "bias", None) is None:
             warnings.warn(
                 f"`lora_bias=True` was passed but the targeted layer of type {type(base_layer).__name__} has no bias. "
-                "This means that merging LoRA weights won't be possible."
+                "This means that merging LoRA weights won't be possible.",
+                PeftWarning,
             )
         dtype = base_layer.weight.dtype
         init = config.init_lora_weights
