@@ -413,17 +413,17 @@ def test_rope_scaling(name):
     )
 
 
-@pytest.mark.parametrize(
-    "rope_parameters",
-    [
-        {"rope_type": "dynamic", "rope_theta": 1000.0, "factor": 2.0},
-        {
-            "rope_type": "longrope", "rope_theta": 1000.0, "short_factor": [1.0, 1.1, 1.3, 1.7],
-            "long_factor": [1.0, 2.0, 4.0, 8.0], "original_max_position_embeddings": 8, "factor": 2.0,
-        },
-    ],
-    ids=["dynamic", "longrope"],
-)  # fmt: skip
+# the rotary embeddings whose frequencies follow the longest position of a call
+LENGTH_DEPENDENT_ROPE = [
+    {"rope_type": "dynamic", "rope_theta": 1000.0, "factor": 2.0},
+    {
+        "rope_type": "longrope", "rope_theta": 1000.0, "short_factor": [1.0, 1.1, 1.3, 1.7],
+        "long_factor": [1.0, 2.0, 4.0, 8.0], "original_max_position_embeddings": 8, "factor": 2.0,
+    },
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("rope_parameters", LENGTH_DEPENDENT_ROPE, ids=["dynamic", "longrope"])
 def test_length_dependent_rope(rope_parameters, graph_mode_param):
     """ "dynamic" (NTK) and "longrope" change the frequencies with the longest position of a call, "dynamic" keeping
     the longest so far until a call shorter than `max_position_embeddings` resets it (transformers'
@@ -501,17 +501,7 @@ def test_rotary_embedding_equals_transformers(head_dim, theta):
         assert rel_l2(a, e) < 1e-7  # inverse frequencies computed in float64 throughout were 1.2e-6 off
 
 
-@pytest.mark.parametrize(
-    "rope_parameters",
-    [
-        {"rope_type": "dynamic", "rope_theta": 1000.0, "factor": 2.0},
-        {
-            "rope_type": "longrope", "rope_theta": 1000.0, "short_factor": [1.0, 1.1, 1.3, 1.7],
-            "long_factor": [1.0, 2.0, 4.0, 8.0], "original_max_position_embeddings": 8, "factor": 2.0,
-        },
-    ],
-    ids=["dynamic", "longrope"],
-)  # fmt: skip
+@pytest.mark.parametrize("rope_parameters", LENGTH_DEPENDENT_ROPE, ids=["dynamic", "longrope"])
 def test_length_dependent_rotary_embedding_called_on_its_own(rope_parameters):
     """The rotary module called alone updates its frequencies with the positions of the call as transformers' does
     (it used the original ones: the model passes the frequencies of its call)."""
