@@ -14,8 +14,8 @@
 """Adapted from peft v0.21 `src/peft/tuners/lora/config.py`; MindSpore changes: plain LoRA on Linear layers only.
 The config still accepts every key PEFT 0.21 writes (so `adapter_config.json` files and the `lora_adapter_metadata`
 diffusers stores load as they are), but a PEFT-only feature that is switched on (DoRA, `modules_to_save`, LoftQ, ...)
-raises a `ValueError` instead of being silently ignored; keys newer than PEFT 0.21 are ignored with a warning, as PEFT
-does for forward compatibility."""
+raises a `ValueError` instead of being silently ignored; keys newer than PEFT 0.21 raise in the constructor and are
+ignored with a warning by `from_dict` / `from_pretrained`, as PEFT does for forward compatibility."""
 
 from dataclasses import dataclass, field
 from typing import Optional, Union

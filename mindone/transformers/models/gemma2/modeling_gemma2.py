@@ -269,7 +269,7 @@ class Gemma2RotaryEmbedding(nn.Cell):
     def __call__(self, x, position_ids, inv_freq=None):
         if inv_freq is None and self.depends_on_length:
             # called on its own (the model passes the frequencies of its call): transformers' `dynamic_rope_update`
-            inv_freq = ms.Tensor(self.call_inv_freq(np.asarray(position_ids.asnumpy()).max()), ms.float32)
+            inv_freq = ms.Tensor(self.call_inv_freq(position_ids.asnumpy().max()), ms.float32)
             self.inv_freq = inv_freq
         return super().__call__(x, position_ids, inv_freq)
 
