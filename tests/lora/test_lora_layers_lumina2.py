@@ -619,6 +619,17 @@ def test_hotswap(tmp_path, mode):
     assert set(model.compile_cache) == phases
     with pytest.raises(RuntimeError, match="before loading the first adapter"):
         model.enable_lora_hotswap(target_rank=16)
+    # as in diffusers, only the first adapter was padded: one loaded later keeps its rank, and the error says how to
+    # pad it (diffusers, uncompiled, reassigns the tensors instead)
+    model.load_lora_adapter(dir_r2, adapter_name="b")
+    model.set_adapters(["b"])
+    out_b, snapshot = run_ms(model, inputs), param_snapshot(model)
+    with pytest.raises(ValueError, match=r"larger rank than adapter 'b' as loaded \(rank 4 against the loaded 2\)"):
+        model.load_lora_adapter(dir_r4, adapter_name="b", hotswap=True)
+    _check_unchanged(model, snapshot, ["a", "b"], inputs, out_b)
+    mp.prepare_model_for_compiled_hotswap(model, target_rank=8, check_compiled="ignore")
+    model.load_lora_adapter(dir_r4, adapter_name="b", hotswap=True)
+    assert_close(run_ms(model, inputs), expected(dir_r4), TOL, "r4 hotswapped into the padded second adapter")
 
     # a first adapter of a larger rank than target_rank is refused before anything is injected: the compiled
     # graph of the model without LoRA stays valid

@@ -215,12 +215,15 @@ def hotswap_adapter_from_state_dict(
         # the rank axis: rows of lora_A, columns of lora_B
         ranks = [(n[1], o[1]) if ".lora_B." in k else (n[0], o[0]) for k, n, o in bad_shapes if len(n) == 2]
         needed = f" (rank {max(n for n, _ in ranks)} against the loaded {max(o for _, o in ranks)})" if ranks else ""
+        # unlike PEFT, which reassigns the tensors of an uncompiled model, weights are written in place: compiled
+        # graphs keep their shapes
         raise HotswapError(
-            f"Incompatible shapes found for LoRA weights ({details}). The new adapter has a larger rank than the "
-            f"loaded one{needed}: call `enable_lora_hotswap(target_rank=...)` (on the pipeline or the model) with at "
-            "least the largest rank before the first LoRA is loaded, or "
-            "`mindone.peft.prepare_model_for_compiled_hotswap(model, target_rank=...)` after it, then hot-swap. The "
-            "model was not changed."
+            f"Incompatible shapes found for LoRA weights ({details}). The new adapter has a larger rank than adapter "
+            f"'{adapter_name}' as loaded{needed}, and hot-swapping writes the weights in place. "
+            "`enable_lora_hotswap(target_rank=...)` (on the pipeline or the model), called before the first LoRA is "
+            "loaded, pads that first adapter to `target_rank`, as diffusers does; to hot-swap into an adapter loaded "
+            "later, pad it after loading with `mindone.peft.prepare_model_for_compiled_hotswap(model, "
+            "target_rank=...)` (at least the largest rank), then hot-swap. The model was not changed."
         )
 
     written = {model_key for model_key, _ in plan}
