@@ -208,7 +208,9 @@ def test_hotswap_ranks_padding_and_errors(graph_mode):
     _load(ms_model, torch_model, "default_0", kwargs)
     before = param_snapshot(ms_model)
     torch_big, big_state = _adapter_state(dict(kwargs, r=8, lora_alpha=8), seed=3)
-    with pytest.raises(mp.HotswapError, match=r"larger rank than adapter 'default_0' as loaded \(rank 8 against the loaded 4\)"):
+    with pytest.raises(
+        mp.HotswapError, match=r"larger rank than adapter 'default_0' as loaded \(rank 8 against the loaded 4\)"
+    ):
         mp.hotswap_adapter_from_state_dict(ms_model, big_state, "default_0", mp.LoraConfig(**dict(kwargs, r=8)))
     assert_same_params(ms_model, before)
     with pytest.raises(RuntimeError, match="unexpected keys found: blocks.0.nope.lora_A.weight"):
