@@ -627,7 +627,7 @@ def test_hotswap(tmp_path, mode):
     with pytest.raises(ValueError, match=r"larger rank than adapter 'b' as loaded \(rank 4 against the loaded 2\)"):
         model.load_lora_adapter(dir_r4, adapter_name="b", hotswap=True)
     _check_unchanged(model, snapshot, ["a", "b"], inputs, out_b)
-    mp.prepare_model_for_compiled_hotswap(model, target_rank=8, check_compiled="ignore")
+    mp.prepare_model_for_compiled_hotswap(model, target_rank=8, check_compiled="warn")  # as the error advises
     model.load_lora_adapter(dir_r4, adapter_name="b", hotswap=True)
     assert_close(run_ms(model, inputs), expected(dir_r4), TOL, "r4 hotswapped into the padded second adapter")
 

@@ -223,7 +223,8 @@ def hotswap_adapter_from_state_dict(
             "`enable_lora_hotswap(target_rank=...)` (on the pipeline or the model), called before the first LoRA is "
             "loaded, pads that first adapter to `target_rank`, as diffusers does; to hot-swap into an adapter loaded "
             "later, pad it after loading with `mindone.peft.prepare_model_for_compiled_hotswap(model, "
-            "target_rank=...)` (at least the largest rank), then hot-swap. The model was not changed."
+            'target_rank=...)` (at least the largest rank; with `check_compiled="warn"` once the model has run '
+            "compiled, which then compiles again), then hot-swap. The model was not changed."
         )
 
     written = {model_key for model_key, _ in plan}
