@@ -100,6 +100,10 @@ class _ImageSizeError(ValueError, RuntimeError):
     """Bad image sizes: a ValueError, and also the RuntimeError torch raises for the same input upstream."""
 
 
+class _ImageIndexError(ValueError, IndexError):
+    """An empty list, a short `do_denormalize`, a 2-D tensor: a ValueError, and also the IndexError upstream hits."""
+
+
 class _ImageDtypeError(TypeError, NotImplementedError):
     """A dtype no resize kernel takes: a TypeError, and also torch's NotImplementedError upstream."""
 
@@ -619,6 +623,11 @@ class VaeImageProcessor(ConfigMixin):
                 A list of booleans indicating whether to denormalize each image in the batch. If `None`, will use the
                 value of `do_normalize` in the `VaeImageProcessor` config.
         """
+        if do_denormalize is not None and len(do_denormalize) != images.shape[0]:
+            raise _ImageIndexError(
+                f"`do_denormalize` has {len(do_denormalize)} entries for a batch of {images.shape[0]} images: give one "
+                "per image."
+            )
         if do_denormalize is None:
             return self.denormalize(images) if self.config.do_normalize else images
 
@@ -708,6 +717,8 @@ class VaeImageProcessor(ConfigMixin):
                 The preprocessed image.
         """
         supported_formats = (PIL.Image.Image, np.ndarray, ms.Tensor)
+        if isinstance(image, list) and not image:
+            raise _ImageIndexError("`image` is an empty list: pass at least one image.")
 
         # Expand the missing dimension for 3-dimensional MindSpore tensor or numpy array that represents grayscale image
         if self.config.do_convert_grayscale and isinstance(image, (ms.Tensor, np.ndarray)) and image.ndim == 3:
@@ -776,6 +787,11 @@ class VaeImageProcessor(ConfigMixin):
 
             if self.config.do_convert_grayscale and image.ndim == 3:
                 image = image.unsqueeze(1)
+            if image.ndim != 4:  # (a 2-D NumPy array is read as one grayscale image)
+                raise _ImageIndexError(
+                    "`image` tensors must be (channels, height, width) or (batch_size, channels, height, width), got "
+                    f"a batch of shape {image.shape}."
+                )
 
             channel = image.shape[1]
             # don't need any preprocess if the image is latents

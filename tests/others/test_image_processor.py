@@ -393,6 +393,28 @@ def test_bad_tensor_lists_and_shapes_raise_upstream_error_types():
     assert_same(ours.resize(image.unsqueeze(0), 8, 4), ref.resize(to_torch(image.unsqueeze(0)), 8, 4), "unaffected")
 
 
+def test_empty_lists_2d_tensors_and_short_do_denormalize_are_explained():
+    ours, ref = both({})
+    images = np_images(43, (2, 3, 8, 8))
+    cases = [
+        (lambda p, t: p.preprocess([]), r"`image` is an empty list"),
+        (lambda p, t: p.preprocess(t(np.zeros((16, 16), np.float32))), r"got a batch of shape \(1, 16, 16\)"),
+        (
+            lambda p, t: p.postprocess(t(images), output_type="np", do_denormalize=[True]),
+            r"has 1 entries for a batch of 2",
+        ),
+    ]
+    for call, match in cases:
+        with pytest.raises(IndexError):
+            call(ref, torch.from_numpy)
+        for error in (ValueError, IndexError):  # ours is both: a ValueError, and upstream's IndexError
+            with pytest.raises(error, match=match):
+                call(ours, ms.Tensor)
+    # a 2-D NumPy array is one grayscale image, as upstream
+    gray = np_images(44, (8, 8))
+    assert_same(ours.preprocess(gray), ref.preprocess(gray), "2-D array")
+
+
 def test_postprocess_keeps_nan_and_clips_infinities():
     # torch.clamp keeps NaN (a diverged float16 run shows as NaN upstream, not as a black image)
     ours, ref = both({})

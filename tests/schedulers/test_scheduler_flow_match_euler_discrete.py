@@ -596,6 +596,56 @@ def test_other_scheduler_configs_load_quietly(tmp_path):
     assert "{'no_such_option': 1} were passed" in captured.out  # an unknown key of this class's own config warns
 
 
+def test_step_and_scale_noise_check_their_inputs_on_the_call():
+    """Shapes that do not broadcast fail in the call that got them (MindSpore reports a failed broadcast at a later,
+    unrelated operation), and the scheduler's state is unchanged; broadcastable ones work as in torch."""
+    ours, ref = make_pair({})
+    for scheduler in (ours, ref):
+        scheduler.set_timesteps(2)
+    sample, bad = np.ones((1, 4, 4, 4), np.float32), np.ones((1, 4, 4, 3), np.float32)
+    t = ours.timesteps[0]
+    with pytest.raises(
+        ValueError, match=r"`step`: the shapes of `model_output` \(1, 4, 4, 3\), `sample` \(1, 4, 4, 4\)"
+    ):
+        ours.step(ms.Tensor(bad), t, ms.Tensor(sample))
+    with pytest.raises(RuntimeError):
+        ref.step(torch.from_numpy(bad), ref.timesteps[0], torch.from_numpy(sample))
+    assert ours.step_index is None
+    with pytest.raises(TypeError, match=r"`model_output` of `step` must be a mindspore.Tensor, got numpy.ndarray"):
+        ours.step(bad, t, ms.Tensor(sample))
+    with pytest.raises(TypeError, match=r"`sample` of `step` must be a mindspore.Tensor, got numpy.ndarray"):
+        ours.step(ms.Tensor(sample), t, sample)
+    with pytest.raises(
+        ValueError, match=r"`scale_noise`: the shapes of `timestep` \(1, 1, 1, 1\), `sample` \(1, 4, 4, 3\)"
+    ):
+        ours.scale_noise(ms.Tensor(bad), t, ms.Tensor(sample))
+    with pytest.raises(ValueError, match=r"`timestep` \(2, 1, 1, 1\), `sample` \(3, 4, 4, 4\)"):
+        ours.scale_noise(ms.Tensor(np.ones((3, 4, 4, 4), np.float32)), ours.timesteps, ms.Tensor(sample))
+    with pytest.raises(TypeError, match=r"`noise` of `scale_noise` must be a mindspore.Tensor"):
+        ours.scale_noise(ms.Tensor(sample), t, sample)
+    # broadcasting as torch: a model output of one row for a batch of samples
+    output = np.linspace(-1, 1, 4, dtype=np.float32).reshape(1, 1, 4)
+    batch = np.random.default_rng(0).standard_normal((2, 3, 4), dtype=np.float32)
+    for _ in range(2):
+        got = ours.step(ms.Tensor(output), ours.timesteps[ours.step_index or 0], ms.Tensor(batch))[0]
+        expected = ref.step(torch.from_numpy(output), ref.timesteps[ref.step_index or 0], torch.from_numpy(batch))
+        assert_equal_arrays(got, expected.prev_sample, "broadcast step")
+    # one step past the schedule (upstream: a bare IndexError from the sigma lookup)
+    with pytest.raises(IndexError, match=r"`step` was called after the last of the 2 steps of the schedule"):
+        ours.step(ms.Tensor(sample), t, ms.Tensor(sample))
+    with pytest.raises(IndexError):
+        ref.step(torch.from_numpy(sample), ref.timesteps[0], torch.from_numpy(sample))
+    assert ours.step_index == ref.step_index == 2
+
+
+@pytest.mark.parametrize("name", ["sigmas", "timesteps"])
+@pytest.mark.parametrize("value", ["abc", [[1.0, 0.5]], 0.5])
+def test_set_timesteps_refuses_schedules_that_are_not_lists_of_floats(name, value):
+    scheduler = FlowMatchEulerDiscreteScheduler()
+    with pytest.raises(TypeError, match=rf"`{name}` must be a 1-D list / array / tensor of floats, got"):
+        scheduler.set_timesteps(**{name: value})
+
+
 def test_device_arguments_and_missing_noise_are_explained():
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
     for call in (lambda: scheduler.set_timesteps(4, "cpu"), lambda: scheduler.set_timesteps(4, device="cpu")):

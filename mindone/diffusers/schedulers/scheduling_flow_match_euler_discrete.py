@@ -28,7 +28,7 @@ import mindspore as ms
 
 from ..configuration_utils import ConfigMixin, register_to_config
 from ..utils import BaseOutput, logging, randn_tensor
-from ..utils.mindspore_utils import promote_types
+from ..utils.mindspore_utils import _is_device, promote_types, type_name
 from .scheduling_utils import SchedulerMixin
 
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
@@ -54,6 +54,21 @@ def _to_numpy(x) -> np.ndarray:
             x = x.astype(ms.float32)
         return x.asnumpy()
     return np.asarray(x)
+
+
+def _check_tensors(method: str, **tensors) -> None:
+    for name, value in tensors.items():
+        if not isinstance(value, ms.Tensor):
+            raise TypeError(f"`{name}` of `{method}` must be a mindspore.Tensor, got {type_name(value)}.")
+
+
+def _check_broadcast(method: str, **shapes) -> None:
+    # MindSpore reports a failed broadcast asynchronously, at a later unrelated operation: check on the host
+    try:
+        np.broadcast_shapes(*shapes.values())
+    except ValueError:
+        described = ", ".join(f"`{name}` {tuple(shape)}" for name, shape in shapes.items())
+        raise ValueError(f"`{method}`: the shapes of {described} do not broadcast together.") from None
 
 
 @dataclass
@@ -225,11 +240,19 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
         """
         if noise is None:
             raise ValueError("`scale_noise` needs `noise` (a tensor of the sample's shape) to mix into the sample.")
+        _check_tensors("scale_noise", sample=sample, noise=noise)
         schedule_timesteps = _to_numpy(self.timesteps)
         if isinstance(timestep, (ms.Tensor, np.ndarray)):
             timestep = np.atleast_1d(_to_numpy(timestep))
         else:
             timestep = np.atleast_1d(np.asarray(timestep, dtype=np.float32))
+        # upstream's `sigma` has shape (len(timestep), 1, ...): check here what would fail later in MindSpore
+        _check_broadcast(
+            "scale_noise",
+            timestep=(timestep.shape[0],) + (1,) * (sample.ndim - 1),
+            sample=sample.shape,
+            noise=noise.shape,
+        )
 
         # self.begin_index is None when scheduler is used for training, or pipeline does not implement set_begin_index
         if self.begin_index is None:
@@ -322,13 +345,16 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
                 automatically.
         """
         # upstream's second positional parameter is `device`; here there is none (mindone's convention)
-        if "device" in kwargs or isinstance(sigmas, str) or type(sigmas).__name__ == "device":
+        if "device" in kwargs or _is_device(sigmas):
             raise TypeError(
                 "`set_timesteps` takes no `device` (MindSpore places tensors through `ms.set_context`): call "
                 "`set_timesteps(num_inference_steps)` or pass `sigmas=` / `timesteps=` / `mu=` by keyword."
             )
         if kwargs:
             raise TypeError(f"`set_timesteps` got unexpected keyword arguments {sorted(kwargs)}.")
+        for name, values in (("sigmas", sigmas), ("timesteps", timesteps)):
+            if values is not None and (isinstance(values, (str, bytes)) or _to_numpy(values).ndim != 1):
+                raise TypeError(f"`{name}` must be a 1-D list / array / tensor of floats, got {values!r:.80}.")
         if mu is not None and not (
             isinstance(mu, numbers.Real) or isinstance(mu, (ms.Tensor, np.ndarray)) and mu.size == 1
         ):
@@ -533,8 +559,15 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
                 ),
             )
 
+        _check_tensors("step", model_output=model_output, sample=sample)
+        _check_broadcast("step", model_output=model_output.shape, sample=sample.shape)
         if self.step_index is None:
             self._init_step_index(timestep)
+        if per_token_timesteps is None and self.step_index + 1 >= len(self.sigmas):
+            raise IndexError(
+                f"`step` was called after the last of the {len(self.sigmas) - 1} steps of the schedule: call "
+                "`set_timesteps` (or `set_begin_index`) again to start a new denoising loop."
+            )
 
         # Upcast to avoid precision issues when computing prev_sample
         sample = sample.astype(ms.float32)

@@ -1006,9 +1006,15 @@ def test_bad_inputs_raise_clear_errors(monkeypatch, mode):
     with pytest.raises(ValueError, match=r"`x` must be"):
         vae.encode(ms.Tensor(randn((3, 16, 16))))
     # too small for the stride-2 convolution of the downsampler (diffusers fails too, with torch's message)
-    with pytest.raises(ValueError, match=r"Conv2d: expected .* at least 3 and 3, got shape \(1, 2, 2, 2\)"):
+    with pytest.raises(ValueError, match=r"`x` is 1x1, but its 1 downsamplers need a height and width of at least 2"):
         vae.encode(ms.Tensor(randn((1, 3, 1, 1))))
+    assert vae.encode(ms.Tensor(randn((1, 3, 2, 2))))[0].mean.shape == (1, 4, 1, 1)
     assert vae.encode(ms.Tensor(randn((1, 3, 16, 16))))[0].mean.shape == (1, 4, 8, 8)
+    vae.enable_tiling()  # tiles of 32 pixels, 24 apart: the last tiles of a 49x34 image are 1x10
+    with pytest.raises(ValueError, match=r"the last tile of the tiled encode is 1x10 pixels, .* at least 2: pad"):
+        vae.encode(ms.Tensor(randn((1, 3, 49, 34))))
+    assert vae.encode(ms.Tensor(randn((1, 3, 50, 34))))[0].mean.shape == (1, 4, 25, 17)
+    vae.disable_tiling()
     # an empty batch (MindSpore's convolutions refuse it; diffusers fails in the mid-block attention)
     with pytest.raises(ValueError, match=r"`z` has an empty batch \(shape \(0, 4, 8, 8\)\)"):
         vae.decode(ms.Tensor(randn((0, 4, 8, 8))))

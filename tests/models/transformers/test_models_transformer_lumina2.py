@@ -590,6 +590,12 @@ def test_bad_inputs_raise_clear_errors():
         model(x, t, cap.asnumpy().tolist(), mask)
     with pytest.raises(ValueError, match=r"cap_feat_dim=32"):
         model(x, t, cap[:, :, :31], mask)
+    with pytest.raises(ValueError, match=r"`encoder_hidden_states` holds no caption tokens \(shape \(2, 0, 32\)\)"):
+        model(x, t, cap[:, :0], mask[:, :0])
+    # NumPy would read None as NaN (an all-NaN prediction) and "0.5" as 0.5
+    for bad in (None, [None, None], "0.5"):
+        with pytest.raises(TypeError, match=r"`timestep` must be a number, or a tensor / array / list of numbers"):
+            model(x, bad, cap, mask)
     small = Lumina2Transformer2DModel(**dict(TINY, axes_lens=(5, 3, 3)))
     with pytest.raises(ValueError, match=r"axes_lens\[0\]"):
         small(x[:, :, :4, :4], t, cap, ms.Tensor(np.ones((2, 6), bool)))

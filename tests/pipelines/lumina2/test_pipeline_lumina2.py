@@ -768,7 +768,10 @@ CHECK_INPUT_ERRORS = {
         r"`latents` must have shape \(1, 4, 4, 4\)",
     ),
     "latents_rank": (dict(latents=np.zeros((1, 4, 16), np.float32)), r"`latents` must have shape \(1, 4, 4, 4\)"),
-    "latents_odd_size": (dict(latents=np.zeros((1, 4, 5, 4), np.float32)), r"divisible by `patch_size` \(2\)"),
+    "latents_odd_size": (
+        dict(latents=np.zeros((1, 4, 5, 4), np.float32)),
+        r"`latents` height and width \(5 and 4\) have to be divisible by the transformer's `patch_size` \(2\)",
+    ),
     "negative_prompt_batch": (
         dict(prompt=["a", "b"], negative_prompt=["x", "y", "z"]),
         r"`negative_prompt`: .* has batch size 3, but `prompt`: .* has batch size 2",
@@ -782,6 +785,30 @@ CHECK_INPUT_ERRORS = {
     "prompt_empty_list": (dict(prompt=[]), r"`prompt` is an empty list"),
     "num_inference_steps_0": (dict(num_inference_steps=0), r"`num_inference_steps` must be an int >= 1 .* but is 0"),
     "num_inference_steps_none": (dict(num_inference_steps=None), r"`num_inference_steps` must be an int >= 1"),
+    "max_sequence_length_float": (dict(max_sequence_length=32.0), r"`max_sequence_length` must be an int but is 32.0"),
+    # MindSpore additions (upstream fails later, in a comparison, a format or the tokenizer, without the name)
+    "height_str": (dict(height="32"), r"`height` must be a number, got '32'"),
+    "guidance_scale_str": (dict(guidance_scale="5"), r"`guidance_scale` must be a number, got '5'"),
+    "cfg_trunc_ratio_none": (dict(cfg_trunc_ratio=None), r"`cfg_trunc_ratio` must be a number, got None"),
+    "latents_list": (
+        dict(latents=np.zeros((1, 4, 4, 4), np.float32).tolist()),
+        r"`latents` must be a mindspore.Tensor or a NumPy array, got builtins.list",
+    ),
+    "latents_torch": (
+        dict(latents=torch.zeros((1, 4, 4, 4))),
+        r"`latents` must be a mindspore.Tensor or a NumPy array, got torch.Tensor",
+    ),
+    "sigmas_str": (dict(sigmas="abc"), r"`sigmas` must be a 1-D list / array / tensor of floats, got 'abc'"),
+}
+TYPE_ERRORS = {
+    "negative_prompt_type",
+    "system_prompt_type",
+    "height_str",
+    "guidance_scale_str",
+    "cfg_trunc_ratio_none",
+    "latents_list",
+    "latents_torch",
+    "sigmas_str",
 }
 
 
@@ -794,7 +821,7 @@ def test_check_inputs_errors(tiny, embeds, case):
     kwargs = {k: tensors.get(v, v) if isinstance(v, str) else v for k, v in kwargs.items()}
     call = dict(BASE, num_inference_steps=1)
     call.update(kwargs)
-    error = TypeError if case in ("negative_prompt_type", "system_prompt_type") else ValueError
+    error = TypeError if case in TYPE_ERRORS else ValueError
     with pytest.raises(error, match=match):
         mp(**call)
 

@@ -260,9 +260,32 @@ class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, F
     def _encode_moments(self, x: ms.Tensor) -> ms.Tensor:
         """The encoder's output (mean and log-variance along channels), sliced per image when slicing is on."""
         _check_nchw(self, x, "x", "in_channels", self.config.in_channels)
+        if not _in_graph():
+            self._check_encoder_input_size(x.shape[2], x.shape[3])
         if self.use_slicing and x.shape[0] > 1:
             return mint.cat([self._encode(x_slice) for x_slice in mint.split(x, 1)])
         return self._encode(x)
+
+    def _check_encoder_input_size(self, height: int, width: int) -> None:
+        # MindSpore addition: each stride-2 downsampler needs 2 rows and columns (torch's convolution fails inside)
+        steps = sum(block.downsamplers is not None for block in self.encoder.down_blocks)
+        tiled = self.use_tiling and (width > self.tile_sample_min_size or height > self.tile_sample_min_size)
+        if tiled:  # the smallest tile is the last one of each axis
+            step = int(self.tile_sample_min_size * (1 - self.tile_overlap_factor))
+            height, width = (
+                min(self.tile_sample_min_size, size - (size - 1) // step * step) for size in (height, width)
+            )
+        if min(height, width) < 2**steps:
+            what = (
+                f"the last tile of the tiled encode is {height}x{width} pixels"
+                if tiled
+                else f"`x` is {height}x{width}"
+            )
+            advice = "pad the image, or change `tile_sample_min_size` / encode without tiling" if tiled else "pad it"
+            raise ValueError(
+                f"Image too small for the encoder: {what}, but its {steps} downsamplers need a height and width of at "
+                f"least {2**steps}: {advice}."
+            )
 
     def _decode(self, z: ms.Tensor, return_dict: bool = False) -> Union[DecoderOutput, Tuple[ms.Tensor]]:
         if self.use_tiling and (z.shape[-1] > self.tile_latent_min_size or z.shape[-2] > self.tile_latent_min_size):

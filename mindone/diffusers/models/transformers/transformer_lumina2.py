@@ -654,6 +654,11 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
                 f"`encoder_hidden_states` must be (batch_size={batch_size}, sequence_length, cap_feat_dim={cap_feat_dim}), "
                 f"got shape {encoder_hidden_states.shape}."
             )
+        if encoder_hidden_states.shape[1] == 0:
+            raise ValueError(
+                f"`encoder_hidden_states` holds no caption tokens (shape {encoder_hidden_states.shape}): pass at least "
+                "one (padding tokens marked 0 in `encoder_attention_mask` are allowed)."
+            )
         dtype = self.dtype
         check_cpu_compute_dtype(self, dtype)
         check_input_dtype(self, dtype, hidden_states=hidden_states)
@@ -763,7 +768,12 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
 
         prepared = self.prepare_inputs(hidden_states, encoder_hidden_states, encoder_attention_mask)
         if not isinstance(timestep, ms.Tensor):
-            timestep = ms.Tensor(np.asarray(timestep, dtype=np.float32))
+            values = np.asarray(timestep)
+            if values.dtype.kind not in "biuf":  # None, strings (NumPy would read None as NaN, "0.5" as 0.5)
+                raise TypeError(
+                    f"`timestep` must be a number, or a tensor / array / list of numbers, got {timestep!r:.80}."
+                )
+            timestep = ms.Tensor(values.astype(np.float32))
         if timestep.ndim == 0:
             timestep = timestep.reshape(1)
         if timestep.ndim != 1 or timestep.shape[0] not in (1, hidden_states.shape[0]):

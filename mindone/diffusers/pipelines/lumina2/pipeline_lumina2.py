@@ -39,7 +39,7 @@ from ...models.autoencoders.autoencoder_kl import AutoencoderKL
 from ...models.transformers.transformer_lumina2 import Lumina2Transformer2DModel
 from ...schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteScheduler
 from ...utils import logging, randn_tensor
-from ...utils.mindspore_utils import _is_device
+from ...utils.mindspore_utils import _is_device, type_name
 from ..pipeline_utils import DiffusionPipeline, ImagePipelineOutput
 
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
@@ -452,7 +452,19 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
         num_images_per_prompt=1,
         num_inference_steps=1,
         sigmas=None,
+        guidance_scale=1.0,
+        cfg_trunc_ratio=1.0,
+        latents=None,
     ):
+        # MindSpore addition: numbers where upstream compares or formats them (a string fails there without naming it)
+        for name, value in (
+            ("height", height),
+            ("width", width),
+            ("guidance_scale", guidance_scale),
+            ("cfg_trunc_ratio", cfg_trunc_ratio),
+        ):
+            if not isinstance(value, numbers.Real) or isinstance(value, bool):
+                raise TypeError(f"`{name}` must be a number, got {value!r:.80}.")
         if height % (self.vae_scale_factor * 2) != 0 or width % (self.vae_scale_factor * 2) != 0:
             raise ValueError(
                 f"`height` and `width` have to be divisible by {self.vae_scale_factor * 2} but are {height} and {width}."
@@ -542,6 +554,8 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
             raise ValueError(f"`max_sequence_length` cannot be greater than 512 but is {max_sequence_length}")
         if max_sequence_length is not None and max_sequence_length < 1:
             raise ValueError(f"`max_sequence_length` must be at least 1 but is {max_sequence_length}")
+        if max_sequence_length is not None and not _is_positive_int(max_sequence_length):
+            raise ValueError(f"`max_sequence_length` must be an int but is {max_sequence_length!r}")
 
         if guidance_mode not in GUIDANCE_MODES:
             raise ValueError(f"`guidance_mode` must be one of {GUIDANCE_MODES} but is {guidance_mode!r}.")
@@ -554,6 +568,16 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
             raise ValueError(
                 f"`num_inference_steps` must be an int >= 1 when `sigmas` is not given, but is {num_inference_steps!r}."
             )
+        if latents is not None:
+            # checked before the text encoder runs; the batch size and channels are checked in `prepare_latents`
+            if not isinstance(latents, (ms.Tensor, np.ndarray)):
+                raise TypeError(f"`latents` must be a mindspore.Tensor or a NumPy array, got {type_name(latents)}.")
+            p = self.transformer.config.patch_size
+            if latents.ndim == 4 and (latents.shape[2] % p or latents.shape[3] % p):
+                raise ValueError(
+                    f"`latents` height and width ({latents.shape[2]} and {latents.shape[3]}) have to be divisible by "
+                    f"the transformer's `patch_size` ({p})."
+                )
 
     def prepare_extra_step_kwargs(self, generator, eta):
         # keyword arguments for `scheduler.step` that this scheduler accepts (as upstream's helper): `eta` is only
@@ -780,6 +804,9 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
             num_images_per_prompt=num_images_per_prompt,
             num_inference_steps=num_inference_steps,
             sigmas=sigmas,
+            guidance_scale=guidance_scale,
+            cfg_trunc_ratio=cfg_trunc_ratio,
+            latents=latents,
         )
         _check_compute_dtype(self.transformer.dtype, "The transformer's dtype")
 
