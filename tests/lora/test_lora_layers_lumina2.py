@@ -572,6 +572,53 @@ def test_bad_arguments(loaded, tmp_path):
 # hotswap
 
 
+def test_hotswap_refuses_weights_a_normal_load_refuses(tmp_path):
+    """PEFT's hotswap checks only that shapes are not larger: a short in / out axis was zero-padded, a half pair
+    zeroed the layer, ranks of A and B or of the weights and the config could differ. Here each is refused, as a
+    normal load refuses it, and the loaded adapter is unchanged."""
+    inputs = make_inputs()
+    directory = make_lora_dir(tmp_path, "r4", seed=1, r=4, lora_alpha=8)
+    path = os.path.join(directory, WEIGHT_NAME)
+    good, metadata = load_file(path), load_metadata(path)
+    key_a = "transformer.layers.0.attn.to_q.lora_A.weight"
+    key_b = key_a.replace("lora_A", "lora_B")
+    config = json.loads(metadata[LORA_ADAPTER_METADATA_KEY])
+    width = good[key_a].shape[1]  # to_q: hidden_size in and out
+    variants = {
+        "in_features": (
+            {**good, key_a: good[key_a][:, :7]},
+            None,
+            rf"lora_A.a.weight: shape \(4, 7\), .* \(r, {width}\)",
+        ),
+        "out_features": (
+            {**good, key_b: good[key_b][:7]},
+            None,
+            rf"lora_B.a.weight: shape \(7, 4\), .* \({width}, r\)",
+        ),
+        "ranks": ({**good, key_b: good[key_b][:, :2]}, None, r"to_q: lora_A of rank 4, lora_B of rank 2"),
+        "half_pair": ({k: v for k, v in good.items() if k != key_b}, None, r"to_q: lora_A without lora_B"),
+        "config_rank": (
+            good,
+            {**config, "transformer.r": 8},
+            r"weights of rank 4, but the adapter's config gives it r=8",
+        ),
+    }
+    _, model = make_twins()
+    model.load_lora_adapter(directory, adapter_name="a", weight_name=WEIGHT_NAME)
+    out, snapshot = run_ms(model, inputs), param_snapshot(model)
+    for name, (state_dict, new_config, match) in variants.items():
+        bad_path = str(tmp_path / f"{name}.safetensors")
+        save_file(state_dict, bad_path, metadata={LORA_ADAPTER_METADATA_KEY: json.dumps(new_config or config)})
+        with pytest.raises(ValueError, match=match):
+            model.load_lora_adapter(bad_path, adapter_name="a", hotswap=True, prefix="transformer")
+        _check_unchanged(model, snapshot, ["a"], inputs, out)
+        with pytest.raises(ValueError, match="nothing was loaded"):  # the same file, loaded normally
+            model.load_lora_adapter(bad_path, adapter_name="b", prefix="transformer")
+        _check_unchanged(model, snapshot, ["a"], inputs, out)
+    model.load_lora_adapter(path, adapter_name="a", hotswap=True, prefix="transformer")  # the good file swaps in
+    np.testing.assert_array_equal(run_ms(model, inputs), out)
+
+
 @pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE], ids=["pynative", "graph"])
 def test_hotswap(tmp_path, mode):
     inputs = make_inputs()

@@ -193,20 +193,54 @@ def hotswap_adapter_from_state_dict(
                     params[key] = param
                     owners[key] = layer_name
 
-    plan, unexpected, bad_shapes = [], [], []
+    plan, unexpected, bad_shapes, malformed, misshapen = [], [], [], [], set()
+    new_ranks = {}  # layer name -> {"lora_A": rank, "lora_B": rank} of the new weights
     for key, value in state_dict.items():
         model_key = _model_key(key, adapter_name, params)
         if model_key is None:
             unexpected.append(key)
             continue
         old_shape, new_shape = tuple(params[model_key].shape), tuple(int(d) for d in value.shape)
-        if len(old_shape) != len(new_shape) or any(n > o for o, n in zip(old_shape, new_shape)):
+        kind = next((k for k in ("lora_A", "lora_B") if f".{k}.{adapter_name}.weight" in model_key), None)
+        # the rank axis (rows of lora_A, columns of lora_B) may be smaller (padding); every other axis is the module's
+        rank_axis = {"lora_A": 0, "lora_B": 1}.get(kind)
+        if len(old_shape) != len(new_shape) or any(
+            n != o for axis, (o, n) in enumerate(zip(old_shape, new_shape)) if axis != rank_axis
+        ):
+            needed = tuple("r" if axis == rank_axis else d for axis, d in enumerate(old_shape))
+            malformed.append(f"{key}: shape {new_shape}, the module takes {needed}".replace("'r'", "r"))
+            misshapen.add(owners[model_key])
+            continue
+        if rank_axis is not None and new_shape[rank_axis] > old_shape[rank_axis]:
             bad_shapes.append((key, new_shape, old_shape))
             continue
+        if kind is not None:
+            new_ranks.setdefault(owners[model_key], {})[kind] = new_shape[rank_axis]
         plan.append((model_key, value))
     if unexpected:
         raise HotswapError(
             f"Hot swapping the adapter did not succeed, unexpected keys found: {', '.join(unexpected)}."
+        )
+    # what a normal load refuses (PEFT's hotswap does not check it)
+    for layer_name, ranks in sorted(new_ranks.items()):
+        if layer_name in misshapen:
+            continue
+        if len(ranks) == 1:
+            (given,) = ranks
+            other = "lora_B" if given == "lora_A" else "lora_A"
+            malformed.append(f"{layer_name}: {given} without {other} (they come in pairs)")
+        elif ranks["lora_A"] != ranks["lora_B"]:
+            malformed.append(f"{layer_name}: lora_A of rank {ranks['lora_A']}, lora_B of rank {ranks['lora_B']}")
+        elif _rank_and_alpha(config, layer_name)[0] != ranks["lora_A"]:
+            malformed.append(
+                f"{layer_name}: weights of rank {ranks['lora_A']}, but the adapter's config gives it "
+                f"r={_rank_and_alpha(config, layer_name)[0]}"
+            )
+    if malformed:
+        details = "; ".join(malformed[:5]) + (f"; and {len(malformed) - 5} more" if len(malformed) > 5 else "")
+        raise HotswapError(
+            f"Hot swapping adapter '{adapter_name}' did not succeed, the new LoRA weights do not fit the model: "
+            f"{details}. The model was not changed."
         )
     if bad_shapes:
         details = "; ".join(f"{k}: new {n} vs loaded {o}" for k, n, o in bad_shapes[:3])
