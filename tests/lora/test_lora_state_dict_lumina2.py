@@ -173,6 +173,14 @@ def test_pickle_and_missing_files(lora, tmp_path):
         Lumina2Pipeline.lora_state_dict(corrupt)
     with pytest.raises(TypeError, match="must be a path, a repo id or a dict"):
         Lumina2Pipeline.lora_state_dict(3)
+    # a path that does not exist: diffusers asks the Hub (offline: "you must specify a `weight_name`")
+    for missing in (str(tmp_path / "nope" / "lora.safetensors"), "lora.safetensors", str(tmp_path / "nope")):
+        with pytest.raises(EnvironmentError, match="neither an existing local file or folder nor a valid"):
+            Lumina2Pipeline.lora_state_dict(missing)
+    # values that are not tensors (an AttributeError deep in the loader)
+    key = "transformer.layers.0.attn.to_q.lora_A.weight"
+    with pytest.raises(TypeError, match=rf"LoRA state dict entry '{key}' is a builtins.str"):
+        Lumina2Pipeline.lora_state_dict({key: "x"})
 
 
 @pytest.mark.parametrize("raw", ["{not json", "[4, 2]"])

@@ -630,6 +630,32 @@ def test_failed_state_dict_load_leaves_model_unchanged(saved):
     np.testing.assert_array_equal(_params(model)["norm.weight"], before["norm.weight"] + 1)
 
 
+def test_values_that_are_not_tensors_are_refused_before_anything_is_written(saved):
+    # torch names the parameter too; without the check these were an AttributeError / MindSpore's Cast error
+    model = MsTinyNet.from_pretrained(saved)
+    before = _params(model)
+    state = {k: v + 1 for k, v in before.items()}
+    for value, kind in [
+        (None, "builtins.NoneType"),
+        ([[0.0] * 8] * 3, "builtins.list"),
+        (np.full((3, 8), "a"), "<U1"),
+    ]:
+        with pytest.raises(TypeError, match=rf"state dict entry 'proj_out.weight' is a .*{kind}"):
+            model.load_state_dict({**state, "proj_out.weight": value})
+        for k, v in _params(model).items():
+            np.testing.assert_array_equal(v, before[k], err_msg=k)
+    with pytest.raises(TypeError, match="must be a dict of parameter names to tensors, got builtins.list"):
+        model.load_state_dict(list(state.items()))
+    with pytest.raises(TypeError, match=r"a key that is not a string: 3"):
+        model.load_state_dict({**state, 3: state["norm.weight"]})
+    # `load_weights` takes one file as well as a list, and refuses an empty list
+    with pytest.raises(ValueError, match="at least one safetensors file"):
+        model.load_weights([])
+    model.load_weights(os.path.join(saved, "diffusion_pytorch_model.safetensors"))
+    for k, v in _params(model).items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
 def test_reload_into_a_jit_compiled_model(tmp_path, saved):
     # an `ms.jit` graph keeps the parameter storage it was compiled with: loading writes in place, so the compiled
     # model computes with the new weights (with `set_data` it went on with the old ones)

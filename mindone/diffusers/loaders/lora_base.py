@@ -28,6 +28,7 @@ import mindspore as ms
 from mindspore import nn
 
 from ...peft import iter_tuner_layers
+from ...peft.tuners.tuners_utils import check_tensor_dict
 from ...safetensors.mindspore import SafetensorError, load_file, load_metadata, save_file
 from ..models.model_loading_utils import check_save_directory, warn_if_pickle_requested
 from ..models.modeling_utils import ModelMixin
@@ -113,7 +114,11 @@ def _best_guess_weight_name(
         # MindSpore change: look into the cached snapshot before giving up (upstream raises right away)
         files_in_cache = _cached_repo_files(pretrained_model_name_or_path_or_dict, cache_dir=cache_dir)
         if files_in_cache is None:
-            raise ValueError("When using the offline mode, you must specify a `weight_name`.")
+            raise ValueError(
+                f"When using the offline mode, you must specify a `weight_name`: {pretrained_model_name_or_path_or_dict}"
+                " is not a local file or folder, and no snapshot of it is in the Hugging Face cache to look into "
+                "(check the path, or download the repository first)."
+            )
         targeted_files = [f for f in files_in_cache if f.endswith(file_extension)]
     else:
         from huggingface_hub import model_info
@@ -156,6 +161,20 @@ def _get_model_file(pretrained_model_name_or_path, weights_name, subfolder=None,
     return resolve_file(path, weights_name, subfolder=subfolder, **hub_kwargs)
 
 
+def _may_be_repo_id(path: str) -> bool:
+    """Whether `path` (not a local file or folder) can name a Hub repo: not an absolute or relative path, not a file
+    name with a weights suffix, and valid for the Hub."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if os.path.isabs(path) or path.startswith(("./", "../", "~")) or path.endswith(".safetensors"):
+        return False
+    try:
+        validate_repo_id(path)
+    except HFValidationError:
+        return False
+    return True
+
+
 def _fetch_state_dict(
     pretrained_model_name_or_path_or_dict,
     weight_name,
@@ -185,6 +204,7 @@ def _fetch_state_dict(
     file_metadata = None
     if isinstance(pretrained_model_name_or_path_or_dict, dict):
         state_dict = pretrained_model_name_or_path_or_dict
+        check_tensor_dict(state_dict, "LoRA state dict")
         if return_file_metadata:
             return state_dict, metadata, file_metadata
         return state_dict, metadata
@@ -195,6 +215,12 @@ def _fetch_state_dict(
             f"{type(pretrained_model_name_or_path_or_dict).__name__}."
         )
     path = os.fspath(pretrained_model_name_or_path_or_dict)
+    if not os.path.exists(path) and not path.endswith(PICKLE_SUFFIXES) and not _may_be_repo_id(path):
+        # upstream asks the Hub about it (a validation or network error, or in offline mode "specify a weight_name")
+        raise EnvironmentError(
+            f"{path} is neither an existing local file or folder nor a valid Hugging Face repo id ('repo_name' or "
+            "'namespace/repo_name'): check the path."
+        )
     hub_kwargs = dict(
         cache_dir=cache_dir,
         force_download=force_download,

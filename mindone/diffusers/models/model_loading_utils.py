@@ -28,7 +28,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn
 
-from ...peft.tuners.tuners_utils import invalidate_compiled_graphs, set_parameter_data, to_tensor
+from ...peft.tuners.tuners_utils import check_tensor_dict, invalidate_compiled_graphs, set_parameter_data, to_tensor
 from ...safetensors.mindspore import SafetensorError, safe_open, save_file
 from ..utils import PICKLE_SUFFIXES, logging, resolve_file
 
@@ -416,6 +416,7 @@ def load_state_dict_into_model(
 ) -> Tuple[List[str], List[str]]:
     """Copy a dict of tensors into ``model`` (shapes checked first, dtypes kept). With ``strict`` every parameter
     must be present and no extra key allowed. Returns (missing, unexpected)."""
+    check_tensor_dict(state, source)
     params = named_parameters(model)
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     missing = [k for k in params if k not in state]

@@ -503,8 +503,12 @@ class ModelMixin(CellUtilsMixin):
             return model, {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
         return model
 
-    def load_weights(self, files: List[str], mindspore_dtype=None) -> "ModelMixin":
+    def load_weights(self, files: Union[str, os.PathLike, List[str]], mindspore_dtype=None) -> "ModelMixin":
         """Load safetensors file(s) into this model with the checks of `from_pretrained` (no change on failure)."""
+        if isinstance(files, (str, os.PathLike)):  # one file
+            files = [files]
+        if not files:
+            raise ValueError("`load_weights` needs at least one safetensors file, got none.")
         load_checkpoint_into_model(
             self,
             [os.fspath(f) for f in files],

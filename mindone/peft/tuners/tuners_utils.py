@@ -24,6 +24,7 @@ import contextlib
 import re
 import warnings
 from collections import namedtuple
+from collections.abc import Mapping
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -32,7 +33,7 @@ import mindspore as ms
 from mindspore import nn
 from mindspore.graph.api import _cell_graph_executor
 
-from ..utils.other import _get_submodules, _set_submodule, match_target_against_key
+from ..utils.other import _get_submodules, _set_submodule, match_target_against_key, type_name
 
 
 class _ExcludedModule:
@@ -311,6 +312,27 @@ def invalidate_compiled_graphs(cell: nn.Cell, recursive: bool = True) -> None:
 
 # torch's `load_state_dict` result
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+def check_tensor_dict(state_dict, what: str = "state dict") -> None:
+    """A state dict passed in memory: a mapping of names to tensors (MindSpore, NumPy or torch). Raises a `TypeError`
+    naming the first entry that is not one, before anything reads it."""
+    what = what[4:] if what.startswith("the ") else what
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"The {what} must be a dict of parameter names to tensors, got {type_name(state_dict)}.")
+    for key, value in state_dict.items():
+        if not isinstance(key, str):
+            raise TypeError(f"The {what} has a key that is not a string: {key!r} ({type_name(key)}).")
+        if isinstance(value, np.ndarray):
+            if value.dtype.kind in "biuf":
+                continue
+        elif hasattr(value, "shape") and (hasattr(value, "__array__") or hasattr(value, "detach")):
+            continue  # MindSpore and torch tensors, lazily read arrays
+        kind = f"{type_name(value)} of {value.dtype}" if isinstance(value, np.ndarray) else type_name(value)
+        raise TypeError(
+            f"The {what} entry {key!r} is a {kind}: values must be tensors (mindspore.Tensor, numeric NumPy arrays "
+            "or torch tensors)."
+        )
 
 
 def to_tensor(value, dtype) -> ms.Tensor:
