@@ -22,6 +22,7 @@ core loader (`mindone.diffusers.models.model_loading_utils`), which validates ev
 """
 
 import copy
+import json
 import os
 import re
 from typing import Optional, Union
@@ -72,6 +73,27 @@ _UNSUPPORTED_LOADING_OPTIONS = {
     "allow_all_kernels": (False, "Hub kernels are not used by this port."),
     "offload_buffers": (False, "there is no offloading in this port."),
 }
+
+
+def _check_config_file_kind(config_file: str, config_class) -> None:
+    """A config.json of another model (a diffusers component's, another architecture's): transformers warns and builds
+    a default config, and the load then fails on hundreds of missing keys; here the config is named."""
+    try:
+        with open(config_file, encoding="utf-8") as f:
+            raw = json.load(f)
+    except (OSError, ValueError):
+        return  # unreadable: `config_class.from_pretrained` reports it
+    if not isinstance(raw, dict):
+        return
+    model_type = raw.get("model_type")
+    if "_class_name" in raw or (model_type is not None and model_type != config_class.model_type):
+        found = f"`_class_name` {raw['_class_name']!r} (a diffusers config)" if "_class_name" in raw else ""
+        found = found or f"`model_type` {model_type!r}"
+        raise ValueError(
+            f"{config_file} is not a {config_class.__name__} (`model_type` {config_class.model_type!r}): it has "
+            f"{found}. Point `from_pretrained` to the {config_class.model_type} model's folder (in a pipeline folder: "
+            '`subfolder="text_encoder"`).'
+        )
 
 
 def _checkpoint_keys(files):
@@ -514,6 +536,8 @@ class PreTrainedModel(CellUtilsMixin):
                 raise EnvironmentError(
                     f"{local_folder} has no {CONFIG_NAME}: save the model's config there, or pass `config=`."
                 )
+            if os.path.isfile(config_file):
+                _check_config_file_kind(config_file, cls.config_class)
             try:
                 config, unused = cls.config_class.from_pretrained(
                     config_path, subfolder=subfolder, return_unused_kwargs=True, **hub, **kwargs

@@ -363,6 +363,16 @@ def test_checkpoint_and_config_mismatches(tiny, tmp_path):
     safetensors.torch.save_file(partial, tmp_path / "partial.safetensors")
     with pytest.raises(CheckpointError, match=r"missing keys \(1\): layers.1.ffn_norm2.weight"):
         Lumina2Transformer2DModel.from_single_file(tmp_path / "partial.safetensors", config=config)
+    # the tensor that marked the format missing: still recognised (by its other markers), the missing tensor named
+    for prefix in ("", "model.diffusion_model."):
+        no_marker = {prefix + k: v for k, v in sd.items() if k != "cap_embedder.0.weight"}
+        safetensors.torch.save_file(no_marker, tmp_path / "no_marker.safetensors")
+        with pytest.raises(
+            SingleFileComponentError, match=r"lacks `cap_embedder.0.weight`, .* the file is incomplete"
+        ):
+            Lumina2Transformer2DModel.from_single_file(tmp_path / "no_marker.safetensors")
+        with pytest.raises(CheckpointError, match=r"missing keys \(1\): .*caption_embedder.0.weight"):
+            Lumina2Transformer2DModel.from_single_file(tmp_path / "no_marker.safetensors", config=config)
     # a key outside the layout
     safetensors.torch.save_file({**sd, "layers.0.attention.gate": torch.zeros(4)}, tmp_path / "extra.safetensors")
     with pytest.raises(SingleFileComponentError, match=r"1 keys are not part of .*layers.0.attention.gate"):

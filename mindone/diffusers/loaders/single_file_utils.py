@@ -231,12 +231,22 @@ CHECKPOINT_KEY_NAMES = {
     "z-image": ("a Z-Image transformer", ["layers.0.adaLN_modulation.0.weight"], ["", COMFYUI_TRANSFORMER_PREFIX]),
     "lumina2": (
         "a Lumina-Image-2.0 transformer (original layout)",
-        ["cap_embedder.0.weight"],
+        # several markers: a file missing one tensor is still recognised (and its missing keys reported)
+        [
+            "cap_embedder.0.weight",
+            "cap_embedder.1.weight",
+            "context_refiner.0.attention.qkv.weight",
+            "noise_refiner.0.attention.qkv.weight",
+        ],
         ["", COMFYUI_TRANSFORMER_PREFIX],
     ),
     "lumina2-diffusers": (
         "a Lumina2 transformer (diffusers layout)",
-        ["time_caption_embed.caption_embedder.0.weight"],
+        [
+            "time_caption_embed.caption_embedder.0.weight",
+            "time_caption_embed.caption_embedder.1.weight",
+            "time_caption_embed.timestep_embedder.linear_1.weight",
+        ],
         ["", COMFYUI_TRANSFORMER_PREFIX],
     ),
     "flux": (
