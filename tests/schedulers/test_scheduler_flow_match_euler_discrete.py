@@ -399,6 +399,13 @@ def test_init_errors(config):
         FlowMatchEulerDiscreteScheduler(**config)
 
 
+@pytest.mark.parametrize("name", ["shift", "base_shift", "max_shift", "base_image_seq_len", "shift_terminal"])
+def test_config_values_of_the_wrong_type_are_named(name):
+    # upstream fails later (in NumPy / torch, or in the pipeline's `calculate_shift`), without the name
+    with pytest.raises(TypeError, match=rf"The scheduler config's `{name}` must be a number, got 'big'"):
+        FlowMatchEulerDiscreteScheduler(**{name: "big"}, use_dynamic_shifting=True)
+
+
 @pytest.mark.parametrize(
     "config,set_kwargs,match",
     [

@@ -536,6 +536,18 @@ class DiffusionPipeline(ConfigMixin):
 
         # 3. Components passed by the caller, and those to load
         expected_modules, optional_kwargs = cls._get_signature_keys(pipeline_class)
+        for name, value in config_dict.items():
+            # upstream unpacks these entries unchecked ("not enough values to unpack", "attribute name must be string")
+            if name in expected_modules or (not name.startswith("_") and isinstance(value, (list, tuple))):
+                if not (
+                    isinstance(value, (list, tuple))
+                    and len(value) == 2
+                    and all(item is None or isinstance(item, str) for item in value)
+                ):
+                    raise ValueError(
+                        f"The `model_index.json` of {cached_folder} has {name!r}: {value!r}, where a component entry "
+                        f'is [library, class name], e.g. ["diffusers", "AutoencoderKL"] (or [null, null] for none).'
+                    )
         passed_class_obj = {k: kwargs.pop(k) for k in expected_modules if k in kwargs}
         passed_pipe_kwargs = {k: kwargs.pop(k) for k in optional_kwargs if k in kwargs}
         init_dict, unused_kwargs, _ = pipeline_class.extract_init_dict(config_dict, **kwargs)

@@ -156,6 +156,19 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(
                 f"`time_shift_type` must either be 'exponential' or 'linear', but is {time_shift_type!r}."
             )
+        # MindSpore addition: a config value of the wrong type (say `"shift": "big"` in scheduler_config.json) fails
+        # in NumPy upstream, without naming it
+        for name, value, optional in (
+            ("num_train_timesteps", num_train_timesteps, False),
+            ("shift", shift, False),
+            ("base_shift", base_shift, True),
+            ("max_shift", max_shift, True),
+            ("base_image_seq_len", base_image_seq_len, False),
+            ("max_image_seq_len", max_image_seq_len, False),
+            ("shift_terminal", shift_terminal, True),
+        ):
+            if not (isinstance(value, numbers.Real) and not isinstance(value, bool) or optional and value is None):
+                raise TypeError(f"The scheduler config's `{name}` must be a number, got {value!r:.80}.")
 
         timesteps = np.linspace(1, num_train_timesteps, num_train_timesteps, dtype=np.float32)[::-1].copy()
 

@@ -1105,6 +1105,11 @@ def test_loading_errors(tiny, tmp_path):
     # ... unless the component is passed, as the message says (and diffusers allows)
     text_encoder = Gemma2Model.from_pretrained(os.path.join(path, "text_encoder"))
     assert Lumina2Pipeline.from_pretrained(str(broken), text_encoder=text_encoder).text_encoder is text_encoder
+    # entries that are not [library, class name] (upstream: bare unpacking / getattr errors)
+    for entry in (["diffusers"], ["diffusers", "AutoencoderKL", "x"], "AutoencoderKL", ["diffusers", 5]):
+        json.dump({**index, "vae": entry}, open(broken / "model_index.json", "w"))
+        with pytest.raises(ValueError, match=r"has 'vae': .*, where a component entry is \[library, class name\]"):
+            Lumina2Pipeline.from_pretrained(str(broken))
     index.pop("text_encoder")
     json.dump(index, open(broken / "model_index.json", "w"))
     with pytest.raises(ValueError, match="expected .* but only"):
