@@ -215,6 +215,10 @@ class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, F
         self.set_attn_processor(AttnProcessor())
 
     def __call__(self, *args, **kwargs):
+        # the input checks of `construct` on the host first: a `construct` compiled with `ms.jit` skips them
+        sample = kwargs["sample"] if "sample" in kwargs else args[0] if args else None
+        if sample is not None:
+            self._check_encoder_input(sample)
         # The forward pass orchestrates on the host (tiling loops, the posterior object, numpy generators): in
         # GRAPH_MODE it is not compiled as a whole, its encoder / decoder / quant-conv cells are.
         if ms.get_context("mode") == ms.GRAPH_MODE:
@@ -259,12 +263,15 @@ class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, F
 
     def _encode_moments(self, x: ms.Tensor) -> ms.Tensor:
         """The encoder's output (mean and log-variance along channels), sliced per image when slicing is on."""
-        _check_nchw(self, x, "x", "in_channels", self.config.in_channels)
-        if not _in_graph():
-            self._check_encoder_input_size(x.shape[2], x.shape[3])
+        self._check_encoder_input(x)
         if self.use_slicing and x.shape[0] > 1:
             return mint.cat([self._encode(x_slice) for x_slice in mint.split(x, 1)])
         return self._encode(x)
+
+    def _check_encoder_input(self, x: ms.Tensor) -> None:
+        _check_nchw(self, x, "x", "in_channels", self.config.in_channels)
+        if not _in_graph():
+            self._check_encoder_input_size(x.shape[2], x.shape[3])
 
     def _check_encoder_input_size(self, height: int, width: int) -> None:
         # MindSpore addition: each stride-2 downsampler needs 2 rows and columns (torch's convolution fails inside)
