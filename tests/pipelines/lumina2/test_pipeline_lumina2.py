@@ -799,6 +799,10 @@ CHECK_INPUT_ERRORS = {
         r"`latents` must be a mindspore.Tensor or a NumPy array, got torch.Tensor",
     ),
     "sigmas_str": (dict(sigmas="abc"), r"`sigmas` must be a 1-D list / array / tensor of floats, got 'abc'"),
+    "prompt_embeds_width": (
+        dict(prompt=None, prompt_embeds="pe_narrow", prompt_attention_mask="pm"),
+        r"`prompt_embeds` must have the transformer's `cap_feat_dim` \(8\) as last dim .* got shape \(1, 256, 7\)",
+    ),
 }
 TYPE_ERRORS = {
     "negative_prompt_type",
@@ -818,6 +822,7 @@ def test_check_inputs_errors(tiny, embeds, case):
     kwargs, match = CHECK_INPUT_ERRORS[case]
     pe, pm, ne, nm = embeds
     tensors = {"pe": pe, "pm": pm, "ne": ne, "nm": nm, "ne_short": ne[:, :128], "nm_short": nm[:, :128]}
+    tensors["pe_narrow"] = pe[:, :, :7]
     kwargs = {k: tensors.get(v, v) if isinstance(v, str) else v for k, v in kwargs.items()}
     call = dict(BASE, num_inference_steps=1)
     call.update(kwargs)

@@ -543,6 +543,12 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
                     f"`prompt_attention_mask` must have shape {tuple(prompt_embeds.shape[:2])} (the first two dims of"
                     f" `prompt_embeds`), got {tuple(prompt_attention_mask.shape)}."
                 )
+            width = self.transformer.config.cap_feat_dim if self.transformer is not None else prompt_embeds.shape[2]
+            if prompt_embeds.shape[2] != width:
+                raise ValueError(
+                    f"`prompt_embeds` must have the transformer's `cap_feat_dim` ({width}) as last dim (the text "
+                    f"encoder's hidden size), got shape {tuple(prompt_embeds.shape)}."
+                )
         if negative_prompt_embeds is not None and prompt_embeds is None:
             if tuple(negative_prompt_attention_mask.shape) != tuple(negative_prompt_embeds.shape[:2]):
                 raise ValueError(
@@ -568,7 +574,7 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
             raise ValueError(
                 f"`num_inference_steps` must be an int >= 1 when `sigmas` is not given, but is {num_inference_steps!r}."
             )
-        if latents is not None:
+        if latents is not None and self.transformer is not None:
             # checked before the text encoder runs; the batch size and channels are checked in `prepare_latents`
             if not isinstance(latents, (ms.Tensor, np.ndarray)):
                 raise TypeError(f"`latents` must be a mindspore.Tensor or a NumPy array, got {type_name(latents)}.")
