@@ -623,7 +623,7 @@ class VaeImageProcessor(ConfigMixin):
                 A list of booleans indicating whether to denormalize each image in the batch. If `None`, will use the
                 value of `do_normalize` in the `VaeImageProcessor` config.
         """
-        if do_denormalize is not None and len(do_denormalize) != images.shape[0]:
+        if do_denormalize is not None and len(do_denormalize) < images.shape[0]:  # upstream reads the first ones
             raise _ImageIndexError(
                 f"`do_denormalize` has {len(do_denormalize)} entries for a batch of {images.shape[0]} images: give one "
                 "per image."

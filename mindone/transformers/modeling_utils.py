@@ -76,8 +76,8 @@ _UNSUPPORTED_LOADING_OPTIONS = {
 
 
 def _check_config_file_kind(config_file: str, config_class) -> None:
-    """A config.json of another model (a diffusers component's, another architecture's): transformers warns and builds
-    a default config, and the load then fails on hundreds of missing keys; here the config is named."""
+    """A diffusers component's config.json (a pipeline folder's VAE, say): transformers warns and builds a default
+    config, and the load then fails on hundreds of missing keys; here the config is named."""
     try:
         with open(config_file, encoding="utf-8") as f:
             raw = json.load(f)
@@ -85,10 +85,9 @@ def _check_config_file_kind(config_file: str, config_class) -> None:
         return  # unreadable: `config_class.from_pretrained` reports it
     if not isinstance(raw, dict):
         return
-    model_type = raw.get("model_type")
-    if "_class_name" in raw or (model_type is not None and model_type != config_class.model_type):
-        found = f"`_class_name` {raw['_class_name']!r} (a diffusers config)" if "_class_name" in raw else ""
-        found = found or f"`model_type` {model_type!r}"
+    # another `model_type` is loaded with transformers' warning (architectures may share weights)
+    if "_class_name" in raw:
+        found = f"`_class_name` {raw['_class_name']!r} (a diffusers config)"
         raise ValueError(
             f"{config_file} is not a {config_class.__name__} (`model_type` {config_class.model_type!r}): it has "
             f"{found}. Point `from_pretrained` to the {config_class.model_type} model's folder (in a pipeline folder: "

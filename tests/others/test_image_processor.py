@@ -410,6 +410,10 @@ def test_empty_lists_2d_tensors_and_short_do_denormalize_are_explained():
         for error in (ValueError, IndexError):  # ours is both: a ValueError, and upstream's IndexError
             with pytest.raises(error, match=match):
                 call(ours, ms.Tensor)
+    # a longer `do_denormalize` list: its first entries, as upstream
+    expected = ref.postprocess(torch.from_numpy(images), output_type="np", do_denormalize=[True, False, True])
+    actual = ours.postprocess(ms.Tensor(images), output_type="np", do_denormalize=[True, False, True])
+    assert_same(actual, expected, "longer do_denormalize")
     # a 2-D NumPy array is one grayscale image, as upstream
     gray = np_images(44, (8, 8))
     assert_same(ours.preprocess(gray), ref.preprocess(gray), "2-D array")

@@ -648,6 +648,13 @@ def test_values_that_are_not_tensors_are_refused_before_anything_is_written(save
         model.load_state_dict(list(state.items()))
     with pytest.raises(TypeError, match=r"a key that is not a string: 3"):
         model.load_state_dict({**state, 3: state["norm.weight"]})
+    # NumPy bfloat16 arrays (what `asnumpy()` of a bfloat16 tensor gives, dtype kind "V") are tensors
+    bf16 = {k: ms.Tensor(v).astype(ms.bfloat16).asnumpy() for k, v in state.items()}
+    assert bf16["proj_out.weight"].dtype.kind == "V"
+    model.load_state_dict(bf16)
+    for k, v in _params(model).items():
+        np.testing.assert_array_equal(v, ms.Tensor(state[k]).astype(ms.bfloat16).astype(ms.float32).asnumpy())
+    model.load_state_dict({k: ms.Tensor(v) for k, v in before.items()})
     # `load_weights` takes one file as well as a list, and refuses an empty list
     with pytest.raises(ValueError, match="at least one safetensors file"):
         model.load_weights([])

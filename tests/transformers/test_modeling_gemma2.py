@@ -953,15 +953,13 @@ def test_loading_errors(torch_checkpoints, tmp_path):
     (tmp_path / "weights_only" / "config.json").write_text("{not json")
     with pytest.raises(EnvironmentError, match="Cannot read .*config.json as a Gemma2Config"):
         Gemma2Model.from_pretrained(str(tmp_path / "weights_only"))
-    # the config of another model (a pipeline's VAE folder, another architecture): transformers warns and builds a
-    # default Gemma2Config, and the load fails on the missing keys of that config
-    for config, found in (
-        ({"_class_name": "AutoencoderKL", "_diffusers_version": "0.42.1"}, r"`_class_name` 'AutoencoderKL'"),
-        ({"model_type": "llama", "hidden_size": 32}, r"`model_type` 'llama'"),
+    # a diffusers component's config (a pipeline's VAE folder): transformers warns and builds a default Gemma2Config,
+    # and the load fails on the missing keys of that config
+    (tmp_path / "weights_only" / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKL"}))
+    with pytest.raises(
+        ValueError, match=r"config.json is not a Gemma2Config .*: it has `_class_name` 'AutoencoderKL'"
     ):
-        (tmp_path / "weights_only" / "config.json").write_text(json.dumps(config))
-        with pytest.raises(ValueError, match=rf"config.json is not a Gemma2Config .*: it has {found}"):
-            Gemma2Model.from_pretrained(str(tmp_path / "weights_only"))
+        Gemma2Model.from_pretrained(str(tmp_path / "weights_only"))
     with pytest.raises(ValueError, match="attn_implementation"):
         Gemma2Model.from_pretrained(str(root / "base"), attn_implementation="sdpa")
     with pytest.raises(ValueError, match="use_safetensors"):

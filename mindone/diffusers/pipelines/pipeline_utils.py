@@ -538,7 +538,7 @@ class DiffusionPipeline(ConfigMixin):
         expected_modules, optional_kwargs = cls._get_signature_keys(pipeline_class)
         for name, value in config_dict.items():
             # upstream unpacks these entries unchecked ("not enough values to unpack", "attribute name must be string")
-            if name in expected_modules or (not name.startswith("_") and isinstance(value, (list, tuple))):
+            if name in expected_modules:  # other keys are warned about and ignored below, as upstream
                 if not (
                     isinstance(value, (list, tuple))
                     and len(value) == 2

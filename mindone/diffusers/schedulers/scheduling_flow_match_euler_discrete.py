@@ -163,8 +163,8 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
             ("shift", shift, False),
             ("base_shift", base_shift, True),
             ("max_shift", max_shift, True),
-            ("base_image_seq_len", base_image_seq_len, False),
-            ("max_image_seq_len", max_image_seq_len, False),
+            ("base_image_seq_len", base_image_seq_len, True),
+            ("max_image_seq_len", max_image_seq_len, True),
             ("shift_terminal", shift_terminal, True),
         ):
             if not (isinstance(value, numbers.Real) and not isinstance(value, bool) or optional and value is None):
@@ -260,12 +260,13 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
         else:
             timestep = np.atleast_1d(np.asarray(timestep, dtype=np.float32))
         # upstream's `sigma` has shape (len(timestep), 1, ...): check here what would fail later in MindSpore
-        _check_broadcast(
-            "scale_noise",
-            timestep=(timestep.shape[0],) + (1,) * (sample.ndim - 1),
-            sample=sample.shape,
-            noise=noise.shape,
-        )
+        try:
+            np.broadcast_shapes((timestep.shape[0],) + (1,) * (sample.ndim - 1), sample.shape, noise.shape)
+        except ValueError:
+            raise ValueError(
+                f"`scale_noise`: `timestep` ({timestep.shape[0]} values: one per sample, or one for all), `sample` "
+                f"{tuple(sample.shape)} and `noise` {tuple(noise.shape)} do not broadcast together."
+            ) from None
 
         # self.begin_index is None when scheduler is used for training, or pipeline does not implement set_begin_index
         if self.begin_index is None:
@@ -579,7 +580,7 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
         if per_token_timesteps is None and self.step_index + 1 >= len(self.sigmas):
             raise IndexError(
                 f"`step` was called after the last of the {len(self.sigmas) - 1} steps of the schedule: call "
-                "`set_timesteps` (or `set_begin_index`) again to start a new denoising loop."
+                "`set_timesteps` again to start a new denoising loop."
             )
 
         # Upcast to avoid precision issues when computing prev_sample

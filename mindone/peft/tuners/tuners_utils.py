@@ -324,7 +324,8 @@ def check_tensor_dict(state_dict, what: str = "state dict") -> None:
         if not isinstance(key, str):
             raise TypeError(f"The {what} has a key that is not a string: {key!r} ({type_name(key)}).")
         if isinstance(value, np.ndarray):
-            if value.dtype.kind in "biuf":
+            # numbers, and ml_dtypes' bfloat16 / float8 (kind "V"), which `to_tensor` reads through float32
+            if value.dtype.kind in "biuf" or value.dtype.name.startswith(("bfloat16", "float8")):
                 continue
         elif hasattr(value, "shape") and (hasattr(value, "__array__") or hasattr(value, "detach")):
             continue  # MindSpore and torch tensors, lazily read arrays

@@ -1014,6 +1014,10 @@ def test_bad_inputs_raise_clear_errors(monkeypatch, mode):
     with pytest.raises(ValueError, match=r"the last tile of the tiled encode is 1x10 pixels, .* at least 2: pad"):
         vae.encode(ms.Tensor(randn((1, 3, 49, 34))))
     assert vae.encode(ms.Tensor(randn((1, 3, 50, 34))))[0].mean.shape == (1, 4, 25, 17)
+    vae.tile_overlap_factor = 1.0  # upstream: "range() arg 3 must not be zero"
+    with pytest.raises(ValueError, match=r"`tile_overlap_factor` 1.0 leaves no stride between tiles of 32 pixels"):
+        vae.encode(ms.Tensor(randn((1, 3, 50, 34))))
+    vae.tile_overlap_factor = 0.25
     vae.disable_tiling()
     # an empty batch (MindSpore's convolutions refuse it; diffusers fails in the mid-block attention)
     with pytest.raises(ValueError, match=r"`z` has an empty batch \(shape \(0, 4, 8, 8\)\)"):

@@ -593,6 +593,11 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match=r"`encoder_hidden_states` holds no caption tokens \(shape \(2, 0, 32\)\)"):
         model(x, t, cap[:, :0], mask[:, :0])
     # NumPy would read None as NaN (an all-NaN prediction) and "0.5" as 0.5
+    from fractions import Fraction  # numbers NumPy reads as objects still work
+
+    np.testing.assert_array_equal(
+        model(x, [Fraction(1, 2)] * 2, cap, mask)[0].asnumpy(), model(x, [0.5, 0.5], cap, mask)[0].asnumpy()
+    )
     for bad in (None, [None, None], "0.5"):
         with pytest.raises(TypeError, match=r"`timestep` must be a number, or a tensor / array / list of numbers"):
             model(x, bad, cap, mask)

@@ -816,6 +816,16 @@ TYPE_ERRORS = {
 }
 
 
+def test_numbers_given_as_one_element_tensors_and_arrays(tiny):
+    # as torch's 0-d tensors upstream (the number checks above must not refuse them)
+    _, mp, _ = tiny
+    call = dict(BASE, output_type="np", generator=np.random.default_rng(0))
+    expected = mp(**call)[0]
+    call.update(guidance_scale=ms.Tensor(5.0), cfg_trunc_ratio=np.array(1.0), height=np.array(32), width=ms.Tensor(32))
+    call["generator"] = np.random.default_rng(0)
+    np.testing.assert_array_equal(mp(**call)[0], expected)
+
+
 @pytest.mark.parametrize("case", sorted(CHECK_INPUT_ERRORS))
 def test_check_inputs_errors(tiny, embeds, case):
     _, mp, _ = tiny
@@ -1115,6 +1125,11 @@ def test_loading_errors(tiny, tmp_path):
         json.dump({**index, "vae": entry}, open(broken / "model_index.json", "w"))
         with pytest.raises(ValueError, match=r"has 'vae': .*, where a component entry is \[library, class name\]"):
             Lumina2Pipeline.from_pretrained(str(broken))
+    # a key that is no component of the pipeline is ignored with a warning, as upstream, whatever its value
+    json.dump({**index, "extra": [1, 2, 3]}, open(broken / "model_index.json", "w"))
+    with captured_warnings() as records:
+        Lumina2Pipeline.from_pretrained(str(broken), text_encoder=text_encoder)
+    assert any("extra" in r and "will be ignored" in r for r in records), records
     index.pop("text_encoder")
     json.dump(index, open(broken / "model_index.json", "w"))
     with pytest.raises(ValueError, match="expected .* but only"):

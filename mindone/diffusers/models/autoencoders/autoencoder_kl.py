@@ -279,6 +279,11 @@ class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, F
         tiled = self.use_tiling and (width > self.tile_sample_min_size or height > self.tile_sample_min_size)
         if tiled:  # the smallest tile is the last one of each axis
             step = int(self.tile_sample_min_size * (1 - self.tile_overlap_factor))
+            if step < 1:  # upstream: "range() arg 3 must not be zero" or an empty concatenation
+                raise ValueError(
+                    f"`tile_overlap_factor` {self.tile_overlap_factor} leaves no stride between tiles of "
+                    f"{self.tile_sample_min_size} pixels: use a factor below 1 (the default is 0.25)."
+                )
             height, width = (
                 min(self.tile_sample_min_size, size - (size - 1) // step * step) for size in (height, width)
             )

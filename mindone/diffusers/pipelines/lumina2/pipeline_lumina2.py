@@ -154,6 +154,13 @@ def _describe(value) -> str:
     return repr(value)
 
 
+def _is_number(value) -> bool:
+    """A Python / NumPy number, or a one-element tensor or array (as torch's 0-d tensors work upstream)."""
+    if isinstance(value, (ms.Tensor, np.ndarray)):
+        return value.size == 1 and (isinstance(value, ms.Tensor) or value.dtype.kind in "biuf")
+    return isinstance(value, numbers.Real)
+
+
 def _is_positive_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
@@ -463,7 +470,7 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
             ("guidance_scale", guidance_scale),
             ("cfg_trunc_ratio", cfg_trunc_ratio),
         ):
-            if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            if not _is_number(value):
                 raise TypeError(f"`{name}` must be a number, got {value!r:.80}.")
         if height % (self.vae_scale_factor * 2) != 0 or width % (self.vae_scale_factor * 2) != 0:
             raise ValueError(
