@@ -28,7 +28,7 @@ import mindspore as ms
 
 from ..configuration_utils import ConfigMixin, register_to_config
 from ..utils import BaseOutput, logging, randn_tensor
-from ..utils.mindspore_utils import _is_device, promote_types, type_name
+from ..utils.mindspore_utils import _is_device, is_number, promote_types, type_name
 from .scheduling_utils import SchedulerMixin
 
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
@@ -60,15 +60,6 @@ def _check_tensors(method: str, **tensors) -> None:
     for name, value in tensors.items():
         if not isinstance(value, ms.Tensor):
             raise TypeError(f"`{name}` of `{method}` must be a mindspore.Tensor, got {type_name(value)}.")
-
-
-def _check_broadcast(method: str, **shapes) -> None:
-    # MindSpore reports a failed broadcast asynchronously, at a later unrelated operation: check on the host
-    try:
-        np.broadcast_shapes(*shapes.values())
-    except ValueError:
-        described = ", ".join(f"`{name}` {tuple(shape)}" for name, shape in shapes.items())
-        raise ValueError(f"`{method}`: the shapes of {described} do not broadcast together.") from None
 
 
 @dataclass
@@ -369,9 +360,7 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
         for name, values in (("sigmas", sigmas), ("timesteps", timesteps)):
             if values is not None and (isinstance(values, (str, bytes)) or _to_numpy(values).ndim != 1):
                 raise TypeError(f"`{name}` must be a 1-D list / array / tensor of floats, got {values!r:.80}.")
-        if mu is not None and not (
-            isinstance(mu, numbers.Real) or isinstance(mu, (ms.Tensor, np.ndarray)) and mu.size == 1
-        ):
+        if mu is not None and not is_number(mu):
             # e.g. upstream's `set_timesteps(n, None, sigmas)`: without a `device` parameter, sigmas land in `mu`
             raise TypeError(
                 f"`mu` must be a number, but is a {type(mu).__name__}: pass `sigmas=` / `timesteps=` / `mu=` by "
@@ -574,7 +563,13 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin, ConfigMixin):
             )
 
         _check_tensors("step", model_output=model_output, sample=sample)
-        _check_broadcast("step", model_output=model_output.shape, sample=sample.shape)
+        try:  # MindSpore reports a failed broadcast asynchronously, at a later unrelated operation
+            np.broadcast_shapes(model_output.shape, sample.shape)
+        except ValueError:
+            raise ValueError(
+                f"`step`: the shapes of `model_output` {tuple(model_output.shape)}, `sample` {tuple(sample.shape)} do "
+                "not broadcast together."
+            ) from None
         if self.step_index is None:
             self._init_step_index(timestep)
         if per_token_timesteps is None and self.step_index + 1 >= len(self.sigmas):

@@ -1,5 +1,6 @@
 """MindSpore helpers shared across models and pipelines: seeded noise from NumPy generators, device checks, dtypes."""
 
+import numbers
 from typing import List, Optional, Tuple, Union
 
 import numpy as np
@@ -170,6 +171,13 @@ def str_to_dtype(name):
     if key not in _STR_TO_DTYPE:
         raise ValueError(f"Unknown dtype {name!r}: use ms.float32, ms.float16 or ms.bfloat16.")
     return _STR_TO_DTYPE[key]
+
+
+def is_number(value) -> bool:
+    """A Python / NumPy number, or a one-element tensor or array (as torch's 0-d tensors work upstream)."""
+    if isinstance(value, (ms.Tensor, np.ndarray)):
+        return value.size == 1 and (isinstance(value, ms.Tensor) or value.dtype.kind in "biuf")
+    return isinstance(value, numbers.Real)
 
 
 def type_name(value) -> str:

@@ -39,7 +39,7 @@ from ...models.autoencoders.autoencoder_kl import AutoencoderKL
 from ...models.transformers.transformer_lumina2 import Lumina2Transformer2DModel
 from ...schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteScheduler
 from ...utils import logging, randn_tensor
-from ...utils.mindspore_utils import _is_device, type_name
+from ...utils.mindspore_utils import _is_device, is_number, type_name
 from ..pipeline_utils import DiffusionPipeline, ImagePipelineOutput
 
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
@@ -152,13 +152,6 @@ def _describe(value) -> str:
     if isinstance(value, (ms.Tensor, np.ndarray)):
         return f"{type(value).__name__} of shape {tuple(value.shape)}"
     return repr(value)
-
-
-def _is_number(value) -> bool:
-    """A Python / NumPy number, or a one-element tensor or array (as torch's 0-d tensors work upstream)."""
-    if isinstance(value, (ms.Tensor, np.ndarray)):
-        return value.size == 1 and (isinstance(value, ms.Tensor) or value.dtype.kind in "biuf")
-    return isinstance(value, numbers.Real)
 
 
 def _is_positive_int(value) -> bool:
@@ -470,7 +463,7 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
             ("guidance_scale", guidance_scale),
             ("cfg_trunc_ratio", cfg_trunc_ratio),
         ):
-            if not _is_number(value):
+            if not is_number(value):
                 raise TypeError(f"`{name}` must be a number, got {value!r:.80}.")
         if height % (self.vae_scale_factor * 2) != 0 or width % (self.vae_scale_factor * 2) != 0:
             raise ValueError(
@@ -550,10 +543,10 @@ class Lumina2Pipeline(DiffusionPipeline, Lumina2LoraLoaderMixin):
                     f"`prompt_attention_mask` must have shape {tuple(prompt_embeds.shape[:2])} (the first two dims of"
                     f" `prompt_embeds`), got {tuple(prompt_attention_mask.shape)}."
                 )
-            width = self.transformer.config.cap_feat_dim if self.transformer is not None else prompt_embeds.shape[2]
-            if prompt_embeds.shape[2] != width:
+            cap_feat_dim = self.transformer.config.cap_feat_dim if self.transformer is not None else None
+            if cap_feat_dim is not None and prompt_embeds.shape[2] != cap_feat_dim:
                 raise ValueError(
-                    f"`prompt_embeds` must have the transformer's `cap_feat_dim` ({width}) as last dim (the text "
+                    f"`prompt_embeds` must have the transformer's `cap_feat_dim` ({cap_feat_dim}) as last dim (the text "
                     f"encoder's hidden size), got shape {tuple(prompt_embeds.shape)}."
                 )
         if negative_prompt_embeds is not None and prompt_embeds is None:
