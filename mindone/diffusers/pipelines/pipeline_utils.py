@@ -126,6 +126,9 @@ def _fetch_class_library_tuple(module) -> Tuple[str, str]:
     return library, cls.__name__
 
 
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json", "spiece.model")
+
+
 def _is_model_class(cls) -> bool:
     return isinstance(cls, type) and issubclass(cls, nn.Cell)
 
@@ -608,6 +611,11 @@ class DiffusionPipeline(ConfigMixin):
                 init_kwargs[name] = load_method(component_folder, **loading_kwargs)
             else:
                 try:  # as upstream: a component without its folder is looked for in the pipeline folder itself
+                    if "Tokenizer" in class_name and not any(
+                        os.path.isfile(os.path.join(cached_folder, f)) for f in _TOKENIZER_FILES
+                    ):
+                        # transformers builds an empty tokenizer from a folder without its files (diffusers loads it)
+                        raise EnvironmentError(f"no tokenizer files ({', '.join(_TOKENIZER_FILES)}) there")
                     init_kwargs[name] = load_method(cached_folder, **loading_kwargs)
                 except EnvironmentError as e:
                     raise EnvironmentError(

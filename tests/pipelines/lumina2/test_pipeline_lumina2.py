@@ -1117,6 +1117,14 @@ def test_loading_errors(tiny, tmp_path):
     shutil.rmtree(missing / "vae")
     with pytest.raises(EnvironmentError, match="lists the component `vae`.*has no `vae` folder"):
         Lumina2Pipeline.from_pretrained(str(missing))
+    # a tokenizer without its folder (transformers builds an empty tokenizer there, which diffusers loads silently)
+    no_tokenizer = tmp_path / "missing_tokenizer"
+    shutil.copytree(path, no_tokenizer)
+    shutil.rmtree(no_tokenizer / "tokenizer")
+    with pytest.raises(
+        EnvironmentError, match=r"lists the component `tokenizer`.*has no `tokenizer` folder.*no tokenizer"
+    ):
+        Lumina2Pipeline.from_pretrained(str(no_tokenizer))
     # ... unless the component is passed, as the message says (and diffusers allows)
     text_encoder = Gemma2Model.from_pretrained(os.path.join(path, "text_encoder"))
     assert Lumina2Pipeline.from_pretrained(str(broken), text_encoder=text_encoder).text_encoder is text_encoder
