@@ -33,6 +33,7 @@ from ...safetensors.mindspore import SafetensorError, load_file, load_metadata, 
 from ..models.model_loading_utils import check_save_directory, warn_if_pickle_requested
 from ..models.modeling_utils import ModelMixin
 from ..utils import PICKLE_SUFFIXES, logging, resolve_file
+from ..utils.hub_utils import not_a_path_or_repo_id
 
 logger = logging.get_logger(__name__)
 
@@ -217,10 +218,7 @@ def _fetch_state_dict(
     path = os.fspath(pretrained_model_name_or_path_or_dict)
     if not os.path.exists(path) and not path.endswith(PICKLE_SUFFIXES) and not _may_be_repo_id(path):
         # upstream asks the Hub about it (a validation or network error, or in offline mode "specify a weight_name")
-        raise EnvironmentError(
-            f"{path} is neither an existing local file or folder nor a valid Hugging Face repo id ('repo_name' or "
-            "'namespace/repo_name'): check the path."
-        )
+        raise not_a_path_or_repo_id(path)
     hub_kwargs = dict(
         cache_dir=cache_dir,
         force_download=force_download,

@@ -48,6 +48,13 @@ def local_subfolder(path, subfolder: Optional[str], filename: str) -> Optional[s
     return subfolder
 
 
+def not_a_path_or_repo_id(path: str) -> EnvironmentError:
+    return EnvironmentError(
+        f"{path} is neither an existing local file or folder nor a valid Hugging Face repo id "
+        "('repo_name' or 'namespace/repo_name'): check the path."
+    )
+
+
 def resolve_file(
     pretrained_model_name_or_path,
     filename: str,
@@ -99,10 +106,7 @@ def resolve_file(
             return None
         raise EnvironmentError(f"{path} does not appear to have a file named {filename} (subfolder={subfolder!r}).")
     except HFValidationError:  # e.g. an absolute path that does not exist
-        raise EnvironmentError(
-            f"{path} is neither an existing local file or folder nor a valid Hugging Face repo id "
-            "('repo_name' or 'namespace/repo_name'): check the path."
-        ) from None
+        raise not_a_path_or_repo_id(path) from None
     except (RepositoryNotFoundError, RevisionNotFoundError) as e:
         raise EnvironmentError(
             f"{path} is not a local folder and not a valid repository id on the Hugging Face Hub ({e})."

@@ -212,7 +212,7 @@ def hotswap_adapter_from_state_dict(
             misshapen.add(owners[model_key])
             continue
         if rank_axis is not None and new_shape[rank_axis] > old_shape[rank_axis]:
-            bad_shapes.append((key, new_shape, old_shape))
+            bad_shapes.append((key, new_shape, old_shape, new_shape[rank_axis], old_shape[rank_axis]))
             continue
         if kind is not None:
             new_ranks.setdefault(owners[model_key], {})[kind] = new_shape[rank_axis]
@@ -231,11 +231,12 @@ def hotswap_adapter_from_state_dict(
             malformed.append(f"{layer_name}: {given} without {other} (they come in pairs)")
         elif ranks["lora_A"] != ranks["lora_B"]:
             malformed.append(f"{layer_name}: lora_A of rank {ranks['lora_A']}, lora_B of rank {ranks['lora_B']}")
-        elif _rank_and_alpha(config, layer_name)[0] != ranks["lora_A"]:
-            malformed.append(
-                f"{layer_name}: weights of rank {ranks['lora_A']}, but the adapter's config gives it "
-                f"r={_rank_and_alpha(config, layer_name)[0]}"
-            )
+        else:
+            config_rank = _rank_and_alpha(config, layer_name)[0]
+            if config_rank != ranks["lora_A"]:
+                malformed.append(
+                    f"{layer_name}: weights of rank {ranks['lora_A']}, but the adapter's config gives it r={config_rank}"
+                )
     if malformed:
         details = "; ".join(malformed[:5]) + (f"; and {len(malformed) - 5} more" if len(malformed) > 5 else "")
         raise HotswapError(
@@ -243,12 +244,11 @@ def hotswap_adapter_from_state_dict(
             f"{details}. The model was not changed."
         )
     if bad_shapes:
-        details = "; ".join(f"{k}: new {n} vs loaded {o}" for k, n, o in bad_shapes[:3])
+        details = "; ".join(f"{k}: new {n} vs loaded {o}" for k, n, o, _, _ in bad_shapes[:3])
         if len(bad_shapes) > 3:
             details += f"; and {len(bad_shapes) - 3} more"
-        # the rank axis: rows of lora_A, columns of lora_B
-        ranks = [(n[1], o[1]) if ".lora_B." in k else (n[0], o[0]) for k, n, o in bad_shapes if len(n) == 2]
-        needed = f" (rank {max(n for n, _ in ranks)} against the loaded {max(o for _, o in ranks)})" if ranks else ""
+        # only the rank axis can be larger here (every other axis was checked above)
+        needed = f" (rank {max(b[3] for b in bad_shapes)} against the loaded {max(b[4] for b in bad_shapes)})"
         # unlike PEFT, which reassigns the tensors of an uncompiled model, weights are written in place: compiled
         # graphs keep their shapes
         raise HotswapError(

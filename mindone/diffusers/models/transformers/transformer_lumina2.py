@@ -769,12 +769,13 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
         prepared = self.prepare_inputs(hidden_states, encoder_hidden_states, encoder_attention_mask)
         if not isinstance(timestep, ms.Tensor):
             values = np.asarray(timestep)
-            if values.dtype.kind in "USV" or any(v is None or isinstance(v, (str, bytes)) for v in values.flat):
-                # NumPy would read None as NaN, "0.5" as 0.5
+            if values.dtype.kind in "USV" or (
+                values.dtype.kind == "O" and any(v is None or isinstance(v, (str, bytes)) for v in values.flat)
+            ):  # NumPy would read None as NaN, "0.5" as 0.5
                 raise TypeError(
                     f"`timestep` must be a number, or a tensor / array / list of numbers, got {timestep!r:.80}."
                 )
-            timestep = ms.Tensor(np.asarray(timestep, dtype=np.float32))
+            timestep = ms.Tensor(values.astype(np.float32))
         if timestep.ndim == 0:
             timestep = timestep.reshape(1)
         if timestep.ndim != 1 or timestep.shape[0] not in (1, hidden_states.shape[0]):
