@@ -201,6 +201,13 @@ def test_tiny_graph_mode_matches_torch_and_pynative(graph_mode):
     compiled = set(model.compile_cache)
     assert_close(_run_ours(model, inputs)[0], _run_torch(torch_model, inputs), 1e-5)
     assert set(model.compile_cache) == compiled
+    # timestep tensors of other dtypes: cast to float32 as upstream's embedding does, so no new compilation either
+    x, t, cap, mask = inputs
+    for dtype in (ms.float64, ms.float16, ms.bfloat16, ms.int32):
+        t_other = ms.Tensor(t).astype(dtype)
+        expected = _run_torch(torch_model, (x, t_other.astype(ms.float32).asnumpy(), cap, mask))
+        assert_close(model(ms.Tensor(x), t_other, ms.Tensor(cap), ms.Tensor(mask))[0], expected, 1e-5)
+        assert set(model.compile_cache) == compiled, dtype
 
 
 @pytest.mark.parametrize("mode", ["pynative", "pynative-compiled", "graph"])

@@ -776,6 +776,10 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
                     f"`timestep` must be a number, or a tensor / array / list of numbers, got {timestep!r:.80}."
                 )
             timestep = ms.Tensor(values.astype(np.float32))
+        elif timestep.dtype != ms.float32:
+            # upstream's sinusoidal embedding starts with `timesteps.float()`: cast here, so that a timestep of another
+            # dtype reuses the compiled graph of float32 ones instead of compiling another
+            timestep = timestep.astype(ms.float32)
         if timestep.ndim == 0:
             timestep = timestep.reshape(1)
         if timestep.ndim != 1 or timestep.shape[0] not in (1, hidden_states.shape[0]):
