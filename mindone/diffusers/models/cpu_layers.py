@@ -27,7 +27,8 @@ other devices they run MindSpore's kernels; on CPU (decided at construction: the
 - Nearest 2x upsampling + 3x3 convolution (the decoder's upsamplers), CPU with the composite convolution: four 2x2
   convolutions of the low-resolution input, one per output phase (4/9 of the multiplies, no upsampled copy).
 - GroupNorm, CPU: on large inputs the kernel is ~5x slower than torch's -> two-pass group statistics with GEMV
-  reductions (accurate like torch's) and normalisation + affine as one inference `ops.batch_norm`.
+  reductions over short blocks, summed in float64 (accurate like torch's, flat images included) and normalisation +
+  affine as one inference `ops.batch_norm`.
 - PadV3 (`ops.pad`), CPU: ~10x slower than copying -> zero padding by concatenation.
 - Broadcasting Mul / Add, CPU: slow in PyNative and holding output-sized buffers per kernel in compiled graphs ->
   `broadcast_mul` / `broadcast_add` tile the smaller operand first.
@@ -555,6 +556,22 @@ def upsample_conv_cpu(x: ms.Tensor, conv: Conv2d) -> ms.Tensor:
     return _upsample_nearest2x_conv2d_jit(x, _arg(conv.weight), _arg(conv.bias))
 
 
+# A float32 GEMV over a long row rounds coherently where the values are alike (a flat image's activations: 1e-5 off over
+# 64k terms, torch's cascade sum 1e-7), and a flat group norm divides its mean's error by a small deviation
+ROW_SUM_BLOCK = 16
+
+
+def _row_sums(x: ms.Tensor) -> ms.Tensor:
+    """Float64 sums of the rows of a float32 `(rows, n)` tensor: float32 GEMVs over blocks of at most `ROW_SUM_BLOCK`
+    elements (exact or nearly for alike values), the blocks' sums added in float64 (n / block elements per row)."""
+    rows, n = x.shape
+    block = min(n, ROW_SUM_BLOCK)
+    while n % block:  # the largest divisor of n up to ROW_SUM_BLOCK
+        block -= 1
+    partial = mint.matmul(x.reshape(rows * (n // block), block), mint.ones((block, 1), dtype=x.dtype))
+    return partial.reshape(rows, n // block).astype(ms.float64).sum(axis=1)
+
+
 def group_norm_cpu(x: ms.Tensor, num_groups: int, weight: Optional[ms.Tensor], bias: Optional[ms.Tensor], eps: float):
     """`torch.nn.functional.group_norm` from GEMV reductions and one inference batch norm (fast CPU kernels)."""
     shape = x.shape
@@ -567,11 +584,10 @@ def group_norm_cpu(x: ms.Tensor, num_groups: int, weight: Optional[ms.Tensor], b
     b, c = shape[0], shape[1]
     groups = b * num_groups
     n = x.size // groups
-    ones = mint.ones((n, 1), dtype=x.dtype)
     xg = x.reshape(groups, n)
-    mean = mint.matmul(xg, ones).reshape(groups) / n
+    mean = (_row_sums(xg) / n).astype(ms.float32)
     centered = ops.bias_add(xg.reshape(1, groups, n), -mean)
-    var = mint.matmul(mint.square(centered).reshape(groups, n), ones).reshape(groups) / n
+    var = (_row_sums(mint.square(centered).reshape(groups, n)) / n).astype(ms.float32)
     # per-channel statistics of the (1, b * c, -1, 1) view: each group's mean / var repeated over its channels
     per_group = c // num_groups
     mean_c = mean.reshape(groups, 1).broadcast_to((groups, per_group)).reshape(b * c)
