@@ -475,11 +475,7 @@ class Attention(nn.Cell):
         """
         if image_rotary_emb is None and base_sequence_length is None:
             return self.processor(self, hidden_states, encoder_hidden_states, attention_mask)
+        # positional, as the cells' calls in compiled graphs (see `Lumina2TransformerBlock.construct`)
         return self.processor(
-            self,
-            hidden_states,
-            encoder_hidden_states,
-            attention_mask,
-            image_rotary_emb=image_rotary_emb,
-            base_sequence_length=base_sequence_length,
+            self, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb, base_sequence_length
         )

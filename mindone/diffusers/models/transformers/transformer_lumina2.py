@@ -258,12 +258,9 @@ class Lumina2TransformerBlock(ReleasesHeapAfterCompile, nn.Cell):
     ) -> ms.Tensor:
         if self.modulation:
             norm_hidden_states, gate_msa, scale_mlp, gate_mlp = self.norm1(hidden_states, temb)
-            attn_output = self.attn(
-                hidden_states=norm_hidden_states,
-                encoder_hidden_states=norm_hidden_states,
-                attention_mask=attention_mask,
-                image_rotary_emb=image_rotary_emb,
-            )
+            # positional: MindSpore 2.10 never frees a cell that a compiled graph called with keyword arguments (a
+            # deleted model kept its weights)
+            attn_output = self.attn(norm_hidden_states, norm_hidden_states, attention_mask, image_rotary_emb)
             # gate * x as x * gate with the gate tiled (`broadcast_mul`): the same products, fast on CPU
             hidden_states = hidden_states + broadcast_mul(
                 self.norm2(attn_output), tanh(gate_msa.unsqueeze(1), self.tanh_in_float64)
@@ -274,12 +271,7 @@ class Lumina2TransformerBlock(ReleasesHeapAfterCompile, nn.Cell):
             )
         else:
             norm_hidden_states = self.norm1(hidden_states)
-            attn_output = self.attn(
-                hidden_states=norm_hidden_states,
-                encoder_hidden_states=norm_hidden_states,
-                attention_mask=attention_mask,
-                image_rotary_emb=image_rotary_emb,
-            )
+            attn_output = self.attn(norm_hidden_states, norm_hidden_states, attention_mask, image_rotary_emb)
             hidden_states = hidden_states + self.norm2(attn_output)
             mlp_output = self.feed_forward(self.ffn_norm1(hidden_states))
             hidden_states = hidden_states + self.ffn_norm2(mlp_output)

@@ -571,11 +571,9 @@ class Gemma2DecoderLayer(nn.Cell):
         hidden_states = self.input_layernorm(hidden_states)
 
         # Self Attention
-        hidden_states, attn_weights = self.self_attn(
-            hidden_states=hidden_states,
-            position_embeddings=position_embeddings,
-            attention_mask=attention_mask,
-        )
+        # positional: MindSpore 2.10 never frees a cell that a compiled graph called with keyword arguments (a
+        # deleted model kept its weights)
+        hidden_states, attn_weights = self.self_attn(hidden_states, position_embeddings, attention_mask)
         hidden_states = self.post_attention_layernorm(hidden_states)
         hidden_states = residual + hidden_states
 
