@@ -153,6 +153,11 @@ class CellUtilsMixin(ReleasesHeapAfterCompile, nn.Cell):
         super().__init__(*args, **kwargs)
         _LIVE_MODELS.add(self)
 
+    def __setstate__(self, state):
+        # `copy.deepcopy` builds the copy without `__init__`
+        super().__setstate__(state)
+        _LIVE_MODELS.add(self)
+
     def __setattr__(self, name: str, value: Any) -> None:
         # a sub-cell replaced (`set_input_embeddings`, `model.norm = ...`) or a graph option changed after a first
         # call: the graphs compiled before would go on with the old one

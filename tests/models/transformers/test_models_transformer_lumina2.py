@@ -262,13 +262,19 @@ class _TorchNegatedProcessor(TorchLumina2AttnProcessor):
         return -super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb, base_sequence_length)  # fmt: skip
 
 
+@pytest.mark.parametrize("copied", [False, True], ids=["model", "deepcopy"])
 @pytest.mark.parametrize("path", ["graph", "jit", "pynative-compiled"])
-def test_set_processor_after_a_compiled_call(path, monkeypatch):
+def test_set_processor_after_a_compiled_call(path, copied, monkeypatch):
     # a graph compiled before folded in the old processor: `set_processor` on a layer recompiles the graphs of the
-    # layer and of the model holding it (the first layer's graph is the one its kind of block shares)
+    # layer and of the model holding it (the first layer's graph is the one its kind of block shares); also on a
+    # `copy.deepcopy` of the model (built without `__init__`)
+    import copy
+
     from mindone.diffusers.models.transformers import transformer_lumina2
 
     torch_model, model = _twins(TINY)
+    if copied:
+        model = copy.deepcopy(model)
     inputs = _inputs(TINY, 2, (8, 6), (7, 3), 9)
     monkeypatch.setattr(transformer_lumina2, "COMPILE_ON_CPU_ELEMENTS", 1 if path == "pynative-compiled" else 1 << 40)
     if path == "jit":
