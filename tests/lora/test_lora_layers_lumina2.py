@@ -832,3 +832,37 @@ def test_dict_of_weights_matches_diffusers(tmp_path):
         for m in (model, torch_model):
             m.set_adapters(["b"], weights=[weights])
         assert_close(run_ms(model, inputs), run_torch(torch_model, inputs), TOL, f"weights {weights}")
+
+
+def test_lora_keeps_the_parameter_prefix_of_a_wrapping_cell(tmp_path):
+    # MindSpore prefixes the parameters of a model held by a user cell (`self.a = model`: `a.x_embedder.weight`);
+    # loading, fusing and deleting adapters keep that prefix, so two models in one cell keep distinct names (the same
+    # names clash when the cell compiles, and `ms.save_checkpoint(cell)` wrote one parameter of each name)
+    directory = make_lora_dir(tmp_path, "a", seed=1)
+
+    class Two(ms.nn.Cell):
+        def __init__(self, a, b):
+            super().__init__()
+            self.a = a
+            self.b = b
+
+    wrapper = Two(make_twins(seed=0)[1], make_twins(seed=1)[1])
+    for step in ("load", "fuse", "unfuse", "delete"):
+        for prefix in ("a", "b"):
+            model = getattr(wrapper, prefix)
+            if step == "load":
+                model.load_lora_adapter(directory, adapter_name="x")
+            elif step == "fuse":
+                model.fuse_lora()
+            elif step == "unfuse":
+                model.unfuse_lora()
+            else:
+                model.delete_adapters("x")
+            names = [(name, param.name) for name, param in model.parameters_and_names()]
+            assert all(param_name == f"{prefix}.{name}" for name, param_name in names), (step, names[:3])
+        all_names = [param.name for param in wrapper.get_parameters()]
+        assert len(all_names) == len(set(all_names)), step
+    # a model on its own keeps its structural names
+    model = make_twins()[1]
+    model.load_lora_adapter(directory, adapter_name="x")
+    assert all(param.name == name for name, param in model.parameters_and_names())

@@ -23,7 +23,7 @@ included for the run-time `scale` of `attention_kwargs`."""
 import contextlib
 import re
 import warnings
-from collections import namedtuple
+from collections import Counter, namedtuple
 from collections.abc import Mapping
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -362,10 +362,19 @@ def set_parameter_data(param: ms.Parameter, tensor: ms.Tensor) -> bool:
 
 def _sync_parameter_names(model: nn.Cell) -> None:
     """Give every parameter its structural name: MindSpore renames a parameter with the attribute name each time its
-    cell is assigned to a parent, so wrapping and unwrapping layers would leave short, duplicated names."""
-    for name, param in model.parameters_and_names():
-        if param.name != name:
-            param.name = name
+    cell is assigned to a parent, so wrapping and unwrapping layers would leave short, duplicated names. The prefix a
+    parent cell gave the model's parameters (a user cell holding it as `self.a`: `a.`) is kept, read off the
+    parameters that still carry it: two such models in one cell would otherwise share names."""
+    named = list(model.parameters_and_names())
+    prefixes = Counter(
+        param.name[: len(param.name) - len(name)]
+        for name, param in named
+        if param.name == name or param.name.endswith("." + name)
+    )
+    prefix = prefixes.most_common(1)[0][0] if prefixes else ""
+    for name, param in named:
+        if param.name != prefix + name:
+            param.name = prefix + name
 
 
 def _structural_change(model: nn.Cell) -> None:
