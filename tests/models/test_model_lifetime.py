@@ -47,7 +47,8 @@ def test_a_deleted_model_is_freed_after_a_compiled_call(build, mode, monkeypatch
             cls = Lumina2Transformer2DModel if build is _lumina2 else Gemma2Model
             monkeypatch.setattr(cls, "construct", ms.jit(cls.construct))
         model, cells = build(mode, monkeypatch)
-        assert mode == "pynative-compiled" or model.compile_cache or mode == "jit"
+        if mode != "jit":  # (an `ms.jit` function keeps no `compile_cache`)
+            assert any(cell.compile_cache for _, cell in model.cells_and_names())
         refs = [weakref.ref(cell) for cell in cells]
         del model, cells
         gc.collect()
