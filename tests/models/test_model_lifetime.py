@@ -7,7 +7,6 @@ import weakref
 
 import numpy as np
 import pytest
-from transformers import Gemma2Config
 
 import mindspore as ms
 
@@ -16,6 +15,8 @@ from mindone.diffusers.models.transformers import transformer_lumina2
 from mindone.transformers import Gemma2Model
 from mindone.transformers.models.gemma2 import modeling_gemma2
 from tests.models.transformers.test_models_transformer_lumina2 import TINY, _inputs
+from tests.transformers.test_modeling_gemma2 import TINY as GEMMA2_TINY
+from tests.transformers.test_modeling_gemma2 import make_config
 
 MODES = ["pynative-compiled", "graph", "jit"]
 
@@ -29,11 +30,7 @@ def _lumina2(mode, monkeypatch):
 
 def _gemma2(mode, monkeypatch):
     monkeypatch.setattr(modeling_gemma2, "COMPILE_ON_CPU_ELEMENTS", 1 if mode == "pynative-compiled" else 1 << 40)
-    config = Gemma2Config(
-        vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
-    )  # fmt: skip
-    model = Gemma2Model(config)
+    model = Gemma2Model(make_config(**GEMMA2_TINY))
     model(ms.Tensor(np.arange(18).reshape(2, 9) % 99))
     return model, [model.layers[0], model.layers[0].self_attn]
 
