@@ -69,6 +69,13 @@ def scaled_dot_product_attention(
     return _attention_math(query, key, value, attn_mask, scale)
 
 
+def _additive_mask(mask: ms.Tensor) -> ms.Tensor:
+    # a boolean mask as 0 / -3e38 (a large finite negative instead of -inf: the same result for rows with at least one
+    # kept key). Arithmetic, not `mint.where(mask, 0-d, 0-d)`: MindSpore 2.9 (and earlier) compiles that wrongly when
+    # the mask is a constant of the graph (a 0-d result, the kernel writing past it)
+    return (mask.astype(ms.float32) - 1.0) * 3.0e38
+
+
 # query rows per chunk of `_attention_chunks`: one chunk's float32 scores hold at most this many elements (16 MiB)
 ATTENTION_CHUNK_ELEMENTS = 1 << 22
 # at most this many chunks per call (larger chunks beyond it): each chunk, ordered after the previous one, adds to the
@@ -111,7 +118,7 @@ def _attention_chunks(query, key, value, attn_mask, scale):
     key_bias, mask = None, None
     if attn_mask is not None:
         if attn_mask.dtype == ms.bool_:
-            attn_mask = mint.where(attn_mask, ms.Tensor(0.0, ms.float32), ms.Tensor(-3.0e38, ms.float32))
+            attn_mask = _additive_mask(attn_mask)
         attn_mask = attn_mask.astype(ms.float32)
         if attn_mask.ndim == 4 and attn_mask.shape[1] == 1 and attn_mask.shape[2] == 1:
             key_bias = attn_mask.broadcast_to((batch, 1, 1, kv_len))
@@ -196,9 +203,8 @@ def _attention_math(query, key, value, attn_mask, scale):
     scores = _batch_matmul_nt(query, key).astype(ms.float32) * scale
     if attn_mask is not None:
         if attn_mask.dtype == ms.bool_:
-            # as an additive mask: a large finite negative instead of -inf, identical result for rows with at least
-            # one kept key; adding the small (B, 1, L or 1, S) bias is ~2x faster than a `where` over the scores on CPU
-            attn_mask = mint.where(attn_mask, ms.Tensor(0.0, ms.float32), ms.Tensor(-3.0e38, ms.float32))
+            # adding the small (B, 1, L or 1, S) bias is ~2x faster than a `where` over the scores on CPU
+            attn_mask = _additive_mask(attn_mask)
         scores = scores + attn_mask.astype(ms.float32)
     probs = mint.softmax(scores, dim=-1).astype(value.dtype)
     return mint.matmul(probs, value).astype(dtype)

@@ -736,12 +736,13 @@ class Gemma2Model(Gemma2PreTrainedModel):
         if packed_sequence_ids is not None:
             same_sequence = packed_sequence_ids[:, None, :, None] == packed_sequence_ids[:, None, None, :]
             allowed = mint.logical_and(allowed, same_sequence)
-        zero = ms.Tensor(0.0, dtype)
-        masked = ms.Tensor(_dtype_min(dtype), dtype)
-        full_mask = mint.where(allowed, zero, masked)
+        # 0 / dtype min by arithmetic, not `mint.where(allowed, 0-d, 0-d)`: MindSpore 2.9 (and earlier) compiles that
+        # wrongly when `allowed` is a constant of the graph (bidirectional without a padding mask)
+        masked = -_dtype_min(dtype)
+        full_mask = (allowed.astype(dtype) - 1) * masked
         sliding_mask = full_mask
         if self.has_sliding_layers:
-            sliding_mask = mint.where(mint.logical_and(allowed, in_window[None, None]), zero, masked)
+            sliding_mask = (mint.logical_and(allowed, in_window[None, None]).astype(dtype) - 1) * masked
         return full_mask, sliding_mask
 
     def construct(
