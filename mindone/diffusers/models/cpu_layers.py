@@ -302,6 +302,16 @@ def call_shared_graph(cell: nn.Cell, *args):
             param.set_data(data)
 
 
+class RunsSharedGraph:
+    """A cell that, inside `shared_graphs` (the compiled CPU path of a model's large calls), runs as a compiled graph
+    (`call_shared_graph`) when called with positional arguments, and as a plain cell otherwise."""
+
+    def __call__(self, *args, **kwargs):
+        if "_graph_template" in self.__dict__ and not kwargs:
+            return call_shared_graph(self, *args)
+        return super().__call__(*args, **kwargs)
+
+
 def compile_this_call(cell: nn.Cell, elements: int, threshold: float) -> bool:
     """Whether a call of `cell` runs compiled (`cell.compile_and_run`, `shared_graphs`): in PyNative, for inference
     (training stays op by op, and so does a call under `ms.grad`: PyNative does not differentiate a `compile_and_run`

@@ -25,7 +25,7 @@ import mindspore as ms
 from mindspore import Parameter, mint, nn, ops
 
 from .cpu_layers import GroupNorm as GroupNorm  # mindone.diffusers has its GroupNorm cell here
-from .cpu_layers import Linear, _on_cpu, broadcast_add, broadcast_mul, mean_last_axis
+from .cpu_layers import Linear, RunsSharedGraph, _on_cpu, broadcast_add, broadcast_mul, mean_last_axis
 
 
 class LayerNorm(nn.Cell):
@@ -138,7 +138,7 @@ class LuminaRMSNormZero(nn.Cell):
         return x, gate_msa, scale_mlp, gate_mlp
 
 
-class LuminaLayerNormContinuous(nn.Cell):
+class LuminaLayerNormContinuous(RunsSharedGraph, nn.Cell):
     def __init__(
         self,
         embedding_dim: int,

@@ -366,10 +366,14 @@ def test_pynative_cpu_compiles_large_calls(monkeypatch):
     monkeypatch.setattr(transformer_lumina2, "COMPILE_ON_CPU_ELEMENTS", batch * tokens * TINY["hidden_size"] + 1)
     eager = _run_ours(model, inputs)[0]  # one element under the threshold: op by op
     assert _compiled_blocks(model) == []
+    assert not model.time_caption_embed.compile_cache and not model.norm_out.compile_cache
     # at the threshold: the first block of each list compiled, the second joint block runs its graph
     monkeypatch.setattr(transformer_lumina2, "COMPILE_ON_CPU_ELEMENTS", batch * tokens * TINY["hidden_size"])
     compiled = _run_ours(model, inputs)[0]
     assert sorted(_compiled_blocks(model)) == ["context_refiner.0", "layers.0", "noise_refiner.0"]
+    # the time / caption embedding and the output layer run compiled too: op by op, MindSpore's CPU MatMul / ReduceSum
+    # kernels keep memory at each launch
+    assert model.time_caption_embed.compile_cache and model.norm_out.compile_cache
     # the next call runs the same graphs: a compiled block still shares with the blocks that never compiled (MindSpore
     # sets `current_phase` on a cell that compiles: counted in the signature, each call compiled one more block)
     graphs = {name: set(cell.compile_cache) for name, cell in model.cells_and_names()}
@@ -383,7 +387,13 @@ def test_pynative_cpu_compiles_large_calls(monkeypatch):
     # that lends its graph and of one that borrows it
     other = _inputs(TINY, *CASES["b1_padded_caption_odd_grid"], seed=1)
     assert_close(_run_ours(model, other)[0], _run_torch(torch_model, other), 1e-5, what="compiled, other inputs")
-    for name in ("layers.0.feed_forward.linear_1.weight", "layers.1.attn.to_q.weight", "x_embedder.weight"):
+    for name in (
+        "layers.0.feed_forward.linear_1.weight",
+        "layers.1.attn.to_q.weight",
+        "x_embedder.weight",
+        "time_caption_embed.timestep_embedder.linear_1.weight",
+        "norm_out.linear_2.weight",
+    ):
         weight = dict(model.parameters_and_names())[name]
         weight.set_data(weight * 2)
         with torch.no_grad():

@@ -42,10 +42,10 @@ from ..attention_processor import Attention, flash_attention_applies, scaled_dot
 from ..cpu_layers import (
     Linear,
     ReleasesHeapAfterCompile,
+    RunsSharedGraph,
     _on_cpu,
     blocks_compiled_this_call,
     broadcast_mul,
-    call_shared_graph,
     check_batch_inputs,
     check_cpu_compute_dtype,
     check_input_dtype,
@@ -60,19 +60,20 @@ logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 # PyNative on CPU, inference: from this many elements in the joint token sequence (batch x tokens x hidden size), the
 # transformer blocks run as compiled graphs, one graph per kind of block shared by the blocks of that kind
-# (`cpu_layers.shared_graphs`); the embeddings and the output layer stay op by op. Op by op, MindSpore's asynchronous
-# launch queue spins on a core the kernels need and every op pays Python dispatch: the real-width 2+2+2-layer benchmark
-# took 1.9x torch's time, compiled ~0.95x. `float("inf")` keeps every call op by op. In GRAPH_MODE on CPU, such a
-# call also compiles one graph per kind of block (and one per other sub-cell) instead of one graph of the whole model,
-# which cost 1.07x torch's peak memory against 1.00x (`cpu_layers.blocks_compiled_this_call`); `float("inf")` keeps
-# the whole-model graph. The pipeline calls the transformer once per guidance branch (batch 1 for one image): at real
-# width a 512x512 call has ~1100 tokens (2.5M elements), 256x256 ~350; op by op, a 512x512 call of the 2+2+2-layer
-# model took 10.4 s, compiled 4.6 s after a first call of ~11 s (the graphs of the three kinds of blocks), so the
-# threshold is low: 228 tokens at width 2304, while the tiny test and demo models (widths 8 to 32) stay op by op.
+# (`cpu_layers.shared_graphs`), and so do the time / caption embedding and the output layer. Op by op, MindSpore's
+# asynchronous launch queue spins on a core the kernels need and every op pays Python dispatch: the real-width
+# 2+2+2-layer benchmark took 1.9x torch's time, compiled ~0.95x. `float("inf")` keeps every call op by op. In
+# GRAPH_MODE on CPU, such a call also compiles one graph per kind of block (and one per other sub-cell) instead of one
+# graph of the whole model, which cost 1.07x torch's peak memory against 1.00x
+# (`cpu_layers.blocks_compiled_this_call`); `float("inf")` keeps the whole-model graph. The pipeline calls the
+# transformer once per guidance branch (batch 1 for one image): at real width a 512x512 call has ~1100 tokens (2.5M
+# elements), 256x256 ~350; op by op, a 512x512 call of the 2+2+2-layer model took 10.4 s, compiled 4.6 s after a first
+# call of ~11 s (the graphs of the three kinds of blocks), so the threshold is low: 228 tokens at width 2304, while the
+# tiny test and demo models (widths 8 to 32) stay op by op.
 COMPILE_ON_CPU_ELEMENTS = 1 << 19
 
 
-class Lumina2CombinedTimestepCaptionEmbedding(nn.Cell):
+class Lumina2CombinedTimestepCaptionEmbedding(RunsSharedGraph, nn.Cell):
     def __init__(
         self,
         hidden_size: int = 4096,
@@ -192,7 +193,7 @@ class Lumina2AttnProcessor2_0:
         return hidden_states
 
 
-class Lumina2TransformerBlock(ReleasesHeapAfterCompile, nn.Cell):
+class Lumina2TransformerBlock(RunsSharedGraph, ReleasesHeapAfterCompile, nn.Cell):
     def __init__(
         self,
         dim: int,
@@ -242,12 +243,6 @@ class Lumina2TransformerBlock(ReleasesHeapAfterCompile, nn.Cell):
 
         self.norm2 = RMSNorm(dim, eps=norm_eps)
         self.ffn_norm2 = RMSNorm(dim, eps=norm_eps)
-
-    def __call__(self, *args, **kwargs):
-        # inside a model forward that takes the compiled PyNative CPU path: the graph shared by the blocks alike
-        if "_graph_template" in self.__dict__ and not kwargs:
-            return call_shared_graph(self, *args)
-        return super().__call__(*args, **kwargs)
 
     def construct(
         self,
@@ -784,8 +779,16 @@ class Lumina2Transformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromO
         with scaled_lora_layers(self, lora_scale):
             batch_size, _, height, width = hidden_states.shape
             tokens = encoder_hidden_states.shape[1] + (height // self.patch_size) * (width // self.patch_size)
-            # a large call runs its blocks compiled, one graph per kind of block; embeddings and output layer op by op
-            blocks = (self.context_refiner, self.noise_refiner, self.layers)
+            # a large call runs its blocks compiled, one graph per kind of block, and the time / caption embedding and
+            # the output layer as graphs too: run op by op, MindSpore 2.10's MatMul / ReduceSum / Softmax CPU kernels
+            # keep ~1-2 kB each per launch (0.3 MB per call of the real-width model; compiled graphs do not)
+            blocks = (
+                self.context_refiner,
+                self.noise_refiner,
+                self.layers,
+                [self.time_caption_embed],
+                [self.norm_out],
+            )
             compiled = blocks_compiled_this_call(self, batch_size * tokens * self.hidden_size, COMPILE_ON_CPU_ELEMENTS)
             with shared_graphs(*blocks) if compiled else contextlib.nullcontext():
                 if compiled and ms.get_context("mode") == ms.GRAPH_MODE:
