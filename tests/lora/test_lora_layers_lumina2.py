@@ -213,7 +213,8 @@ def test_adapter_weights_reloaded_under_jit():
 def test_compiled_blocks_with_lora_on_some_layers(tmp_path, monkeypatch):
     """Compiled PyNative CPU path: blocks share a graph only with blocks of the same structure. With a LoRA on both
     joint blocks they share one graph, each block with its own LoRA weights; with a second LoRA on one block only,
-    each compiles its own. Both as diffusers and as op by op."""
+    each compiles its own; a LoRA on the time / caption embedding and the output layer too. Both as diffusers and as
+    op by op."""
     from mindone.diffusers.models.transformers import transformer_lumina2
 
     torch_model, model = make_twins()
@@ -241,6 +242,16 @@ def test_compiled_blocks_with_lora_on_some_layers(tmp_path, monkeypatch):
         for m in (model, torch_model):
             m.set_adapters(adapters)
         check(f"{adapters}, one on block 1 only", [0, 1])
+    # the time / caption embedding and the output layer (compiled on their own in such calls) with a LoRA
+    edges = ["norm_out.linear_1", "time_caption_embed.caption_embedder.1"]
+    add_torch_lora(torch_model, "edges", seed=3, targets=edges)
+    model.load_lora_adapter(
+        os.path.dirname(save_torch_lora(torch_model, "edges", str(tmp_path / "edges"))), adapter_name="edges"
+    )
+    for m in (model, torch_model):
+        m.set_adapters(["all", "one", "edges"])
+    check("LoRA on the embedding and the output layer too", [0, 1])
+    assert model.time_caption_embed.compile_cache and model.norm_out.compile_cache
 
 
 def test_load_without_metadata_and_from_a_dict(tmp_path):
