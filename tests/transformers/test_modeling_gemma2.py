@@ -377,6 +377,40 @@ def test_bidirectional_attention(layer_types, graph_mode_param):
         del ms_model.config.is_causal
 
 
+def _custom_masks(batch, heads, seq_len, seed):
+    """Random 4D masks as transformers takes them (added to the scores as they are): `allowed` (batch, heads, q, k),
+    a row of which is fully masked, its additive form, and finite biases."""
+    rng = np.random.default_rng(seed)
+    allowed = rng.random((batch, heads, seq_len, seq_len)) < 0.6
+    allowed[..., np.arange(seq_len), np.arange(seq_len)] = True
+    allowed[0, :, 2, :] = False  # a fully masked query row: uniform weights, as transformers' additive minimum gives
+    additive = np.where(allowed, 0.0, np.finfo(np.float32).min).astype(np.float32)
+    biases = rng.normal(0.0, 2.0, (batch, heads, seq_len, seq_len)).astype(np.float32)
+    return allowed, additive, biases
+
+
+@pytest.mark.parametrize("heads", [1, TINY["num_attention_heads"]])
+def test_custom_4d_masks(heads, graph_mode_param):
+    """A 4D floating-point `attention_mask` is added to the scores of every layer as it is (no causal or
+    sliding-window mask added), as transformers does; one sample's mask broadcasts over the batch."""
+    torch_model, ms_model = make_pair(make_config(**TINY), seed=21)
+    ids, _ = random_inputs(2, 9, TINY["vocab_size"], seed=21)
+    allowed, additive, biases = _custom_masks(2, heads, 9, seed=21)
+    for mask in (additive, biases, biases[:1], additive + biases, additive.astype(np.float64)):
+        expected = run_torch(torch_model, ids, mask, output_attentions=True)
+        actual = run_ms(ms_model, ids, mask, output_attentions=True)
+        assert_hidden_states_match(actual, expected)
+        assert max(rel_l2(a, e) for a, e in zip(actual.attentions, expected.attentions)) <= TOL
+    # not causal: the output differs from the causal one; masked keys get no weight, the fully masked row is uniform
+    assert rel_l2(run_torch(torch_model, ids, additive).last_hidden_state, run_torch(torch_model, ids)[0]) > 1e-2
+    attn = [to_numpy(a) for a in run_ms(ms_model, ids, additive, output_attentions=True).attentions]
+    masked = ~allowed
+    masked[0, :, 2, :] = False
+    for layer in attn:
+        assert np.all(layer[np.broadcast_to(masked, layer.shape)] == 0)
+        np.testing.assert_allclose(layer[0, :, 2, :], 1.0 / 9, rtol=1e-6)
+
+
 ROPE_SCALINGS = {
     "linear": {"rope_type": "linear", "rope_theta": 1000.0, "factor": 2.5},
     "yarn": {"rope_type": "yarn", "rope_theta": 1000.0, "factor": 4.0, "original_max_position_embeddings": 16},
@@ -1047,8 +1081,16 @@ def test_input_errors(tiny_pair):
         model(ms.Tensor(np.array([[5.0, 6.0]], np.float32)))
     with pytest.raises(TypeError, match=r"`input_ids` must be a mindspore.Tensor .*, got torch.Tensor\."):
         model(torch.tensor([[5, 6]]))
-    with pytest.raises(ValueError, match=r"`attention_mask` must be .*\(1, 3\), got shape \(1, 4\)"):
+    with pytest.raises(ValueError, match=r"`attention_mask` must be .*\(1, 3\) or a 4D mask.*got shape \(1, 4\)"):
         model(ids, attention_mask=ms.Tensor(np.ones((1, 4), np.int64)))
+    for shape in [(1, 1, 3, 4), (2, 1, 3, 3), (1, 3, 3, 3)]:
+        with pytest.raises(ValueError, match=r"A 4D `attention_mask` must have shape \(1, 1 or 4, 3, 3\)"):
+            model(ids, attention_mask=ms.Tensor(np.ones(shape, np.bool_)))
+    for dtype in (np.bool_, np.int64):
+        with pytest.raises(TypeError, match=r"A 4D `attention_mask` must be floating point, .*\(allowed.astype"):
+            model(ids, attention_mask=ms.Tensor(np.ones((1, 1, 3, 3), dtype)))
+    with pytest.raises(TypeError, match="A dictionary of masks per layer type .* is not supported"):
+        model(ids, attention_mask={"full_attention": ms.Tensor(np.zeros((1, 1, 3, 3), np.float32))})
     with pytest.raises(ValueError, match=r"`position_ids` must have shape"):
         model(ids, position_ids=ms.Tensor(np.arange(4).reshape(1, 4)))
     with pytest.raises(ValueError, match=r"`inputs_embeds` must have shape \(batch_size, sequence_length, 32\)"):

@@ -16,7 +16,8 @@
 
 Adapted from transformers v5.24 `models/gemma2/modeling_gemma2.py`; MindSpore changes: the base model only (no
 generation, no KV cache, no LM head), the eager attention math written inline (fp32 softmax, logit soft-capping), the
-2D padding mask expanded inside `construct` (causal, padding and sliding-window masks as `masking_utils.eager_mask`),
+2D padding mask expanded inside `construct` (causal, padding and sliding-window masks as `masking_utils.eager_mask`;
+a 4D mask is used as it is),
 input checks and output packing in `Gemma2Model.__call__` so that `construct` compiles in GRAPH_MODE, and
 `output_hidden_states` collected directly instead of through forward hooks.
 """
@@ -719,9 +720,14 @@ class Gemma2Model(Gemma2PreTrainedModel):
         """2D padding mask -> the additive 4D masks of the full and sliding layers (`masking_utils.eager_mask`): 0
         where a query may attend a key, the dtype minimum elsewhere, shape `(batch or 1, 1, seq, seq)`. Causal, or
         bidirectional with `is_causal=False` (`create_bidirectional_mask`, sliding `|q - k| <= window`); keys of
-        another packed sequence (`packed_sequence_ids`, one id per token) are masked too."""
+        another packed sequence (`packed_sequence_ids`, one id per token) are masked too. A 4D mask (floating point,
+        additive) is the caller's own, used by every layer as it is, as transformers does (`_preprocess_mask_arguments`
+        returns it unchanged)."""
         seq_len = inputs_embeds.shape[1]
         dtype = inputs_embeds.dtype
+        if attention_mask is not None and attention_mask.ndim == 4:
+            custom = attention_mask.astype(dtype)
+            return custom, custom
         q_idx = ops.arange(seq_len).reshape(seq_len, 1)
         kv_idx = ops.arange(seq_len).reshape(1, seq_len)
         if is_causal:
@@ -816,7 +822,10 @@ class Gemma2Model(Gemma2PreTrainedModel):
             input_ids (`ms.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
                 Indices of input sequence tokens in the vocabulary (integers in `[0, vocab_size)`).
             attention_mask (`ms.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
-                Mask to avoid attending to padding tokens: 1 (or `True`) for tokens to attend, 0 for padding.
+                Mask to avoid attending to padding tokens: 1 (or `True`) for tokens to attend, 0 for padding. Or, as
+                in transformers, a custom 4D mask of shape `(batch_size or 1, 1 or num_heads, sequence_length,
+                sequence_length)` that every layer uses as it is (no causal or sliding-window mask is added): floating
+                point, added to the attention scores (0 to attend, a large negative value to mask).
             position_ids (`ms.Tensor` of shape `(batch_size or 1, sequence_length)`, *optional*):
                 Positions of the tokens for the rotary embeddings. Defaults to `0 .. sequence_length - 1`.
             inputs_embeds (`ms.Tensor` of shape `(batch_size, sequence_length, hidden_size)`, *optional*):
@@ -937,6 +946,11 @@ class Gemma2Model(Gemma2PreTrainedModel):
     def _check_inputs(self, input_ids, attention_mask, position_ids, inputs_embeds):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        if isinstance(attention_mask, dict):
+            raise TypeError(
+                "A dictionary of masks per layer type (transformers' prepared `causal_mask_mapping`) is not "
+                "supported: pass one 2D padding mask, or one 4D mask that every layer uses."
+            )
         input_ids = _as_tensor(input_ids, "input_ids")
         attention_mask = _as_tensor(attention_mask, "attention_mask")
         position_ids = _as_tensor(position_ids, "position_ids")
@@ -975,10 +989,13 @@ class Gemma2Model(Gemma2PreTrainedModel):
         check_batch_inputs(
             self, **({"input_ids": input_ids} if input_ids is not None else {"inputs_embeds": inputs_embeds})
         )
-        if attention_mask is not None and tuple(attention_mask.shape) != (batch_size, seq_len):
+        if attention_mask is not None and attention_mask.ndim == 4:
+            self._check_custom_mask(attention_mask, batch_size, seq_len)
+        elif attention_mask is not None and tuple(attention_mask.shape) != (batch_size, seq_len):
             raise ValueError(
                 f"`attention_mask` must be a 2D padding mask of shape (batch_size, sequence_length) = "
-                f"{(batch_size, seq_len)}, got shape {tuple(attention_mask.shape)}."
+                f"{(batch_size, seq_len)} or a 4D mask of shape (batch_size or 1, 1 or num_heads, sequence_length, "
+                f"sequence_length), got shape {tuple(attention_mask.shape)}."
             )
         if position_ids is not None:
             if (
@@ -990,6 +1007,24 @@ class Gemma2Model(Gemma2PreTrainedModel):
                     f"`position_ids` must have shape ({batch_size} or 1, {seq_len}), got {tuple(position_ids.shape)}."
                 )
         return input_ids, attention_mask, position_ids, inputs_embeds
+
+    def _check_custom_mask(self, attention_mask, batch_size, seq_len):
+        heads = self.config.num_attention_heads
+        b, h, q, k = attention_mask.shape
+        if b not in (1, batch_size) or h not in (1, heads) or (q, k) != (seq_len, seq_len):
+            batches = "1" if batch_size == 1 else f"{batch_size} or 1"
+            head_counts = "1" if heads == 1 else f"1 or {heads}"
+            raise ValueError(
+                f"A 4D `attention_mask` must have shape ({batches}, {head_counts}, {seq_len}, {seq_len}) (batch_size, "
+                f"heads, query_length, key_length), got {tuple(attention_mask.shape)}."
+            )
+        if attention_mask.dtype not in _FLOAT_DTYPES:
+            # transformers' eager attention (Gemma2's only one) adds any 4D mask to the scores: a boolean mask as 0 / 1
+            raise TypeError(
+                f"A 4D `attention_mask` must be floating point, added to the attention scores (0 where a query may "
+                f"attend a key, a large negative value where it may not), got dtype {attention_mask.dtype}: from a "
+                f"boolean `allowed`, pass `(allowed.astype(ms.float32) - 1) * 3.4e38`."
+            )
 
 
 def _packed_sequence_ids(position_ids: np.ndarray, batch_size: int) -> Optional[ms.Tensor]:
