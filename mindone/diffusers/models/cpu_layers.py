@@ -514,13 +514,20 @@ class Conv2d(nn.Conv2d):
         self.conv_padding = padding
         self.conv_kernel = kernel_size
         self.use_im2col = _on_cpu() and kernel_size > 1 and not native_conv_is_fast()
+        self.layerwise_compute_dtype = None  # see `compute_weights`
 
     def construct(self, x: ms.Tensor) -> ms.Tensor:
+        weight, bias = compute_weights(self)
         if self.use_im2col:
             if x.size * self.conv_kernel * self.conv_kernel < SMALL_ELEMENTS * self.conv_stride * self.conv_stride:
-                return conv2d_cpu(x, self.weight, self.bias, self.conv_stride, self.conv_padding)
-            return _conv2d_cpu_jit(x, _arg(self.weight), _arg(self.bias), self.conv_stride, self.conv_padding)
-        return super().construct(x)
+                return conv2d_cpu(x, weight, bias, self.conv_stride, self.conv_padding)
+            return _conv2d_cpu_jit(x, _arg(weight), _arg(bias), self.conv_stride, self.conv_padding)
+        if self.layerwise_compute_dtype is None:
+            return super().construct(x)
+        out = self.conv2d(x, weight)
+        if bias is not None:
+            out = self.bias_add(out, bias)
+        return out
 
 
 # rows of the 2x2 phase kernels of a 3x3 kernel after nearest 2x upsampling: phase 0 sees input offsets (-1, 0) with
@@ -561,9 +568,10 @@ _upsample_nearest2x_conv2d_jit = ms.jit(upsample_nearest2x_conv2d)
 
 def upsample_conv_cpu(x: ms.Tensor, conv: Conv2d) -> ms.Tensor:
     """Nearest 2x upsampling then `conv` (3x3, stride 1, padding 1) by `upsample_nearest2x_conv2d`."""
+    weight, bias = compute_weights(conv)
     if x.size * 16 < SMALL_ELEMENTS:
-        return upsample_nearest2x_conv2d(x, conv.weight, conv.bias)
-    return _upsample_nearest2x_conv2d_jit(x, _arg(conv.weight), _arg(conv.bias))
+        return upsample_nearest2x_conv2d(x, weight, bias)
+    return _upsample_nearest2x_conv2d_jit(x, _arg(weight), _arg(bias))
 
 
 # A float32 GEMV over a long row rounds coherently where the values are alike (a flat image's activations: 1e-5 off over
@@ -643,11 +651,26 @@ class Linear(mint.nn.Linear):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.use_matmul = _on_cpu()
+        self.layerwise_compute_dtype = None  # see `compute_weights`
 
     def construct(self, x: ms.Tensor) -> ms.Tensor:
+        weight, bias = compute_weights(self)
         if not self.use_matmul:
-            return super().construct(x)
-        out = _matmul_nt(x.reshape(-1, x.shape[-1]), self.weight)
-        if self.bias is not None:
-            out = ops.bias_add(out, self.bias)
-        return out.reshape(x.shape[:-1] + (self.weight.shape[0],))
+            return self.dense(x, weight, bias)
+        out = _matmul_nt(x.reshape(-1, x.shape[-1]), weight)
+        if bias is not None:
+            out = ops.bias_add(out, bias)
+        return out.reshape(x.shape[:-1] + (weight.shape[0],))
+
+
+def compute_weights(layer: nn.Cell) -> Tuple[ms.Tensor, Optional[ms.Tensor]]:
+    """The `weight` and `bias` a `Linear` / `Conv2d` computes with: its parameters, or, under layerwise casting
+    (`ModelMixin.enable_layerwise_casting`: `layer.layerwise_compute_dtype` set), their copies in that dtype. Upstream
+    casts the module's parameters in place before its forward and back after it (a hook); a graph cannot, so the layer
+    reads cast copies (the same values: the storage dtype converts exactly into a wider compute dtype)."""
+    weight, bias = layer.weight, layer.bias
+    if layer.layerwise_compute_dtype is not None:
+        weight = weight.astype(layer.layerwise_compute_dtype)
+        if bias is not None:
+            bias = bias.astype(layer.layerwise_compute_dtype)
+    return weight, bias

@@ -303,6 +303,66 @@ class ModelMixin(CellUtilsMixin):
     def __init__(self):
         super().__init__()
 
+    @property
+    def dtype(self) -> ms.Type:
+        """The dtype of the module: under layerwise casting the compute dtype (as upstream), otherwise the dtype of its
+        first floating parameter."""
+        from ..hooks.layerwise_casting import layerwise_compute_dtype
+
+        return layerwise_compute_dtype(self) or super().dtype
+
+    def enable_layerwise_casting(
+        self,
+        storage_dtype: Optional[ms.Type] = None,
+        compute_dtype: Optional[ms.Type] = None,
+        skip_modules_pattern: Optional[tuple] = None,
+        skip_modules_classes: Optional[tuple] = None,
+        non_blocking: bool = False,
+    ) -> None:
+        r"""
+        Store the weights of the model's linear and convolution layers in `storage_dtype` and compute them in
+        `compute_dtype` (upstream's layerwise casting): less memory for the weights, some quality loss. As upstream,
+        the patterns of `DEFAULT_SKIP_MODULES_PATTERN` (normalization, patch and position embeddings), the model's
+        `_skip_layerwise_casting_patterns` and `_keep_in_fp32_modules`, and LoRA's `lora_A` / `lora_B` layers are
+        skipped unless `skip_modules_pattern` is given. It cannot be undone: load the model again for the original
+        weights.
+
+        Args:
+            storage_dtype (`ms.Type`, *optional*, defaults to `ms.float8_e4m3fn`): The dtype the weights are kept
+                in. MindSpore has no float8 cast on CPU: there use `ms.bfloat16` (or `ms.float16`).
+            compute_dtype (`ms.Type`, *optional*): The dtype the layers compute in; defaults to the model's dtype.
+            skip_modules_pattern (`tuple[str, ...]`, *optional*): Name patterns (`re.search`) of layers to skip.
+            skip_modules_classes (`tuple[type, ...]`, *optional*): Layer classes to skip.
+            non_blocking (`bool`): Accepted for upstream's signature (no effect).
+
+        ```py
+        >>> transformer = Lumina2Transformer2DModel.from_pretrained(path, subfolder="transformer")  # float32
+        >>> transformer.enable_layerwise_casting(storage_dtype=ms.bfloat16, compute_dtype=ms.float32)
+        ```
+        """
+        from ..hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN, apply_layerwise_casting
+
+        if storage_dtype is None:
+            storage_dtype = ms.float8_e4m3fn  # upstream's default (refused on CPU)
+        user_provided_patterns = skip_modules_pattern is not None
+        if not user_provided_patterns:
+            skip_modules_pattern = DEFAULT_SKIP_MODULES_PATTERN
+        skip_modules_pattern = tuple(skip_modules_pattern)
+        if self._keep_in_fp32_modules is not None:
+            skip_modules_pattern += tuple(self._keep_in_fp32_modules)
+        if self._skip_layerwise_casting_patterns is not None:
+            skip_modules_pattern += tuple(self._skip_layerwise_casting_patterns)
+        if not user_provided_patterns:
+            # as upstream, which skips PEFT's adapter layers by default (small, and kept at their precision)
+            from ...peft.tuners.lora import LoraLayer
+
+            skip_modules_pattern += tuple(LoraLayer.adapter_layer_names)
+        skip_modules_pattern = tuple(set(skip_modules_pattern))
+        if compute_dtype is None:
+            logger.info("`compute_dtype` not provided when enabling layerwise casting. Using dtype of the model.")
+            compute_dtype = self.dtype
+        apply_layerwise_casting(self, storage_dtype, compute_dtype, skip_modules_pattern, skip_modules_classes)
+
     def to(self, *args, **kwargs):
         """`.to(dtype)`: see `CellUtilsMixin.to`; warns, as upstream, when the model has modules to keep in float32."""
         if to_arguments(args, kwargs) is not None and self._keep_in_fp32_modules:

@@ -17,8 +17,6 @@ _BACKENDS = (
 MODEL_METHODS: Dict[str, str] = {
     "cpu": _NO_DEVICES,  # torch's `Module.cpu()` / `.cuda()` (diffusers' tests write `model.cpu().save_pretrained`)
     "cuda": _NO_DEVICES,
-    "enable_layerwise_casting": "cast the model with `.to(dtype)` or load it with `mindspore_dtype=`; storing weights "
-    "in one dtype and computing in another is not ported.",
     "enable_group_offload": _OFFLOAD,
     "compile_repeated_blocks": "use `ms.set_context(mode=ms.GRAPH_MODE)` or `ms.jit`; in PyNative on CPU the "
     "transformer's repeated blocks of a large call already run as one compiled graph per kind of block (see the "

@@ -125,7 +125,10 @@ class LoraLayer(BaseTunerLayer):
                 "This means that merging LoRA weights won't be possible.",
                 PeftWarning,
             )
-        dtype = base_layer.weight.dtype
+        # PEFT makes the adapter in the base weight's dtype; under diffusers' layerwise casting that is the storage
+        # dtype, in which torch then computes the adapter (bfloat16 on CPU). MindSpore's CPU backend has no bfloat16
+        # matmul: the adapter takes the layer's compute dtype instead
+        dtype = getattr(base_layer, "layerwise_compute_dtype", None) or base_layer.weight.dtype
         init = config.init_lora_weights
         if init is True:  # kaiming-uniform A (mint.nn.Linear's default, as nn.Linear's), zero B
             a_init, b_init = None, "zeros"

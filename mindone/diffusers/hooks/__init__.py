@@ -1,0 +1,3 @@
+from .layerwise_casting import apply_layerwise_casting
+
+__all__ = ["apply_layerwise_casting"]
