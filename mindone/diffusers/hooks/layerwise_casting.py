@@ -26,8 +26,8 @@ from typing import Optional, Tuple, Type, Union
 import mindspore as ms
 from mindspore import mint, nn
 
-from ...peft.tuners.tuners_utils import set_parameter_data
 from ..models.cpu_layers import Conv2d, Linear, _on_cpu
+from ..models.modeling_utils import cast_cell, invalidate_models_containing
 
 # fmt: off
 DEFAULT_SKIP_MODULES_PATTERN = ("pos_embed", "patch_embed", "norm", "^proj_in$", "^proj_out$")
@@ -94,8 +94,6 @@ def apply_layerwise_casting(
     for _, layer in layers:
         _cast_layer(layer, storage_dtype, compute_dtype)
     # compiled graphs folded in the old dtypes; models holding `module` (a pipeline's) recompile too
-    from ..models.modeling_utils import invalidate_models_containing
-
     invalidate_models_containing(module)
 
 
@@ -137,12 +135,7 @@ def _layers_to_cast(module, patterns, classes, prefix):
 
 
 def _cast_layer(layer: nn.Cell, storage_dtype, compute_dtype) -> None:
-    for param in (layer.weight, layer.bias):
-        if param is not None and param.dtype != storage_dtype:
-            if param.has_init:
-                param.set_dtype(storage_dtype)
-            else:
-                set_parameter_data(param, param.astype(storage_dtype))
+    cast_cell(layer, storage_dtype)
     layer.layerwise_compute_dtype = compute_dtype
 
 
