@@ -82,17 +82,18 @@ def apply_layerwise_casting(
         skip_modules_pattern = (skip_modules_pattern,)
     _check_dtypes(storage_dtype, compute_dtype)
     if skip_modules_classes is None and skip_modules_pattern is None:
-        layers = [("", module)] if isinstance(module, SUPPORTED_LAYERS) else []
-        if not layers:
+        if not isinstance(module, SUPPORTED_LAYERS):
             raise ValueError(
                 f"Without skip patterns or classes, layerwise casting applies to `module` itself, which must be a "
                 f"{' or '.join(c.__name__ for c in SUPPORTED_LAYERS)} (got {type(module).__name__}): pass the "
                 "model with `skip_modules_pattern=()` to cast all of its layers."
             )
+        layers = [module]
     else:
         layers = _layers_to_cast(module, tuple(skip_modules_pattern or ()), skip_modules_classes, "")
-    for _, layer in layers:
-        _cast_layer(layer, storage_dtype, compute_dtype)
+    for layer in layers:
+        cast_cell(layer, storage_dtype)
+        layer.layerwise_compute_dtype = compute_dtype
     # compiled graphs folded in the old dtypes; models holding `module` (a pipeline's) recompile too
     invalidate_models_containing(module)
 
@@ -116,12 +117,12 @@ def _check_dtypes(storage_dtype, compute_dtype) -> None:
 
 
 def _layers_to_cast(module, patterns, classes, prefix):
-    """upstream's `_apply_layerwise_casting` walk: (name, layer) pairs to cast; a castable layer of another class
-    raises, as the port could not cast it."""
+    """upstream's `_apply_layerwise_casting` walk: the layers to cast; a castable layer of another class raises, as
+    the port could not cast it."""
     if (classes is not None and isinstance(module, classes)) or any(re.search(p, prefix) for p in patterns):
         return []
     if isinstance(module, SUPPORTED_LAYERS):
-        return [(prefix, module)]
+        return [module]
     if isinstance(module, _OTHER_CASTABLE_LAYERS):
         raise NotImplementedError(
             f"Layerwise casting of `{prefix}` ({type(module).__name__}) is not ported: this port casts its own "
@@ -132,11 +133,6 @@ def _layers_to_cast(module, patterns, classes, prefix):
     for name, child in module.name_cells().items():
         layers += _layers_to_cast(child, patterns, classes, f"{prefix}.{name}" if prefix else name)
     return layers
-
-
-def _cast_layer(layer: nn.Cell, storage_dtype, compute_dtype) -> None:
-    cast_cell(layer, storage_dtype)
-    layer.layerwise_compute_dtype = compute_dtype
 
 
 def layerwise_compute_dtype(module: nn.Cell) -> Optional[ms.Type]:
