@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""A MindSpore port of PEFT 0.21's LoRA for `mint.nn.Linear` layers (no torch).
+"""A MindSpore port of PEFT 0.21's LoRA for `mint.nn.Linear` and `nn.Conv2d` layers (no torch).
 
 Mirrors PEFT's module layout and names (`LoraConfig`, `inject_adapter_in_model`, `get_peft_model_state_dict`,
 `set_peft_model_state_dict`, `BaseTunerLayer`, hotswap helpers); PEFT's `BaseTuner` methods are functions taking the
@@ -21,7 +21,7 @@ diffusers' `scale_lora_layers` / `unscale_lora_layers` are here too for the run-
 
 from .config import PeftConfig
 from .mapping import PEFT_TYPE_TO_CONFIG_MAPPING, get_peft_config, inject_adapter_in_model, inject_and_load_adapter
-from .tuners.lora import Linear, LoraConfig, LoraLayer
+from .tuners.lora import Conv2d, Linear, LoraConfig, LoraLayer
 from .tuners.tuners_utils import (
     BaseTunerLayer,
     check_target_module_exists,
@@ -62,6 +62,7 @@ __all__ = [
     "PEFT_TYPE_TO_CONFIG_MAPPING",
     "AdapterStateDictError",
     "BaseTunerLayer",
+    "Conv2d",
     "HotswapError",
     "Linear",
     "LoraConfig",

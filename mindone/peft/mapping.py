@@ -46,11 +46,12 @@ def inject_adapter_in_model(
     r"""
     Create LoRA layers and inject them into the model in place (PEFT's `inject_adapter_in_model`).
 
-    Every `mint.nn.Linear` whose name matches `peft_config.target_modules` (or, when `state_dict` is passed, whose
-    name appears in its keys) is replaced by a `mindone.peft.tuners.lora.Linear` holding the adapter; a module that is
-    already a LoRA layer receives the additional adapter. Afterwards `adapter_name` is the only active adapter of all
-    LoRA layers, `model.peft_config[adapter_name]` is `peft_config`, and parameters are named
-    `<module>.base_layer.weight`, `<module>.lora_A.<adapter_name>.weight`, `<module>.lora_B.<adapter_name>.weight`.
+    Every `mint.nn.Linear` or `nn.Conv2d` whose name matches `peft_config.target_modules` (or, when `state_dict` is
+    passed, whose name appears in its keys) is replaced by a `mindone.peft.tuners.lora.Linear` / `Conv2d` holding the
+    adapter; a module that is already a LoRA layer receives the additional adapter. Afterwards `adapter_name` is the
+    only active adapter of all LoRA layers, `model.peft_config[adapter_name]` is `peft_config`, and parameters are
+    named `<module>.base_layer.weight`, `<module>.lora_A.<adapter_name>.weight`,
+    `<module>.lora_B.<adapter_name>.weight`.
 
     Args:
         peft_config (`LoraConfig`):
@@ -67,7 +68,8 @@ def inject_adapter_in_model(
 
     Raises:
         `ValueError` (nothing changed): the adapter name exists, no module matches (`NoMatchingPeftModuleError`), a
-            matched module is not a Linear layer, `target_modules` is missing.
+            matched module is not a Linear or Conv2d layer (or a Conv2d with groups or dilation), `target_modules` is
+            missing.
     """
     return inject_adapter(
         model, peft_config, adapter_name=adapter_name, low_cpu_mem_usage=low_cpu_mem_usage, state_dict=state_dict

@@ -859,7 +859,7 @@ def test_diffusers_model_methods_not_ported_say_what_to_do(name):
 
 @pytest.mark.parametrize("name", sorted(unsupported.VAE_METHODS))
 def test_diffusers_vae_methods_not_ported_say_what_to_do(name):
-    assert hasattr(diffusers.AutoencoderKL, name)  # its PeftAdapterMixin and fused QKV projections
+    assert hasattr(diffusers.AutoencoderKL, name)  # its fused QKV projections
     model = AutoencoderKL(block_out_channels=(32,), norm_num_groups=32)
     with pytest.raises(NotImplementedError, match=rf"`AutoencoderKL.{name}` is not supported by this MindSpore port"):
         getattr(model, name)()

@@ -498,6 +498,9 @@ class Conv2d(nn.Conv2d):
     padding, no groups / dilation): legacy `nn.Conv2d(pad_mode="pad")` (`mint.nn.Conv2d` has no CPU kernel), computed by
     im2col + GEMM on CPU for kernels larger than 1x1 unless `native_conv_is_fast()`."""
 
+    # torch's constructor: `mindone.peft` makes a LoRA adapter's convolutions of this class, as PEFT does
+    torch_signature = True
+
     def __init__(
         self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0, bias=True
     ):

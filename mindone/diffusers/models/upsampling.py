@@ -105,8 +105,10 @@ class Upsample2D(nn.Cell):
         )
 
     def construct(self, hidden_states: ms.Tensor, output_size: Optional[Tuple[int, int]] = None) -> ms.Tensor:
-        if self.fused_cpu and output_size is None:
-            return upsample_conv_cpu(hidden_states, self.conv if self.name == "conv" else self.Conv2d_0)
+        conv = self.conv if self.name == "conv" else self.Conv2d_0
+        # not for a convolution wrapped by a LoRA layer, which runs after the upsampling below
+        if self.fused_cpu and output_size is None and isinstance(conv, Conv2d):
+            return upsample_conv_cpu(hidden_states, conv)
 
         # if `output_size` is passed we force the interpolation output size and do not make use of `scale_factor=2`
         if self.interpolate:
@@ -116,9 +118,6 @@ class Upsample2D(nn.Cell):
                 hidden_states = mint.nn.functional.interpolate(hidden_states, size=output_size, mode="nearest")
 
         if self.use_conv:
-            if self.name == "conv":
-                hidden_states = self.conv(hidden_states)
-            else:
-                hidden_states = self.Conv2d_0(hidden_states)
+            hidden_states = conv(hidden_states)
 
         return hidden_states

@@ -37,35 +37,11 @@ MODEL_METHODS: Dict[str, str] = {
     "push_to_hub": "save with `save_pretrained` and upload the folder with `huggingface_hub.upload_folder`.",
 }
 
-_VAE_ADAPTERS = (
-    "adapters on the VAE (LoRA on its convolutions) are not ported: this package's LoRA engine adapts linear layers, "
-    "for the transformer."
-)
 _VAE_QKV = "fused QKV projections are not ported for the VAE (its attention keeps separate `to_q` / `to_k` / `to_v`)."
-# diffusers' `AutoencoderKL` also has `PeftAdapterMixin` and `fuse_qkv_projections`
+# diffusers' `AutoencoderKL` also has `fuse_qkv_projections`
 VAE_METHODS: Dict[str, str] = {
     "fuse_qkv_projections": _VAE_QKV,
     "unfuse_qkv_projections": _VAE_QKV,
-    **{
-        name: _VAE_ADAPTERS
-        for name in (
-            "active_adapters",
-            "add_adapter",
-            "delete_adapters",
-            "disable_adapters",
-            "disable_lora",
-            "enable_adapters",
-            "enable_lora",
-            "enable_lora_hotswap",
-            "fuse_lora",
-            "load_lora_adapter",
-            "save_lora_adapter",
-            "set_adapter",
-            "set_adapters",
-            "unfuse_lora",
-            "unload_lora",
-        )
-    },
 }
 
 PIPELINE_METHODS: Dict[str, str] = {

@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-from .lora import Linear, LoraConfig, LoraLayer
+from .lora import Conv2d, Linear, LoraConfig, LoraLayer
 from .tuners_utils import BaseTunerLayer, check_target_module_exists
 
-__all__ = ["BaseTunerLayer", "Linear", "LoraConfig", "LoraLayer", "check_target_module_exists"]
+__all__ = ["BaseTunerLayer", "Conv2d", "Linear", "LoraConfig", "LoraLayer", "check_target_module_exists"]

@@ -11,8 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Adapted from peft v0.21 `src/peft/utils/hotswap.py`; MindSpore changes: Linear LoRA only; state-dict keys may
-carry the adapter name (as diffusers passes them) or not; every key and shape is checked before the first write and
+"""Adapted from peft v0.21 `src/peft/utils/hotswap.py`; MindSpore changes: Linear and Conv2d LoRA only; state-dict keys
+may carry the adapter name (as diffusers passes them) or not; every key and shape is checked before the first write and
 the weights are replaced in place, so a compiled graph keeps running without recompilation. A new adapter of larger
 rank than the loaded (or padded) one is refused with a `HotswapError` (PEFT swaps the tensor, which a compiled graph
 cannot follow): pad first with `prepare_model_for_compiled_hotswap(model, target_rank=...)`."""
@@ -40,8 +40,9 @@ def _is_compiled(model: nn.Cell) -> bool:
     return any(cell.__dict__.get("_compile_cache") for _, cell in model.cells_and_names())
 
 
-def _padded_linear(lora_module: nn.Cell, target_rank: int, is_lora_A: bool) -> nn.Cell:
-    """A copy of a LoRA A (rank = rows) or B (rank = columns) Linear, zero-padded to `target_rank`."""
+def _padded_adapter_layer(layer: LoraLayer, lora_module: nn.Cell, target_rank: int, is_lora_A: bool) -> nn.Cell:
+    """A copy of a LoRA A (rank = rows) or B (rank = columns) Linear / Conv2d of `layer`, zero-padded to
+    `target_rank`."""
     weight = lora_module.weight
     original_rank = weight.shape[0] if is_lora_A else weight.shape[1]
     if original_rank == target_rank:
@@ -51,21 +52,21 @@ def _padded_linear(lora_module: nn.Cell, target_rank: int, is_lora_A: bool) -> n
             f"Trying to pad the adapter to the target rank {target_rank}, but the original rank is larger "
             f"({original_rank}). This is not possible."
         )
-    out_features, in_features = weight.shape
     has_bias = getattr(lora_module, "bias", None) is not None
     host = weight.astype(ms.float32).asnumpy()
     if is_lora_A:
-        padded = np.zeros((target_rank, in_features), np.float32)
+        padded = np.zeros((target_rank,) + host.shape[1:], np.float32)
         padded[:original_rank] = host
-        new_layer = mint.nn.Linear(in_features, target_rank, bias=has_bias, dtype=weight.dtype)
+        new_layer = layer._new_lora_A(target_rank, weight.dtype)
     else:
-        padded = np.zeros((out_features, target_rank), np.float32)
+        padded = np.zeros((host.shape[0], target_rank) + host.shape[2:], np.float32)
         padded[:, :original_rank] = host
-        new_layer = mint.nn.Linear(target_rank, out_features, bias=has_bias, dtype=weight.dtype)
+        new_layer = layer._new_lora_B(target_rank, has_bias, weight.dtype)
     new_layer.weight.set_data(ms.Tensor(padded).astype(weight.dtype))
     new_layer.weight.requires_grad = weight.requires_grad
     if has_bias:
         new_layer.bias.set_data(ms.Tensor(_to_host(lora_module.bias)).astype(lora_module.bias.dtype))
+        new_layer.bias.requires_grad = lora_module.bias.requires_grad
     return new_layer
 
 
@@ -75,8 +76,12 @@ def _pad_lora_weights(model: nn.Cell, target_rank: int) -> bool:
         if not isinstance(module, LoraLayer):
             continue
         for adapter_name in list(module.lora_A.keys()):
-            module.lora_A[adapter_name] = _padded_linear(module.lora_A[adapter_name], target_rank, is_lora_A=True)
-            module.lora_B[adapter_name] = _padded_linear(module.lora_B[adapter_name], target_rank, is_lora_A=False)
+            module.lora_A[adapter_name] = _padded_adapter_layer(
+                module, module.lora_A[adapter_name], target_rank, is_lora_A=True
+            )
+            module.lora_B[adapter_name] = _padded_adapter_layer(
+                module, module.lora_B[adapter_name], target_rank, is_lora_A=False
+            )
         found_adapter = True
     return found_adapter
 

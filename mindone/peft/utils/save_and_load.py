@@ -250,9 +250,13 @@ def check_state_dict_fits_injection(
     for key in targets:
         cell = get_submodule(model, key)
         base = cell.get_base_layer() if hasattr(cell, "get_base_layer") else cell
-        out_features, in_features = (int(d) for d in base.weight.shape)
+        # Linear (out, in); Conv2d (out, in, kh, kw): `lora_A` keeps the kernel, `lora_B` is 1x1
+        out_features, in_features, *kernel = (int(d) for d in base.weight.shape)
         r, _ = _rank_and_alpha(peft_config, key)
-        shapes = {"lora_A.weight": (r, in_features), "lora_B.weight": (out_features, r)}
+        shapes = {
+            "lora_A.weight": (r, in_features, *kernel),
+            "lora_B.weight": (out_features, r, *(1 for _ in kernel)),
+        }
         if peft_config.lora_bias:
             shapes["lora_B.bias"] = (out_features,)
         for suffix, shape in shapes.items():

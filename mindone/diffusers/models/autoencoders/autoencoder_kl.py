@@ -20,7 +20,7 @@ writes, same numbers); `encode` / `decode` / the forward pass run on the host an
 quant-conv cells, which GRAPH_MODE compiles (once per input shape), so tiling, slicing, the posterior object and numpy
 generators work in both modes when called from Python (`ms.jit` of `construct` compiles the forward pass without
 posterior sampling; `encode` inside a compiled function raises: the posterior is a host object);
-gradient checkpointing by `mindspore.recompute` (reentrant, see `vae.Encoder`); no QKV fusion or PEFT.
+gradient checkpointing by `mindspore.recompute` (reentrant, see `vae.Encoder`); no QKV fusion.
 """
 
 import warnings
@@ -32,6 +32,7 @@ import mindspore as ms
 from mindspore import mint
 
 from ...configuration_utils import ConfigMixin, register_to_config
+from ...loaders.peft import PeftAdapterMixin
 from ...loaders.single_file_model import FromOriginalModelMixin
 from ...utils.unsupported import VAE_METHODS, add_unsupported_methods
 from ..attention import AttentionMixin
@@ -84,7 +85,9 @@ def _check_conv_dtype(model, dtype: ms.Type) -> None:
         )
 
 
-class AutoencoderKL(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, FromOriginalModelMixin):
+class AutoencoderKL(
+    ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin, FromOriginalModelMixin, PeftAdapterMixin
+):
     r"""
     A VAE model with KL loss for encoding images into latents and decoding latent representations into images.
 

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 from .config import LoraConfig
-from .layer import Linear, LoraLayer
+from .layer import Conv2d, Linear, LoraLayer
 from .model import inject_adapter
 
-__all__ = ["LoraConfig", "Linear", "LoraLayer", "inject_adapter"]
+__all__ = ["Conv2d", "LoraConfig", "Linear", "LoraLayer", "inject_adapter"]

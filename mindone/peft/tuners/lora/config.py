@@ -11,11 +11,12 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Adapted from peft v0.21 `src/peft/tuners/lora/config.py`; MindSpore changes: plain LoRA on Linear layers only.
-The config still accepts every key PEFT 0.21 writes (so `adapter_config.json` files and the `lora_adapter_metadata`
-diffusers stores load as they are), but a PEFT-only feature that is switched on (DoRA, `modules_to_save`, LoftQ, ...)
-raises a `ValueError` instead of being silently ignored; keys newer than PEFT 0.21 raise in the constructor and are
-ignored with a warning by `from_dict` / `from_pretrained`, as PEFT does for forward compatibility."""
+"""Adapted from peft v0.21 `src/peft/tuners/lora/config.py`; MindSpore changes: plain LoRA on Linear and Conv2d layers
+only. The config still accepts every key PEFT 0.21 writes (so `adapter_config.json` files and the
+`lora_adapter_metadata` diffusers stores load as they are), but a PEFT-only feature that is switched on (DoRA,
+`modules_to_save`, LoftQ, ...) raises a `ValueError` instead of being silently ignored; keys newer than PEFT 0.21 raise
+in the constructor and are ignored with a warning by `from_dict` / `from_pretrained`, as PEFT does for forward
+compatibility."""
 
 from dataclasses import dataclass, field
 from typing import Optional, Union
@@ -54,7 +55,7 @@ _SUPPORTED_INIT = (True, False, "gaussian")
 
 @dataclass(init=False)
 class LoraConfig(PeftConfig):
-    """Configuration of a LoRA adapter (PEFT's `LoraConfig`, LoRA on Linear layers).
+    """Configuration of a LoRA adapter (PEFT's `LoraConfig`, LoRA on Linear and Conv2d layers).
 
     Args:
         r (`int`, defaults to 8): Lora attention dimension (the "rank").
@@ -159,7 +160,7 @@ class LoraConfig(PeftConfig):
             if value:
                 raise ValueError(
                     f"`{name}={value!r}` is not supported by mindone.peft, which implements plain LoRA on Linear "
-                    f"layers; pass `{name}={_PEFT_ONLY_DEFAULTS[name]!r}`."
+                    f"and Conv2d layers; pass `{name}={_PEFT_ONLY_DEFAULTS[name]!r}`."
                 )
         for name in _PEFT_ONLY_DEFAULTS:
             if name in kwargs and name not in _UNSUPPORTED_OPTIONS:

@@ -11,8 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Adapted from peft v0.21 `src/peft/tuners/lora/layer.py`; MindSpore changes: only `LoraLayer` and the `Linear`
-wrapper of `mint.nn.Linear` (no variants, embeddings, convolutions).
+"""Adapted from peft v0.21 `src/peft/tuners/lora/layer.py`; MindSpore changes: only `LoraLayer`, the `Linear` wrapper
+of `mint.nn.Linear` and the `Conv2d` wrapper of `nn.Conv2d` (groups and dilation 1; no variants, no embeddings).
 
 `construct` compiles: it loops over the tuple of adapter names fixed at injection and multiplies each adapter's
 output by a one-element float32 Parameter `lora_runtime_scaling.<adapter>` (`requires_grad=False`, not part of PEFT's
@@ -34,7 +34,7 @@ import numpy as np
 
 import mindspore as ms
 from mindspore import mint, nn
-from mindspore.common.initializer import Normal
+from mindspore.common.initializer import HeUniform, Normal, initializer
 
 from ...utils.warning import PeftWarning
 from ..tuners_utils import BaseTunerLayer, check_adapters_to_merge, set_parameter_data
@@ -130,8 +130,8 @@ class LoraLayer(BaseTunerLayer):
         # matmul: the adapter takes the layer's compute dtype instead
         dtype = getattr(base_layer, "layerwise_compute_dtype", None) or base_layer.weight.dtype
         init = config.init_lora_weights
-        if init is True:  # kaiming-uniform A (mint.nn.Linear's default, as nn.Linear's), zero B
-            a_init, b_init = None, "zeros"
+        if init is True:  # kaiming-uniform A (torch's default for nn.Linear / nn.Conv2d), zero B
+            a_init, b_init = HeUniform(negative_slope=math.sqrt(5)), "zeros"
         elif init is False:  # both random: PEFT leaves nn.Linear's default initialization
             a_init, b_init = None, None
         else:  # "gaussian"
@@ -143,14 +143,9 @@ class LoraLayer(BaseTunerLayer):
             # `nn.Dropout`: `mint.nn.Dropout` (DropoutExt) has no CPU kernel in MindSpore 2.10
             nn.Dropout(p=config.lora_dropout) if config.lora_dropout > 0.0 else mint.nn.Identity()
         )
-        self.lora_A[adapter_name] = mint.nn.Linear(self.in_features, r, bias=False, weight_init=a_init, dtype=dtype)
-        self.lora_B[adapter_name] = mint.nn.Linear(
-            r,
-            self.out_features,
-            bias=lora_bias,
-            weight_init=b_init,
-            bias_init="zeros" if (lora_bias and init is not False) else None,
-            dtype=dtype,
+        self.lora_A[adapter_name] = self._new_lora_A(r, dtype, a_init)
+        self.lora_B[adapter_name] = self._new_lora_B(
+            r, lora_bias, dtype, b_init, "zeros" if (lora_bias and init is not False) else None
         )
         self.lora_bias[adapter_name] = lora_bias
         self.use_rslora[adapter_name] = bool(config.use_rslora)
@@ -241,24 +236,34 @@ class LoraLayer(BaseTunerLayer):
                 self.scaling[active_adapter] = self.scaling[active_adapter] / scale
 
 
-class Linear(nn.Cell, LoraLayer):
-    """LoRA around a `mint.nn.Linear`: `base_layer(x) + sum_a lora_B[a](lora_A[a](dropout[a](x))) * scaling[a]` over
-    the active adapters. Parameter names are PEFT's: `base_layer.weight`, `lora_A.<adapter>.weight`,
-    `lora_B.<adapter>.weight` (and `lora_B.<adapter>.bias` with `lora_bias`)."""
+class _LoraModule(nn.Cell, LoraLayer):
+    """LoRA around a base layer: `base_layer(x) + sum_a lora_B[a](lora_A[a](dropout[a](x))) * scaling[a]` over the
+    active adapters. Parameter names are PEFT's: `base_layer.weight`, `lora_A.<adapter>.weight`,
+    `lora_B.<adapter>.weight` (and `lora_B.<adapter>.bias` with `lora_bias`). Subclasses make the adapter's layers
+    (`_new_lora_A`, `_new_lora_B`) and compute their product as a change of the base weight (`_delta`)."""
 
     def __init__(self, base_layer: nn.Cell, adapter_name: str, config, r: int = 0, lora_alpha=1, **kwargs) -> None:
         nn.Cell.__init__(self)
         LoraLayer.__init__(self, base_layer, **kwargs)
-        self.fan_in_fan_out = False
         self._active_adapter = [adapter_name]
         self.update_layer(adapter_name, r, lora_alpha=lora_alpha, config=config, **kwargs)
 
+    def _new_lora_A(self, r: int, dtype: ms.Type, weight_init=None) -> nn.Cell:
+        raise NotImplementedError
+
+    def _new_lora_B(self, r: int, bias: bool, dtype: ms.Type, weight_init=None, bias_init=None) -> nn.Cell:
+        raise NotImplementedError
+
+    def _delta(self, weight_a: ms.Tensor, weight_b: ms.Tensor) -> ms.Tensor:
+        raise NotImplementedError
+
     def get_delta_weight(self, adapter: str) -> ms.Tensor:
-        """`lora_B @ lora_A * scaling` of `adapter`, computed in float32 and cast to the adapter's dtype."""
+        """The change of the base weight by `adapter` (`lora_B @ lora_A * scaling`), computed in float32 and cast to
+        the adapter's dtype."""
         weight_a = self.lora_A[adapter].weight
         weight_b = self.lora_B[adapter].weight
         # float32 product (PEFT casts fp16/bf16 to fp32 on CPU; bf16 matmul has no CPU kernel here)
-        delta = mint.matmul(weight_b.astype(ms.float32), weight_a.astype(ms.float32)) * self.scaling[adapter]
+        delta = self._delta(weight_a.astype(ms.float32), weight_b.astype(ms.float32)) * self.scaling[adapter]
         return delta.astype(weight_b.dtype)
 
     def _merged_values(self, adapter_names: List[str], safe_merge: bool):
@@ -367,3 +372,87 @@ class Linear(nn.Cell, LoraLayer):
 
     def __repr__(self) -> str:
         return "lora." + super().__repr__()
+
+
+class Linear(_LoraModule):
+    """LoRA around a `mint.nn.Linear` (PEFT's `lora.Linear`): `lora_A` and `lora_B` are `mint.nn.Linear` layers."""
+
+    def __init__(self, base_layer: nn.Cell, adapter_name: str, config, r: int = 0, lora_alpha=1, **kwargs) -> None:
+        super().__init__(base_layer, adapter_name, config, r=r, lora_alpha=lora_alpha, **kwargs)
+        self.fan_in_fan_out = False
+
+    def _new_lora_A(self, r: int, dtype: ms.Type, weight_init=None) -> nn.Cell:
+        return mint.nn.Linear(self.in_features, r, bias=False, weight_init=weight_init, dtype=dtype)
+
+    def _new_lora_B(self, r: int, bias: bool, dtype: ms.Type, weight_init=None, bias_init=None) -> nn.Cell:
+        return mint.nn.Linear(
+            r, self.out_features, bias=bias, weight_init=weight_init, bias_init=bias_init, dtype=dtype
+        )
+
+    def _delta(self, weight_a: ms.Tensor, weight_b: ms.Tensor) -> ms.Tensor:
+        return mint.matmul(weight_b, weight_a)
+
+
+def conv2d_lora_unsupported(base_layer: nn.Conv2d) -> Optional[str]:
+    """Why LoRA cannot adapt the convolution `base_layer` here, or `None` if it can."""
+    if base_layer.group != 1:
+        # PEFT adapts grouped convolutions but cannot merge them
+        return f"groups={base_layer.group} (only groups=1 is supported)"
+    if tuple(base_layer.dilation) != (1, 1):
+        # PEFT's `lora_A` ignores the base layer's dilation, so its adapter is not a change of the base weight
+        return f"dilation={tuple(base_layer.dilation)} (only dilation 1 is supported)"
+    if base_layer.data_format != "NCHW":
+        return f"data_format={base_layer.data_format!r} (only 'NCHW' is supported)"
+    return None
+
+
+def _init_parameters(layer: nn.Cell, weight_init, bias_init) -> nn.Cell:
+    if weight_init is not None:
+        layer.weight.set_data(initializer(weight_init, layer.weight.shape, layer.weight.dtype).init_data())
+    if bias_init is not None and layer.bias is not None:
+        layer.bias.set_data(initializer(bias_init, layer.bias.shape, layer.bias.dtype).init_data())
+    return layer
+
+
+class Conv2d(_LoraModule):
+    """LoRA around an `nn.Conv2d` (PEFT's `lora.Conv2d`; groups and dilation 1): `lora_A` is a convolution with the
+    base layer's kernel, stride and padding into `r` channels, `lora_B` a 1x1 convolution out of them. They are of
+    the base layer's class when it has torch's constructor (`torch_signature`: this port's `cpu_layers.Conv2d`, with
+    its fast CPU path), as PEFT makes them; otherwise MindSpore `nn.Conv2d` layers with its padding mode."""
+
+    def _new_conv(self, in_channels, out_channels, kernel_size, stride, padding, pad_mode, bias, dtype) -> nn.Cell:
+        base_layer = self.get_base_layer()
+        cls = type(base_layer)
+        if getattr(cls, "torch_signature", False):
+            layer = cls(in_channels, out_channels, kernel_size[0], stride[0], padding, bias=bias)
+            for param in layer.get_parameters():
+                if param.dtype != dtype:
+                    param.set_data(param.astype(dtype))
+            return layer
+        return nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            pad_mode=pad_mode,
+            padding=padding,
+            has_bias=bias,
+            dtype=dtype,
+        )
+
+    def _new_lora_A(self, r: int, dtype: ms.Type, weight_init=None) -> nn.Cell:
+        base = self.get_base_layer()
+        layer = self._new_conv(
+            self.in_features, r, base.kernel_size, base.stride, base.padding, base.pad_mode, False, dtype
+        )
+        return _init_parameters(layer, weight_init, None)
+
+    def _new_lora_B(self, r: int, bias: bool, dtype: ms.Type, weight_init=None, bias_init=None) -> nn.Cell:
+        layer = self._new_conv(r, self.out_features, (1, 1), (1, 1), 0, "valid", bias, dtype)
+        return _init_parameters(layer, weight_init, bias_init)
+
+    def _delta(self, weight_a: ms.Tensor, weight_b: ms.Tensor) -> ms.Tensor:
+        # PEFT: `conv2d(A^T, B)^T` (or a matmul for 1x1 kernels), the same sum over the rank as this product
+        r = weight_a.shape[0]
+        delta = mint.matmul(weight_b.reshape(weight_b.shape[0], r), weight_a.reshape(r, -1))
+        return delta.reshape((weight_b.shape[0],) + tuple(weight_a.shape[1:]))

@@ -13,8 +13,8 @@
 # limitations under the License.
 """Adapted from peft v0.21 `src/peft/tuners/lora/model.py` and `BaseTuner.inject_adapter` of
 `src/peft/tuners/tuners_utils.py`; MindSpore changes: no `LoraModel` wrapper (injection works on the model in place, as
-`peft.inject_adapter_in_model` does), Linear layers only, and every check runs before the first layer is replaced, so
-a failed injection leaves the model untouched."""
+`peft.inject_adapter_in_model` does), Linear and Conv2d layers only, and every check runs before the first layer is
+replaced, so a failed injection leaves the model untouched."""
 
 import re
 import warnings
@@ -36,7 +36,7 @@ from ..tuners_utils import (
     set_adapter,
 )
 from .config import LoraConfig
-from .layer import Linear, LoraLayer
+from .layer import Conv2d, Linear, LoraLayer, conv2d_lora_unsupported
 
 prefix = "lora_"
 
@@ -82,22 +82,30 @@ def _rank_and_alpha(lora_config: LoraConfig, current_key: str):
 
 
 def _create_and_replace(lora_config: LoraConfig, adapter_name: str, target, target_name: str, parent, current_key):
-    """Add the adapter to an existing LoRA layer, or wrap the Linear `target` in a new one (rank and alpha from
-    `rank_pattern` / `alpha_pattern` by the module name)."""
+    """Add the adapter to an existing LoRA layer, or wrap the Linear / Conv2d `target` in a new one (rank and alpha
+    from `rank_pattern` / `alpha_pattern` by the module name)."""
     r, alpha = _rank_and_alpha(lora_config, current_key)
     if isinstance(target, LoraLayer):
         target.update_layer(adapter_name, r, lora_alpha=alpha, config=lora_config, target_name=current_key)
     else:
-        new_module = Linear(target, adapter_name, lora_config, r=r, lora_alpha=alpha, target_name=current_key)
+        cls = Conv2d if isinstance(target, nn.Conv2d) else Linear
+        new_module = cls(target, adapter_name, lora_config, r=r, lora_alpha=alpha, target_name=current_key)
         _set_submodule(parent, target_name, new_module)
 
 
 def _check_supported(key: str, target) -> None:
     base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
+    if isinstance(base, nn.Conv2d):
+        reason = conv2d_lora_unsupported(base)
+        if reason is not None:
+            raise ValueError(
+                f"Target module {key} ({type(base).__name__}) is not supported: LoRA on a Conv2d with {reason}."
+            )
+        return
     if not isinstance(base, mint.nn.Linear):
         raise ValueError(
             f"Target module {key} ({type(target).__name__}) is not supported. Currently, only the following modules "
-            "are supported: `mindspore.mint.nn.Linear`."
+            "are supported: `mindspore.mint.nn.Linear`, `mindspore.nn.Conv2d`."
         )
 
 
