@@ -145,3 +145,15 @@ def test_bad_adapters_change_nothing():
         ms_model.add_adapter(mp.LoraConfig(r=2, target_modules=["norm1"]))
     assert not list(mp.iter_tuner_layers(ms_model)) and not getattr(ms_model, "peft_config", None)
     assert_same_params(ms_model, before)
+
+
+def test_layerwise_casting_after_the_adapter_matches_diffusers():
+    """diffusers' `enable_layerwise_casting` on a VAE with a LoRA: the base layers stored in float16 and computed in
+    float32, the adapter's layers skipped (kept in float32) by default, as upstream."""
+    torch_model, ms_model = _adapted_twins("everything", seed=4)
+    torch_model.enable_layerwise_casting(storage_dtype=torch.float16, compute_dtype=torch.float32)
+    ms_model.enable_layerwise_casting(storage_dtype=ms.float16, compute_dtype=ms.float32)
+    layer = ms_model.decoder.up_blocks[0].upsamplers[0].conv
+    assert layer.base_layer.weight.dtype == ms.float16 and layer.lora_A["default"].weight.dtype == ms.float32
+    assert torch_model.decoder.up_blocks[0].upsamplers[0].conv.base_layer.weight.dtype == torch.float16
+    _compare(torch_model, ms_model, randn((1, 3, 16, 8)), randn((1, 4, 8, 4), seed=1), "layerwise casting")
