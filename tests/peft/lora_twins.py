@@ -91,10 +91,11 @@ class Twin(nn.Cell):
         return self.proj_out(x)
 
 
-def make_twins(seed: int = 0):
+def make_twins(seed: int = 0, torch_cls=None, ms_cls=None):
+    """A torch model with random weights (default `TorchTwin`) and its MindSpore twin (`Twin`) holding them."""
     torch.manual_seed(seed)
-    torch_model = TorchTwin().eval()
-    ms_model = Twin()
+    torch_model = (torch_cls or TorchTwin)().eval()
+    ms_model = (ms_cls or Twin)()
     load_torch_weights(ms_model, torch_model)
     return torch_model, ms_model
 

@@ -16,6 +16,7 @@ from mindone.diffusers.models import cpu_layers
 from mindone.diffusers.models.cpu_layers import Conv2d
 from tests.peft.lora_twins import (
     assert_same_params,
+    make_twins,
     ms_sd_to_torch,
     param_snapshot,
     run_ms,
@@ -25,7 +26,7 @@ from tests.peft.lora_twins import (
     torch_sd_to_numpy,
     torch_set_adapters,
 )
-from tests.testing_utils import assert_close, load_torch_weights
+from tests.testing_utils import assert_close
 
 TOL = 1e-5
 C = 6
@@ -90,11 +91,7 @@ class ConvTwin(nn.Cell):
 
 
 def make_conv_twins(seed: int = 0):
-    torch.manual_seed(seed)
-    torch_model = TorchConvTwin().eval()
-    ms_model = ConvTwin()
-    load_torch_weights(ms_model, torch_model)
-    return torch_model, ms_model
+    return make_twins(seed, TorchConvTwin, ConvTwin)
 
 
 def make_image(seed: int = 0, shape=(2, 3, 11, 9)) -> np.ndarray:
