@@ -182,6 +182,23 @@ def test_other_options_patch1_out_channels_mha_ffn_multiplier_no_refiners():
     assert_close(out, _run_torch(torch_model, inputs), 1e-5)
 
 
+@pytest.mark.parametrize("mode", ["pynative", "graph"])
+def test_hidden_size_that_the_heads_do_not_divide(mode):
+    """As upstream: heads of `hidden_size // num_attention_heads` (26 // 4 = 6), q / k / v and the output projection
+    of `heads * head_dim` = 24 features against the hidden size 26 (GQA, ragged captions, refiners)."""
+    config = dict(TINY, hidden_size=26, num_attention_heads=4, num_kv_heads=2, axes_dim_rope=(2, 2, 2), multiple_of=4)
+    torch_model, model = _twins(config, seed=7)
+    assert tuple(model.layers[0].attn.to_q.weight.shape) == (24, 26)
+    assert tuple(model.layers[0].attn.to_out[0].weight.shape) == (26, 24)
+    inputs = _inputs(config, 2, (6, 8), (3, 5), 5, seed=7)
+    if mode == "graph":
+        ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        assert_close(_run_ours(model, inputs)[0], _run_torch(torch_model, inputs), 1e-5)
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
 def test_tiny_graph_mode_matches_torch_and_pynative(graph_mode):
     torch_model, model = _twins(TINY)
     for case in ("b3_ragged_captions_nonsquare", "diffusers_dummy_b2_full_captions"):
@@ -655,9 +672,9 @@ def test_bad_inputs_raise_clear_errors():
             dict(axes_dim_rope=(3, 3, 2)),
             r"`axes_dim_rope` \[3, 3, 2\] must be even sizes that add up to the head size",
         ),
-        (dict(axes_dim_rope=(4, 4, 2)), r"add up to the head size hidden_size / num_attention_heads = 8"),
+        (dict(axes_dim_rope=(4, 4, 2)), r"add up to the head size hidden_size // num_attention_heads = 8"),
         (dict(hidden_size=24, num_attention_heads=3, num_kv_heads=2), r"`num_attention_heads` \(3\) must be a mult"),
-        (dict(hidden_size=15, num_attention_heads=2), r"`hidden_size` \(15\) must be a multiple"),
+        (dict(hidden_size=15, num_attention_heads=2, axes_dim_rope=(2, 2, 2)), r"add up to the head size .* = 7"),
     ],
 )
 def test_head_and_rope_layouts_diffusers_cannot_run_are_refused_at_init(config, match):

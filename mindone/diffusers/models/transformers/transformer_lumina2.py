@@ -434,10 +434,8 @@ def _binary_mask(mask, name: str) -> np.ndarray:
 def _check_attention_config(hidden_size, num_attention_heads, num_kv_heads, axes_dim_rope):
     """Refuse at construction the head and RoPE layouts that diffusers accepts but fails on in the first forward."""
     num_kv_heads = num_kv_heads or num_attention_heads
-    if hidden_size % num_attention_heads:
-        raise ValueError(
-            f"`hidden_size` ({hidden_size}) must be a multiple of `num_attention_heads` ({num_attention_heads})."
-        )
+    # a hidden size the heads do not divide is valid, as upstream: heads of hidden_size // num_attention_heads, the
+    # projections in and out of `heads * head_dim` features
     if num_attention_heads % num_kv_heads:
         raise ValueError(
             f"`num_attention_heads` ({num_attention_heads}) must be a multiple of `num_kv_heads` ({num_kv_heads}): "
@@ -447,7 +445,7 @@ def _check_attention_config(hidden_size, num_attention_heads, num_kv_heads, axes
     if sum(axes_dim_rope) != head_dim or any(d % 2 for d in axes_dim_rope):
         raise ValueError(
             f"`axes_dim_rope` {list(axes_dim_rope)} must be even sizes that add up to the head size "
-            f"hidden_size / num_attention_heads = {head_dim} (the released model: 96 = 32 + 32 + 32)."
+            f"hidden_size // num_attention_heads = {head_dim} (the released model: 96 = 32 + 32 + 32)."
         )
 
 
