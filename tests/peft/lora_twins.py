@@ -1,13 +1,17 @@
 """Twin models for the LoRA engine tests: a small torch model (attention-like projections and a feed-forward, named
 like diffusers' blocks) and its MindSpore copy with the same weights, plus helpers to move PEFT state dicts across."""
 
+import json
+
 import numpy as np
+import peft
 import torch
 from peft.tuners.tuners_utils import BaseTunerLayer as TorchBaseTunerLayer
 
 import mindspore as ms
 from mindspore import mint, nn
 
+import mindone.peft as mp
 from mindone.peft import iter_tuner_layers
 from tests.testing_utils import load_torch_weights
 
@@ -160,3 +164,24 @@ def ms_set_adapters(model, names, weights):
         module.set_adapter(names)
         for name, weight in zip(names, weights):
             module.set_scale(name, weight)
+
+
+def peft_config_as_metadata(config) -> dict:
+    """What diffusers stores as `lora_adapter_metadata` (sets become lists, JSON round trip)."""
+    d = {k: (sorted(v) if isinstance(v, set) else v) for k, v in config.to_dict().items()}
+    return json.loads(json.dumps(d))
+
+
+def inject_both(kwargs, adapter_name="default_0", seed=0, make=make_twins):
+    """torch model (from `make`) with a random PEFT adapter, and our twin with the same adapter loaded from PEFT's
+    state dict."""
+    torch_model, ms_model = make(seed)
+    torch_config = peft.LoraConfig(init_lora_weights=False, **kwargs)
+    peft.inject_adapter_in_model(torch_config, torch_model, adapter_name=adapter_name)
+    mp.inject_adapter_in_model(
+        mp.LoraConfig(**peft_config_as_metadata(torch_config)), ms_model, adapter_name=adapter_name
+    )
+    state = peft.get_peft_model_state_dict(torch_model, adapter_name=adapter_name)
+    result = mp.set_peft_model_state_dict(ms_model, torch_sd_to_numpy(state), adapter_name=adapter_name)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    return torch_model, ms_model

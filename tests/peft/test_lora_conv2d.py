@@ -1,7 +1,6 @@
 """LoRA on convolutions (PEFT's `lora.Conv2d`): parity with PEFT 0.21 (torch) on twin models of 2D convolutions, both
 this port's `cpu_layers.Conv2d` (the VAE's) and MindSpore's own `nn.Conv2d`, through PEFT-format state dicts."""
 
-import json
 
 import numpy as np
 import peft
@@ -16,9 +15,11 @@ from mindone.diffusers.models import cpu_layers
 from mindone.diffusers.models.cpu_layers import Conv2d
 from tests.peft.lora_twins import (
     assert_same_params,
+    inject_both,
     make_twins,
     ms_sd_to_torch,
     param_snapshot,
+    peft_config_as_metadata,
     run_ms,
     run_ms_pynative,
     run_torch,
@@ -98,20 +99,8 @@ def make_image(seed: int = 0, shape=(2, 3, 11, 9)) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
-def _as_metadata(config) -> dict:
-    return json.loads(json.dumps({k: (sorted(v) if isinstance(v, set) else v) for k, v in config.to_dict().items()}))
-
-
 def _inject_both(kwargs, adapter_name="default_0", seed=0):
-    """torch model with a random PEFT adapter, and our twin with the same adapter loaded from PEFT's state dict."""
-    torch_model, ms_model = make_conv_twins(seed)
-    torch_config = peft.LoraConfig(init_lora_weights=False, **kwargs)
-    peft.inject_adapter_in_model(torch_config, torch_model, adapter_name=adapter_name)
-    mp.inject_adapter_in_model(mp.LoraConfig(**_as_metadata(torch_config)), ms_model, adapter_name=adapter_name)
-    state = peft.get_peft_model_state_dict(torch_model, adapter_name=adapter_name)
-    result = mp.set_peft_model_state_dict(ms_model, torch_sd_to_numpy(state), adapter_name=adapter_name)
-    assert result.missing_keys == [] and result.unexpected_keys == []
-    return torch_model, ms_model
+    return inject_both(kwargs, adapter_name, seed, make=make_conv_twins)
 
 
 CONV_TARGETS = ["conv_in", "conv1", "conv2", "conv_shortcut", "down", "native"]
@@ -150,7 +139,9 @@ def test_layers_keys_and_outputs_match_peft_both_ways(case):
     torch_model2, ms_model2 = make_conv_twins(seed=1)
     config = mp.LoraConfig(init_lora_weights=False, **CASES[case])
     mp.inject_adapter_in_model(config, ms_model2, adapter_name="mine")
-    peft.inject_adapter_in_model(peft.LoraConfig(**_as_metadata(config)), torch_model2, adapter_name="theirs")
+    peft.inject_adapter_in_model(
+        peft.LoraConfig(**peft_config_as_metadata(config)), torch_model2, adapter_name="theirs"
+    )
     state = mp.get_peft_model_state_dict(ms_model2, adapter_name="mine")
     incompatible = peft.set_peft_model_state_dict(torch_model2, ms_sd_to_torch(state), adapter_name="theirs")
     assert not incompatible.unexpected_keys

@@ -15,6 +15,7 @@ from mindone.diffusers.models.model_loading_utils import set_parameter_data
 from tests.peft.lora_twins import (
     ALL_TARGETS,
     assert_same_params,
+    inject_both,
     make_input,
     make_twins,
     ms_sd_to_torch,
@@ -29,25 +30,6 @@ from tests.peft.lora_twins import (
 from tests.testing_utils import assert_close
 
 TOL = 1e-5
-
-
-def _peft_config_as_metadata(config) -> dict:
-    """What diffusers stores as `lora_adapter_metadata` (sets become lists, JSON round trip)."""
-    d = {k: (sorted(v) if isinstance(v, set) else v) for k, v in config.to_dict().items()}
-    return json.loads(json.dumps(d))
-
-
-def _inject_both(kwargs, adapter_name="default_0", seed=0):
-    """torch model with a random PEFT adapter, and our twin with the same adapter loaded from PEFT's state dict."""
-    torch_model, ms_model = make_twins(seed)
-    torch_config = peft.LoraConfig(init_lora_weights=False, **kwargs)
-    peft.inject_adapter_in_model(torch_config, torch_model, adapter_name=adapter_name)
-    config = mp.LoraConfig(**_peft_config_as_metadata(torch_config))
-    mp.inject_adapter_in_model(config, ms_model, adapter_name=adapter_name)
-    state = peft.get_peft_model_state_dict(torch_model, adapter_name=adapter_name)
-    result = mp.set_peft_model_state_dict(ms_model, torch_sd_to_numpy(state), adapter_name=adapter_name)
-    assert result.missing_keys == [] and result.unexpected_keys == []
-    return torch_model, ms_model
 
 
 CASES = {
@@ -78,7 +60,7 @@ MATCH_CASES = {
 @pytest.mark.parametrize("case", sorted(MATCH_CASES))
 def test_injected_layers_and_state_dict_keys_match_peft(case):
     """Same adapted modules, parameter names and PEFT-format state-dict keys and shapes as PEFT."""
-    torch_model, ms_model = _inject_both(MATCH_CASES[case])
+    torch_model, ms_model = inject_both(MATCH_CASES[case])
     assert {n for n, _ in mp.iter_tuner_layers(ms_model)} == {n for n, _ in torch_lora_layers(torch_model)}
     # PEFT's parameter names, plus the run-time scale of each adapter (`<layer>.lora_runtime_scaling.<adapter>`)
     names = {n for n, _ in ms_model.parameters_and_names()}
@@ -97,7 +79,7 @@ def test_peft_to_ours_and_back(case):
     """An adapter created with PEFT gives the same outputs in our engine, and a random adapter created by us loads
     into PEFT with the same outputs."""
     x = make_input()
-    torch_model, ms_model = _inject_both(CASES[case])
+    torch_model, ms_model = inject_both(CASES[case])
     assert_close(run_ms(ms_model, x), run_torch(torch_model, x), TOL, f"{case}: peft -> ours")
 
     torch_model2, ms_model2 = make_twins(seed=1)
@@ -117,7 +99,7 @@ def test_lora_gradients_match_peft(case):
     with the adapter's scaling, rank / alpha patterns and LoRA biases."""
     x = make_input(seed=3)
     weights = np.random.default_rng(4).standard_normal((2, 5, 6)).astype(np.float32)
-    torch_model, ms_model = _inject_both(CASES[case])
+    torch_model, ms_model = inject_both(CASES[case])
     torch_model.eval()  # dropout off, as in our inference-mode model
     tx = torch.from_numpy(x).requires_grad_()
     (torch_model(tx) * torch.from_numpy(weights)).sum().backward()
@@ -149,7 +131,7 @@ def test_inject_from_state_dict_keys():
 
 def test_two_adapters_with_weights_and_active_sets():
     x = make_input()
-    torch_model, ms_model = _inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS), adapter_name="a")
+    torch_model, ms_model = inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS), adapter_name="a")
     kwargs_b = dict(r=2, lora_alpha=3, target_modules=["to_q", "to_v", "proj_out"], init_lora_weights=False)
     peft.inject_adapter_in_model(peft.LoraConfig(**kwargs_b), torch_model, adapter_name="b")
     mp.inject_adapter_in_model(mp.LoraConfig(**kwargs_b), ms_model, adapter_name="b")
@@ -171,7 +153,7 @@ def test_two_adapters_with_weights_and_active_sets():
 
 def test_runtime_scale_and_diffusers_helpers():
     x = make_input()
-    torch_model, ms_model = _inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS))
+    torch_model, ms_model = inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS))
     lora_out = run_ms(ms_model, x)
     for scale in (0.5, 0.0, -1.25):
         with mp.lora_scale(ms_model, scale):
@@ -193,7 +175,7 @@ def test_disable_enable_gives_base_exactly():
     x = make_input()
     _, ms_base = make_twins()
     base_out = run_ms(ms_base, x)
-    torch_model, ms_model = _inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS))
+    torch_model, ms_model = inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS))
     lora_out = run_ms(ms_model, x)
     assert np.abs(lora_out - base_out).max() > 1e-3
     mp.disable_adapter_layers(ms_model)
@@ -206,7 +188,7 @@ def test_disable_enable_gives_base_exactly():
 
 def test_merge_unmerge():
     x = make_input()
-    torch_model, ms_model = _inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS))
+    torch_model, ms_model = inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS))
     base_weights = param_snapshot(ms_model)
     unmerged = run_ms(ms_model, x)
     mp.merge_adapter(ms_model, safe_merge=True)
@@ -227,7 +209,7 @@ def test_merge_unmerge():
 def test_fuse_with_scale_and_subset_like_diffusers():
     """diffusers' fuse_lora(lora_scale, adapter_names): scale_layer then merge; unfuse restores exactly."""
     x = make_input()
-    torch_model, ms_model = _inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS), adapter_name="a")
+    torch_model, ms_model = inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS), adapter_name="a")
     kwargs_b = dict(r=2, lora_alpha=2, target_modules=["to_k", "to_v"], init_lora_weights=False)
     peft.inject_adapter_in_model(peft.LoraConfig(**kwargs_b), torch_model, adapter_name="b")
     mp.inject_adapter_in_model(mp.LoraConfig(**kwargs_b), ms_model, adapter_name="b")
@@ -255,7 +237,7 @@ def test_fuse_with_scale_and_subset_like_diffusers():
 
 def test_delete_adapter():
     x = make_input()
-    torch_model, ms_model = _inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS), adapter_name="a")
+    torch_model, ms_model = inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS), adapter_name="a")
     kwargs_b = dict(r=2, lora_alpha=3, target_modules=["to_q", "to_v"], init_lora_weights=False)
     peft.inject_adapter_in_model(peft.LoraConfig(**kwargs_b), torch_model, adapter_name="b")
     mp.inject_adapter_in_model(mp.LoraConfig(**kwargs_b), ms_model, adapter_name="b")
@@ -284,7 +266,7 @@ def test_unload_and_merge_and_unload():
     x = make_input()
     _, ms_base = make_twins()
     base_out = run_ms(ms_base, x)
-    torch_model, ms_model = _inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS + ["proj_out"]))
+    torch_model, ms_model = inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS + ["proj_out"]))
     originals = {name: param for name, param in make_twins()[1].parameters_and_names()}
     base_linear = ms_model.blocks[0].to_q.base_layer
     mp.unload(ms_model)
@@ -295,7 +277,7 @@ def test_unload_and_merge_and_unload():
     assert not hasattr(ms_model, "peft_config") and not list(mp.iter_tuner_layers(ms_model))
     np.testing.assert_array_equal(run_ms(ms_model, x), base_out)
 
-    torch_model, ms_model = _inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS + ["proj_out"]))
+    torch_model, ms_model = inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS + ["proj_out"]))
     for _, module in torch_lora_layers(torch_model):
         module.merge()
     mp.merge_and_unload(ms_model, safe_merge=True)
@@ -303,7 +285,7 @@ def test_unload_and_merge_and_unload():
     assert_close(run_ms(ms_model, x), run_torch(torch_model, x), TOL, "merge_and_unload")
 
     # disabled adapters: PEFT's merge ignores the flag, so merge_and_unload bakes the LoRA in all the same
-    torch_model, ms_model = _inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS + ["proj_out"]))
+    torch_model, ms_model = inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS + ["proj_out"]))
     lora_out = run_ms(ms_model, x)
     mp.disable_adapter_layers(ms_model)
     for name, module in torch_lora_layers(torch_model):
@@ -318,7 +300,7 @@ def test_unload_and_merge_and_unload():
 
 
 def test_safe_merge_nan_raises_and_changes_nothing():
-    torch_model, ms_model = _inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS))
+    torch_model, ms_model = inject_both(dict(r=4, lora_alpha=8, target_modules=ALL_TARGETS))
     bad = ms_model.blocks[1].ff.linear_1.lora_B["default_0"].weight
     values = bad.asnumpy().copy()
     values[3, 1] = np.nan
